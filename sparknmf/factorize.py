@@ -1,0 +1,224 @@
+"""The one alternating loop, shared by every update rule and backend.
+
+A *backend* holds V and runs half-steps; two exist:
+:class:`~sparknmf.local.LocalMatrix` (one block, numpy/scipy on the driver)
+and :class:`~sparknmf.matrix.BlockMatrix` (a p×q grid of blocks on Spark).
+Both expose::
+
+    shape                       (n, m)
+    stats                       dict with nnz, sum, sumsq, max
+    half_step(side, rule, params, X, Y, gram_y, update=True)
+                                -> (X_new, gram(X_new), data term at (X, Y))
+    multiply(side, Y)           V @ Y (side "W") or Vᵀ @ Y (side "H")
+    describe(text)              context manager naming the Spark jobs
+
+Each iteration first updates H given W, then W given H.  The H half-step
+also yields the objective of the incoming state from the pieces it computes
+anyway (Grams, cross products, data term), so the objective history costs
+no extra pass over V.  The loop stops at ``max_iter`` iterations, when the
+relative decrease of the objective falls below ``tol``, or after
+``time_limit`` seconds, and always returns a state whose objective is known.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import seeding
+from .errors import ConvergenceWarning, ModelFitError
+from .kernels.updates import UPDATE_RULES, RuleParams
+
+__all__ = ["FitResult", "factorize", "initial_factors"]
+
+logger = logging.getLogger("sparknmf")
+
+
+@dataclass
+class FitResult:
+    """Outcome of one factorisation ``V (n×m) ≈ W (n×k) · H (k×m)``.
+
+    Attributes
+    ----------
+    W : ndarray of shape (n, k)
+    H : ndarray of shape (k, m)
+    objective : float
+        Loss of the returned factors (see :mod:`sparknmf.kernels.updates`).
+    history : list of float
+        Objective of the initial factors, then after each iteration.
+    n_iter : int
+        Iterations performed.
+    converged : bool
+        True when the relative decrease fell below ``tol``.
+    stop_reason : {"tol", "max_iter", "time_limit"}
+    elapsed : float
+        Seconds spent in the loop.
+    algorithm, seed, init : the settings that produced this fit.
+    """
+
+    W: np.ndarray
+    H: np.ndarray
+    objective: float
+    history: list = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+    stop_reason: str = "max_iter"
+    elapsed: float = 0.0
+    algorithm: str = "bpp"
+    seed: int = 0
+    init: str = "random"
+
+
+def _resolve_params(backend, eta: float, beta: float) -> RuleParams:
+    return RuleParams(eta=backend.stats["max"] if eta < 0 else float(eta), beta=float(beta))
+
+
+def _check_custom(A, shape, whom):
+    A = np.asarray(A, dtype=np.float64)
+    if A.shape != shape:
+        raise ValueError(f"{whom} must have shape {shape}, got {A.shape}")
+    if not np.isfinite(A).all() or (A < 0).any():
+        raise ValueError(f"{whom} must be finite and non-negative")
+    return A
+
+
+def initial_factors(backend, k: int, init: str, seed: int, W0=None, H0=None):
+    """Starting W (n×k) and Hᵀ (m×k) for ``init`` (see :mod:`sparknmf.seeding`)."""
+    n, m = backend.shape
+    mean = backend.stats["sum"] / (n * m)
+    if init == "custom":
+        if W0 is None or H0 is None:
+            raise ValueError("init='custom' needs both W0 (n×k) and H0 (k×m)")
+        return _check_custom(W0, (n, k), "W0"), _check_custom(H0, (k, m), "H0").T.copy()
+    if W0 is not None or H0 is not None:
+        warnings.warn(f"W0/H0 are ignored unless init='custom' (init={init!r})", UserWarning, stacklevel=3)
+    if init == "random":
+        return seeding.random_factors(n, m, k, seed, mean)
+    if init in ("nndsvd", "nndsvda", "nndsvdar"):
+        with backend.describe("sparknmf: randomized SVD for NNDSVD"):
+            U, S, Vt = seeding.randomized_svd(backend.multiply, (n, m), k, seed)
+        return seeding.nndsvd_factors(U, S, Vt, init, mean, seed)
+    raise ValueError(f"init must be one of {seeding.INITS}, got {init!r}")
+
+
+def _relative_decrease(previous: float, current: float) -> float:
+    return abs(previous - current) / max(abs(previous), np.finfo(float).tiny)
+
+
+def _fit_error(iteration: int, what: str) -> ModelFitError:
+    return ModelFitError(
+        f"NaN or infinite {what} encountered at iteration {iteration}. "
+        "Try a smaller k, a stronger regularization (eta/beta for snmf), "
+        "algorithm='bpp', or rescaling V."
+    )
+
+
+def factorize(
+    backend,
+    k: int,
+    *,
+    algorithm: str = "bpp",
+    init: str = "random",
+    seed: int = 0,
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    time_limit: float | None = None,
+    eta: float = -1.0,
+    beta: float = 0.01,
+    W0=None,
+    H0=None,
+    dtype=np.float64,
+    callback=None,
+) -> FitResult:
+    """Factorise the backend's V (n×m) into W (n×k) · H (k×m) with one update rule.
+
+    Parameters
+    ----------
+    backend : LocalMatrix or BlockMatrix
+    k : int
+        Rank.
+    algorithm : str
+        A key of :data:`sparknmf.kernels.updates.UPDATE_RULES`.
+    init, seed, W0, H0 :
+        Starting point (:func:`initial_factors`).
+    max_iter, tol, time_limit :
+        Stopping rule (module docstring).
+    eta, beta : float
+        SNMF parameters; ``eta < 0`` means ``max(V)`` as in R's NMF.
+    dtype : float32 or float64
+        Precision of the factors and of the kernels.
+    callback : callable, optional
+        ``callback(iteration, elapsed, objective)`` after each objective.
+
+    Returns
+    -------
+    FitResult
+    """
+    try:
+        rule = UPDATE_RULES[algorithm]
+    except KeyError:
+        raise ValueError(f"algorithm must be one of {sorted(UPDATE_RULES)}, got {algorithm!r}") from None
+    params = _resolve_params(backend, eta, beta)
+    stat = rule.statistic
+    v_stat = backend.stats["sumsq"] if stat.name == "frobenius" else backend.stats["sum"]
+    W, Ht = initial_factors(backend, k, init, seed, W0, H0)
+    if rule.positive:
+        W, Ht = np.maximum(W, params.eps), np.maximum(Ht, params.eps)
+    W, Ht = W.astype(dtype), Ht.astype(dtype)
+    gram_w, gram_h = stat.gram(W), stat.gram(Ht)
+
+    history: list[float] = []
+    start = time.perf_counter()
+    iteration = 0
+    stop_reason = "max_iter"
+    while True:
+        update = iteration < max_iter
+        with backend.describe(f"sparknmf: iter {iteration + 1}, update H"):
+            Ht_new, gram_h_new, data = backend.half_step("H", rule, params, Ht, W, gram_w, update=update)
+        objective = stat.objective(data, v_stat, gram_h, gram_w) + rule.penalty(gram_w, gram_h, params)
+        if not np.isfinite(objective):
+            raise _fit_error(iteration, "objective")
+        history.append(objective)
+        elapsed = time.perf_counter() - start
+        logger.info("iteration %d objective %.10g elapsed %.3fs", iteration, objective, elapsed)
+        if callback is not None:
+            callback(iteration, elapsed, objective)
+        if iteration >= 1 and _relative_decrease(history[-2], objective) < tol:
+            stop_reason = "tol"
+            break
+        if not update:
+            break
+        if time_limit is not None and elapsed >= time_limit:
+            stop_reason = "time_limit"
+            break
+        Ht, gram_h = Ht_new, gram_h_new
+        with backend.describe(f"sparknmf: iter {iteration + 1}, update W"):
+            W, gram_w, _ = backend.half_step("W", rule, params, W, Ht, gram_h)
+        iteration += 1
+
+    if not (np.isfinite(W).all() and np.isfinite(Ht).all()):
+        raise _fit_error(iteration, "factors")
+    if stop_reason == "max_iter" and tol > 0:
+        warnings.warn(
+            f"NMF stopped at maxIter={max_iter} before the relative decrease reached tol={tol}; "
+            "increase maxIter or tol",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return FitResult(
+        W=np.asarray(W),
+        H=np.ascontiguousarray(np.asarray(Ht).T),
+        objective=history[-1],
+        history=history,
+        n_iter=iteration,
+        converged=stop_reason == "tol",
+        stop_reason=stop_reason,
+        elapsed=time.perf_counter() - start,
+        algorithm=algorithm,
+        seed=seed,
+        init=init,
+    )

@@ -1,0 +1,182 @@
+"""NMF update rules: one function per algorithm, one keyword-only signature.
+
+Every rule updates the rows of a factor X (n_b×k) given
+
+* ``gram`` -- the other factor's contribution to the normal equations
+  (``YᵀY``, k×k, for the least-squares rules; ``1ᵀY``, k, for ``brunet``),
+* ``cross`` -- the cross product for these rows (n_b×k): ``V Y`` for the
+  least-squares rules, ``(V ⊘ XYᵀ) Y`` for ``brunet``,
+* ``X`` -- the current rows (warm start, or the multiplicative base),
+* ``side`` -- ``"W"`` or ``"H"``: which factor of ``V ≈ W H`` is updated
+  (X is W, or Hᵀ; see :mod:`sparknmf.kernels.objective`),
+* ``params`` -- :class:`RuleParams`.
+
+Rules are written once for "update W given H"; H is the transposed problem.
+
+Objectives (V n×m, W n×k, H k×m):
+
+* ``bpp``, ``hals``, ``lee``: ½‖V − WH‖²_F.
+* ``brunet``: D(V‖WH) = Σ v log(v/(WH)) − v + WH (generalised KL).
+* ``snmf/r``: ½(‖V − WH‖² + η²‖W‖²_F + β Σ_j ‖H_{·j}‖₁²), sparse H.
+* ``snmf/l``: ½(‖V − WH‖² + β Σ_i ‖W_{i·}‖₁² + η²‖H‖²_F), sparse W.
+
+References
+----------
+J. Kim and H. Park (2011), SIAM J. Sci. Comput. 33(6). https://doi.org/10.1137/110821172
+A. Cichocki and A.-H. Phan (2009), IEICE Trans. E92-A(3), 708-721 (HALS).
+https://doi.org/10.1587/transfun.E92.A.708
+D. D. Lee and H. S. Seung (2001), NIPS 13, 556-562 (multiplicative updates).
+J.-P. Brunet et al. (2004), PNAS 101(12), 4164-4169. https://doi.org/10.1073/pnas.0308531101
+H. Kim and H. Park (2007), Bioinformatics 23(12), 1495-1502 (SNMF/R, SNMF/L).
+https://doi.org/10.1093/bioinformatics/btm134
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .nnls import nnls_bpp
+from .objective import FROBENIUS, KL, Statistic
+
+__all__ = ["UPDATE_RULES", "Rule", "RuleParams", "half_step_block", "update_block"]
+
+EPS = np.finfo(np.float64).eps
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    """Numeric parameters of the update rules.
+
+    eta : float
+        SNMF: the dense factor's L2 penalty is η²‖·‖²_F (as Kim & Park's and
+        R NMF's code apply it).  Resolved to ``max(V)`` when the user gives
+        a negative value.
+    beta : float
+        SNMF: weight of the squared L1 norms of the sparse factor.
+    eps : float
+        Floor of the multiplicative and HALS updates (avoids zero locking
+        and division by zero).
+    """
+
+    eta: float = 0.0
+    beta: float = 0.01
+    eps: float = EPS
+
+
+def _update_bpp(*, gram, cross, X, side, params):
+    """ANLS: exact NNLS for every row, ``min_X ‖X Yᵀ − V‖² s.t. X ≥ 0``."""
+    return nnls_bpp(gram, cross.T, init=X.T).T
+
+
+def _update_hals(*, gram, cross, X, side, params):
+    """One HALS sweep: each column of X is the exact minimiser with the others fixed."""
+    X = X.copy()
+    for col in range(X.shape[1]):
+        curvature = gram[col, col]
+        if curvature <= 0:
+            continue
+        step = (cross[:, col] - X @ gram[:, col]) / curvature
+        X[:, col] = np.maximum(X[:, col] + step, params.eps)
+    return X
+
+
+def _update_lee(*, gram, cross, X, side, params):
+    """Lee-Seung multiplicative update for the Frobenius loss."""
+    return np.maximum(X * cross / (X @ gram + params.eps), params.eps)
+
+
+def _update_brunet(*, gram, cross, X, side, params):
+    """Lee-Seung multiplicative update for the KL divergence (Brunet's form).
+
+    ``gram`` is ``1ᵀY`` and ``cross`` is ``(V ⊘ XYᵀ) Y``.
+    """
+    return np.maximum(X * cross / np.maximum(gram, params.eps), params.eps)
+
+
+def _snmf(sparse_side):
+    """SNMF update: ANLS on the augmented problems of Kim & Park (2007).
+
+    The sparse factor's Gram gains ``β 11ᵀ`` (squared L1 norms of its
+    columns / rows), the dense factor's gains ``η² I``.
+    """
+
+    def update(*, gram, cross, X, side, params):
+        k = gram.shape[0]
+        if side == sparse_side:
+            gram = gram + params.beta * np.ones((k, k))
+        else:
+            gram = gram + params.eta**2 * np.eye(k)
+        return _update_bpp(gram=gram, cross=cross, X=X, side=side, params=params)
+
+    return update
+
+
+def _snmf_penalty(sparse_side):
+    """½(η²‖dense‖²_F + β Σ ‖sparse column‖₁²) from the two Frobenius Grams."""
+
+    def penalty(gram_w, gram_h, params):
+        sparse, dense = (gram_h, gram_w) if sparse_side == "H" else (gram_w, gram_h)
+        return 0.5 * (params.eta**2 * float(np.trace(dense)) + params.beta * float(sparse.sum()))
+
+    return penalty
+
+
+def _no_penalty(gram_w, gram_h, params):
+    return 0.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An update rule, the statistic its pieces come from and its penalty.
+
+    ``positive`` rules (multiplicative) need strictly positive factors: the
+    loop floors their initial factors at ``eps``.
+    """
+
+    update: callable
+    statistic: Statistic
+    penalty: callable = _no_penalty
+    positive: bool = False
+
+
+UPDATE_RULES = {
+    "bpp": Rule(_update_bpp, FROBENIUS),
+    "hals": Rule(_update_hals, FROBENIUS),
+    "lee": Rule(_update_lee, FROBENIUS, positive=True),
+    "brunet": Rule(_update_brunet, KL, positive=True),
+    "snmf/r": Rule(_snmf("H"), FROBENIUS, _snmf_penalty("H")),
+    "snmf/l": Rule(_snmf("W"), FROBENIUS, _snmf_penalty("W")),
+}
+
+
+def half_step_block(rule: Rule, params: RuleParams, side: str, gram_y, V, X, Y, *, update: bool = True):
+    """One half-step on one block: the local backend, and a Spark task when q = 1.
+
+    Parameters
+    ----------
+    V : ndarray or csr_matrix of shape (n_b, n_y)
+        The data block in row orientation (``V`` for side W, ``Vᵀ`` for H).
+    X : ndarray of shape (n_b, k)
+        The rows being updated.
+    Y : ndarray of shape (n_y, k)
+        The other factor.
+    update : bool
+        ``False`` evaluates only (returns X unchanged).
+
+    Returns
+    -------
+    X_new : ndarray of shape (n_b, k)
+    gram : the statistic's Gram piece of ``X_new``
+    data : float, the block's data term at the *incoming* (X, Y)
+    """
+    cross, data = rule.statistic.cross(V, X, Y)
+    X_new, gram = update_block(rule, params, side, gram_y, cross, X, update=update)
+    return X_new, gram, data
+
+
+def update_block(rule: Rule, params: RuleParams, side: str, gram_y, cross, X, *, update: bool = True):
+    """Apply ``rule`` to rows X (n_b×k) given the summed ``cross`` (n_b×k)."""
+    X_new = rule.update(gram=gram_y, cross=cross, X=X, side=side, params=params) if update else X
+    return X_new, rule.statistic.gram(X_new)

@@ -1,0 +1,61 @@
+"""The local backend: V on the driver as one block, the kernels run directly.
+
+This is the backend for numpy / scipy input and the oracle that the Spark
+backend (:class:`~sparknmf.matrix.BlockMatrix`) is tested against: a Spark
+fit on a 1×1 grid runs exactly these calls inside one task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import scipy.sparse as sp
+
+from .kernels.updates import half_step_block
+
+__all__ = ["LocalMatrix", "matrix_stats"]
+
+
+def matrix_stats(V) -> dict:
+    """nnz, sum, sum of squares and max of a validated ndarray or CSR matrix."""
+    vals = V.data if sp.issparse(V) else np.asarray(V).ravel()
+    vals = vals.astype(np.float64, copy=False)
+    return {
+        "nnz": int(np.count_nonzero(vals)),
+        "sum": float(vals.sum()),
+        "sumsq": float(np.dot(vals, vals)),
+        "max": float(vals.max()) if vals.size else 0.0,
+    }
+
+
+class LocalMatrix:
+    """V (n×m) held as one ndarray or CSR block.
+
+    Parameters
+    ----------
+    V : ndarray or csr_matrix of shape (n, m)
+        Already validated (:func:`sparknmf.validation.as_matrix`).
+    """
+
+    def __init__(self, V):
+        self.V = V
+        # Vᵀ in CSR once, so the H half-step reads rows too
+        self.Vt = V.T.tocsr() if sp.issparse(V) else np.ascontiguousarray(V.T)
+        self.shape = V.shape
+        self.stats = matrix_stats(V)
+
+    def _oriented(self, side):
+        return self.V if side == "W" else self.Vt
+
+    def half_step(self, side, rule, params, X, Y, gram_y, *, update=True):
+        """Update X (rows of W, or of Hᵀ) given Y; see :func:`half_step_block`."""
+        return half_step_block(rule, params, side, gram_y, self._oriented(side), X, Y, update=update)
+
+    def multiply(self, side, Y):
+        """``V @ Y`` (side "W") or ``Vᵀ @ Y`` (side "H")."""
+        return np.asarray(self._oriented(side) @ Y)
+
+    @contextlib.contextmanager
+    def describe(self, text):
+        yield
