@@ -29,14 +29,18 @@ import scipy.sparse as sp
 __all__ = ["FROBENIUS", "KL", "Statistic", "v_statistic"]
 
 
-def _nonzero_coords(V):
-    """Row indices, column indices and values of the non-zeros of a CSR or dense block."""
-    if sp.issparse(V):
+def _support(V):
+    """V as a sparse matrix plus the row and column index of each stored value.
+
+    The indices follow the order of ``V.data``, so a matrix with the same
+    structure and new values is ``V.copy()`` with ``data`` replaced.
+    """
+    if not sp.issparse(V):
+        V = sp.csr_matrix(V)
+    elif V.format not in ("csr", "csc"):
         V = V.tocsr()
-        rows = np.repeat(np.arange(V.shape[0]), np.diff(V.indptr))
-        return rows, V.indices, V.data
-    rows, cols = np.nonzero(V)
-    return rows, cols, V[rows, cols]
+    coo = V.tocoo(copy=False)
+    return V, coo.row, coo.col
 
 
 def _frobenius_gram(Y):
@@ -61,7 +65,8 @@ _CHUNK = 1 << 18  # non-zeros per chunk when evaluating XYᵀ on the support of 
 
 def _kl_cross(V, X, Y):
     """Cross product ``(V ⊘ XYᵀ) Y`` and ``Σ v log(v / (XYᵀ))`` over the non-zeros."""
-    rows, cols, vals = _nonzero_coords(V)
+    V, rows, cols = _support(V)
+    vals = V.data
     ratio = np.empty(vals.shape, dtype=X.dtype)
     loss = 0.0
     for start in range(0, vals.size, _CHUNK):
@@ -69,7 +74,8 @@ def _kl_cross(V, X, Y):
         approx = np.einsum("ij,ij->i", X[rows[sl]], Y[cols[sl]])
         ratio[sl] = vals[sl] / approx
         loss += float(np.dot(vals[sl], np.log(ratio[sl])))
-    Q = sp.csr_matrix((ratio, (rows, cols)), shape=V.shape)
+    Q = V.copy()
+    Q.data = ratio
     return np.asarray(Q @ Y), loss
 
 

@@ -42,7 +42,7 @@ from .objective import FROBENIUS, KL, Statistic
 
 __all__ = ["UPDATE_RULES", "Rule", "RuleParams", "half_step_block", "update_block"]
 
-EPS = np.finfo(np.float64).eps
+EPS = float(np.finfo(np.float64).eps)
 
 
 @dataclass(frozen=True)

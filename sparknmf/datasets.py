@@ -1,0 +1,181 @@
+"""Loaders: Matrix Market files, the data folder, and generated examples.
+
+Real data is read from the folder named by the environment variable
+``SPARKNMF_DATA`` (see :func:`data_dir`); nothing is downloaded.  Files are
+parsed on the driver and validated; a malformed file raises
+:class:`~sparknmf.errors.InvalidInputError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import InvalidInputError
+from .validation import as_matrix
+
+__all__ = [
+    "data_dir", "read_matrix_market", "load_associated_press", "load_iris", "planted_nmf", "block_diagonal",
+]
+
+_FIELDS = ("real", "integer", "pattern", "double")
+
+
+def data_dir(required: bool = True) -> Path | None:
+    """The folder named by ``SPARKNMF_DATA``; raises (or returns None) if unset or missing."""
+    value = os.environ.get("SPARKNMF_DATA")
+    path = Path(value) if value else None
+    if path is None or not path.is_dir():
+        if required:
+            raise FileNotFoundError(
+                "set SPARKNMF_DATA to the folder holding the real datasets "
+                f"(currently {'unset' if value is None else repr(value)})"
+            )
+        return None
+    return path
+
+
+def _read_text(path) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InvalidInputError(f"{path}: not valid UTF-8 (byte {err.start}: {raw[err.start:err.start + 1]!r})") from None
+
+
+def read_matrix_market(path, *, duplicates: str = "error"):
+    """Read a Matrix Market ``coordinate`` or ``array`` file as CSR / ndarray.
+
+    Supports ``real``, ``integer`` and ``pattern`` fields with ``general``
+    symmetry.  The declared size and entry count are checked against the
+    body, indices against the size, and the values against NMF's needs
+    (finite, non-negative, no duplicate coordinates unless
+    ``duplicates="sum"``).
+
+    Returns
+    -------
+    csr_matrix of shape (n, m) for coordinate files, ndarray for array files.
+    """
+    text = _read_text(path)
+    lines = text.splitlines()
+    if not lines or not lines[0].lower().startswith("%%matrixmarket"):
+        raise InvalidInputError(f"{path}: not a Matrix Market file (no %%MatrixMarket banner)")
+    banner = lines[0].lower().split()
+    if len(banner) != 5 or banner[1] != "matrix" or banner[2] not in ("coordinate", "array"):
+        raise InvalidInputError(f"{path}: unsupported Matrix Market banner {lines[0]!r}")
+    layout, field, symmetry = banner[2], banner[3], banner[4]
+    if field not in _FIELDS or symmetry != "general":
+        raise InvalidInputError(f"{path}: only real/integer/pattern general matrices are supported, got {field} {symmetry}")
+    body = [i for i, line in enumerate(lines[1:], 1) if line.strip() and not line.startswith("%")]
+    if not body:
+        raise InvalidInputError(f"{path}: no size line")
+    size_line = lines[body[0]].split()
+    expected = 3 if layout == "coordinate" else 2
+    try:
+        size = [int(t) for t in size_line]
+    except ValueError:
+        raise InvalidInputError(f"{path}: malformed size line {lines[body[0]]!r}") from None
+    if len(size) != expected or min(size) < 0:
+        raise InvalidInputError(f"{path}: malformed size line {lines[body[0]]!r}")
+    tokens = " ".join(lines[i] for i in body[1:]).split()
+    try:
+        numbers = np.array(tokens, dtype=np.float64)
+    except ValueError:
+        bad = next(t for t in tokens if not _is_number(t))
+        raise InvalidInputError(f"{path}: non-numeric value {bad!r}") from None
+    if layout == "array":
+        n, m = size
+        if numbers.size != n * m:
+            raise InvalidInputError(f"{path}: declares {n}x{m} = {n * m} values but has {numbers.size}")
+        return as_matrix(numbers.reshape(m, n).T, str(path))
+    n, m, nnz = size
+    width = 2 if field == "pattern" else 3
+    per_line = [len(lines[i].split()) for i in body[1:]]
+    if any(c != width for c in per_line):
+        line = body[1:][next(i for i, c in enumerate(per_line) if c != width)] + 1
+        raise InvalidInputError(f"{path}: line {line} has the wrong number of columns (expected {width})")
+    if len(per_line) != nnz:
+        raise InvalidInputError(f"{path}: declares {nnz} entries but has {len(per_line)} (truncated?)")
+    entries = numbers.reshape(nnz, width)
+    rows, cols = entries[:, 0], entries[:, 1]
+    if (rows != np.round(rows)).any() or (cols != np.round(cols)).any():
+        raise InvalidInputError(f"{path}: non-integer row or column index")
+    if nnz and (rows.min() < 1 or rows.max() > n or cols.min() < 1 or cols.max() > m):
+        raise InvalidInputError(f"{path}: an index is outside the declared size {n}x{m}")
+    values = np.ones(nnz) if field == "pattern" else entries[:, 2]
+    coo = sp.coo_matrix((values, (rows.astype(np.int64) - 1, cols.astype(np.int64) - 1)), shape=(n, m))
+    return as_matrix(coo, str(path), duplicates=duplicates)
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def load_associated_press(folder=None):
+    """AssociatedPress document-term counts: (csr 2246×10473, list of 10473 terms).
+
+    Documents are rows, terms columns.  Reads ``associated_press/`` under
+    ``folder`` (default :func:`data_dir`).
+    """
+    base = Path(folder) if folder else data_dir() / "associated_press"
+    V = read_matrix_market(base / "associated_press.mtx")
+    terms = _read_text(base / "associated_press_terms.txt").split()
+    if len(terms) != V.shape[1]:
+        raise InvalidInputError(f"{base}: {len(terms)} terms for {V.shape[1]} columns")
+    return V, terms
+
+
+def load_iris(folder=None):
+    """Fisher's iris: (ndarray 150×4 of measurements, list of 150 species names)."""
+    base = Path(folder) if folder else data_dir() / "iris"
+    lines = _read_text(base / "iris.csv").strip().splitlines()
+    rows = [line.split(",") for line in lines[1:]]
+    if any(len(r) != 5 for r in rows):
+        raise InvalidInputError(f"{base / 'iris.csv'}: expected 5 columns per row")
+    return np.array([[float(x) for x in r[:4]] for r in rows]), [r[4] for r in rows]
+
+
+def planted_nmf(n: int, m: int, k: int, *, density: float = 1.0, noise: float = 0.0, seed: int = 0):
+    """A matrix with an exact non-negative rank-k factorisation (plus optional noise).
+
+    Returns ``(V, W, H)`` with V (n×m; CSR when ``density < 1``), W (n×k),
+    H (k×m).  Sparse V keeps a random ``density`` fraction of the entries of
+    W·H (sparse W and H give a sparse exact product instead when noise is 0).
+    """
+    rng = np.random.default_rng(seed)
+    W = rng.random((n, k))
+    H = rng.random((k, m))
+    if density < 1.0:
+        W *= rng.random((n, k)) < np.sqrt(density / k) * 2
+        H *= rng.random((k, m)) < np.sqrt(density / k) * 2
+    V = W @ H
+    if noise:
+        V = V + noise * rng.random((n, m)) * (V > 0)
+    return (sp.csr_matrix(V) if density < 1.0 else V), W, H
+
+
+def block_diagonal(sizes=(10, 10, 10), features: int = 30, *, signal: float = 1.0, background: float = 0.05, seed: int = 0):
+    """A planted clustered matrix: features × samples, one block per cluster.
+
+    Samples (columns) of cluster c have high values on the features of block
+    c.  Returns ``(V, labels)`` with V (features × sum(sizes)) and the true
+    cluster of each sample (like R NMF's ``syntheticNMF``).
+    """
+    rng = np.random.default_rng(seed)
+    k = len(sizes)
+    labels = np.repeat(np.arange(k), sizes)
+    feature_blocks = np.array_split(np.arange(features), k)
+    V = background * rng.random((features, labels.size))
+    for c, rows in enumerate(feature_blocks):
+        V[np.ix_(rows, np.flatnonzero(labels == c))] += signal * (0.5 + rng.random((rows.size, sizes[c])))
+    return V, labels

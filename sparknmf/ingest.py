@@ -1,0 +1,331 @@
+"""Build a :class:`~sparknmf.matrix.BlockMatrix` from Spark DataFrames.
+
+Two input shapes are understood:
+
+* coordinates -- one row per stored entry ``(row id, column id, value)``;
+  absent entries are zeros.  Ids may be of any orderable type.
+* vectors -- one row per *sample* with a ``VectorUDT`` or ``array<number>``
+  column; each sample becomes a **column** of V (samples are columns, as in
+  R's NMF), so V is (vector size × number of samples).
+
+Ids are mapped once to dense indices in sorted order (distinct ids are
+collected on the driver, which also holds the factors).  The blocks are
+built in one grouped Arrow pass that also gathers the checks -- null ids or
+values, NaN/inf, negative entries, duplicate coordinates, vectors of the
+wrong size -- so that bad input fails with a message naming the ids before
+any factorisation starts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from . import codec
+from .errors import InvalidInputError
+from .matrix import BlockMatrix, _spread, _steps, default_grid
+
+__all__ = ["from_coordinates", "from_vectors", "distinct_ids", "check_columns"]
+
+_DENSE_FILL = 0.5  # blocks at least this full are stored dense
+_BUILD_DDL = (
+    "bi int, bj int, block binary, nnz long, sum double, sumsq double, max double, "
+    "problem string, problem_count long, problem_i long, problem_j long, problem_value double"
+)
+_BUILD_SCHEMA = pa.schema(
+    [
+        ("bi", pa.int32()), ("bj", pa.int32()), ("block", pa.binary()), ("nnz", pa.int64()),
+        ("sum", pa.float64()), ("sumsq", pa.float64()), ("max", pa.float64()),
+        ("problem", pa.string()), ("problem_count", pa.int64()), ("problem_i", pa.int64()),
+        ("problem_j", pa.int64()), ("problem_value", pa.float64()),
+    ]
+)
+
+
+def check_columns(frame, columns, whom):
+    """Raise InvalidInputError naming any of ``columns`` missing from ``frame``."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(f"{whom}: unknown column(s) {missing}; the DataFrame has {frame.columns}")
+
+
+def _check_numeric(frame, column, whom):
+    from pyspark.sql.types import NumericType
+
+    dtype = frame.schema[column].dataType
+    if not isinstance(dtype, NumericType):
+        raise InvalidInputError(f"{whom}: column {column!r} must be numeric, got {dtype.simpleString()}")
+
+
+def distinct_ids(frame, column, whom) -> pa.Array:
+    """Sorted distinct values of ``column`` (collected); null ids are an error."""
+    ids = frame.select(column).distinct().toArrow().column(0).combine_chunks()
+    if ids.null_count:
+        raise InvalidInputError(f"{whom}: column {column!r} has null ids")
+    return pc.take(ids, pc.sort_indices(ids))
+
+
+def _index_frame(spark, ids, column, index):
+    return spark.createDataFrame(pa.table({column: ids, index: pa.array(np.arange(len(ids)), pa.int64())}))
+
+
+def _payload(csr):
+    """Encode a block dense when it is mostly full, else as CSR."""
+    rows, cols = csr.shape
+    if csr.nnz >= _DENSE_FILL * rows * cols:
+        return codec.encode(csr.toarray())
+    return codec.encode(csr)
+
+
+def _block_row(bi, bj, csr, problem=None):
+    vals = csr.data
+    row = {
+        "bi": bi, "bj": bj, "block": _payload(csr), "nnz": int(csr.nnz), "sum": float(vals.sum()),
+        "sumsq": float(np.dot(vals, vals)), "max": float(vals.max()) if vals.size else 0.0,
+        "problem": None, "problem_count": 0, "problem_i": -1, "problem_j": -1, "problem_value": 0.0,
+    }
+    if problem is not None:
+        row.update(problem)
+    return row
+
+
+def _first_problem(rows, cols, vals, dup_policy):
+    """The first data problem among coordinates (global indices), or None."""
+    checks = [("null or NaN/inf value", ~np.isfinite(vals)), ("negative value", vals < 0)]
+    for name, mask in checks:
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            return {"problem": name, "problem_count": int(mask.sum()), "problem_i": int(rows[i]),
+                    "problem_j": int(cols[i]), "problem_value": float(vals[i])}
+    if dup_policy == "error" and rows.size:
+        key = rows.astype(np.int64) * (int(cols.max()) + 1) + cols
+        order = np.argsort(key, kind="stable")
+        dup = np.flatnonzero(np.diff(key[order]) == 0)
+        if dup.size:
+            i = int(order[dup[0]])
+            return {"problem": "duplicate coordinate", "problem_count": int(dup.size),
+                    "problem_i": int(rows[i]), "problem_j": int(cols[i]), "problem_value": float(vals[i])}
+    return None
+
+
+def _coordinate_builder(value_col, shape, steps, duplicates):
+    n, m = shape
+    row_step, col_step = steps
+
+    def build(table):
+        bi, bj = table.column("bi")[0].as_py(), table.column("bj")[0].as_py()
+        rows = table.column("_i").to_numpy()
+        cols = table.column("_j").to_numpy()
+        vals = pc.cast(table.column(value_col), pa.float64()).to_numpy(zero_copy_only=False)  # null -> NaN
+        problem = _first_problem(rows, cols, vals, duplicates)
+        shape_b = (min(row_step, n - bi * row_step), min(col_step, m - bj * col_step))
+        if problem is not None:
+            csr = sp.csr_matrix(shape_b)
+        else:
+            csr = sp.csr_matrix((vals, (rows - bi * row_step, cols - bj * col_step)), shape=shape_b)
+            csr.sum_duplicates()
+            csr.eliminate_zeros()
+        return pa.Table.from_pylist([_block_row(bi, bj, csr, problem)], schema=_BUILD_SCHEMA)
+
+    return build
+
+
+def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_position):
+    """Collect the build statistics, raise on the first problem, fill empty blocks."""
+    built = built.cache()
+    try:
+        stats = built.drop("block").toArrow().to_pylist()
+        problems = [s for s in stats if s["problem"]]
+        if problems:
+            s = problems[0]
+            count = sum(p["problem_count"] for p in problems if p["problem"] == s["problem"])
+            where = describe_position(s["problem_i"], s["problem_j"])
+            raise InvalidInputError(
+                f"{whom} has {count} entries with a {s['problem']}, e.g. {s['problem_value']} at {where}"
+            )
+        present = {(s["bi"], s["bj"]) for s in stats}
+        n, m = shape
+        p, q = -(-n // steps[0]), -(-m // steps[1])
+        missing = [(i, j) for i in range(p) for j in range(q) if (i, j) not in present]
+        blocks = built.select("bi", "bj", "block")
+        if missing:
+            empty = [
+                (i, j, codec.encode(sp.csr_matrix((min(steps[0], n - i * steps[0]), min(steps[1], m - j * steps[1])))))
+                for i, j in missing
+            ]
+            table = pa.table({"bi": pa.array([e[0] for e in empty], pa.int32()),
+                              "bj": pa.array([e[1] for e in empty], pa.int32()),
+                              "block": [e[2] for e in empty]})
+            blocks = blocks.unionByName(spark.createDataFrame(table))
+        blocks = _spread(blocks, p * q)
+    finally:
+        built.unpersist()
+    totals = {
+        "nnz": int(sum(s["nnz"] for s in stats)),
+        "sum": float(sum(s["sum"] for s in stats)),
+        "sumsq": float(sum(s["sumsq"] for s in stats)),
+        "max": float(max(s["max"] for s in stats)),
+    }
+    return BlockMatrix(spark, blocks, shape, grid, totals, row_ids, col_ids)
+
+
+def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, grid=None,
+                     duplicates="error", whom="NMF (input V)"):
+    """V from a DataFrame of coordinates ``(row id, column id, value)``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+    row_col, col_col, value_col : str
+        Column names.  Ids may be of any orderable type.
+    grid : (p, q), optional
+        Block grid; default :func:`~sparknmf.matrix.default_grid`.
+    duplicates : {"error", "sum"}
+        Repeated (row, column) pairs raise, or are added when asked.
+
+    Returns
+    -------
+    BlockMatrix of shape (distinct row ids, distinct column ids)
+    """
+    from pyspark.sql import functions as F
+
+    check_columns(frame, [row_col, col_col, value_col], whom)
+    _check_numeric(frame, value_col, whom)
+    spark = frame.sparkSession
+    row_ids = distinct_ids(frame, row_col, whom)
+    col_ids = distinct_ids(frame, col_col, whom)
+    shape = (len(row_ids), len(col_ids))
+    if 0 in shape:
+        raise InvalidInputError(f"{whom} is empty (no coordinates)")
+    grid = grid or default_grid(spark, shape, shape[0] * shape[1] // 10)
+    steps = _steps(shape, grid)
+    mapped = (
+        frame.select(row_col, col_col, value_col)
+        .join(F.broadcast(_index_frame(spark, row_ids, row_col, "_i")), row_col)
+        .join(F.broadcast(_index_frame(spark, col_ids, col_col, "_j")), col_col)
+        .withColumn("bi", (F.col("_i") / steps[0]).cast("int"))
+        .withColumn("bj", (F.col("_j") / steps[1]).cast("int"))
+    )
+    built = mapped.groupBy("bi", "bj").applyInArrow(
+        _coordinate_builder(value_col, shape, steps, duplicates), _BUILD_DDL
+    )
+
+    def position(i, j):
+        return f"({row_col}={row_ids[i].as_py()!r}, {col_col}={col_ids[j].as_py()!r})"
+
+    return _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, position)
+
+
+def _vectors_to_csr(column: pa.Array, size: int):
+    """Samples (Arrow vectors or arrays) as a CSR matrix (samples × size), plus bad sizes."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_struct(column.type):  # pyspark.ml VectorUDT
+        values = column.field("values")
+        kinds = column.field("type").to_numpy(zero_copy_only=False)
+        sizes = np.where(kinds == 1, pc.list_value_length(values).to_numpy(zero_copy_only=False),
+                         column.field("size").to_numpy(zero_copy_only=False))
+        indices = column.field("indices")
+    else:
+        values, indices = column, None
+        sizes = pc.list_value_length(values).to_numpy(zero_copy_only=False)
+    nulls = column.is_null().to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    data = pc.cast(values.flatten(), pa.float64()).to_numpy(zero_copy_only=False)
+    starts = np.concatenate(([0], np.cumsum(lengths)))
+    positions = np.arange(starts[-1]) - np.repeat(starts[:-1], lengths)
+    if indices is not None:
+        sparse_rows = np.repeat(kinds == 0, lengths)
+        positions[sparse_rows] = indices.flatten().to_numpy(zero_copy_only=False)
+    csr = sp.csr_matrix((data, positions, starts), shape=(len(column), size)) if (sizes == size).all() else None
+    return csr, sizes, nulls
+
+
+def _vector_builder(features_col, shape, steps):
+    n, m = shape
+    row_step, col_step = steps
+
+    def build(table):
+        bj = table.column("bj")[0].as_py()
+        order = np.argsort(table.column("_j").to_numpy())
+        table = table.take(order)
+        cols = table.column("_j").to_numpy()
+        csr, sizes, nulls = _vectors_to_csr(table.column(features_col), n)
+        out = []
+        if nulls.any() or csr is None:
+            bad = int(np.flatnonzero(nulls | (sizes != n))[0])
+            problem = {"problem": "null vector" if nulls[bad] else f"vector size other than {n}",
+                       "problem_count": int((nulls | (sizes != n)).sum()), "problem_i": -1,
+                       "problem_j": int(cols[bad]), "problem_value": float(sizes[bad] or 0)}
+            return pa.Table.from_pylist([_block_row(0, bj, sp.csr_matrix((1, 1)), problem)], schema=_BUILD_SCHEMA)
+        coo = csr.tocoo()
+        problem = _first_problem(coo.col, cols[coo.row], coo.data, "sum")
+        band = csr.T.tocsr()  # features × samples of this band
+        band.eliminate_zeros()
+        for bi, start in enumerate(range(0, n, row_step)):
+            block = band[start : start + row_step] if problem is None else sp.csr_matrix((1, 1))
+            out.append(_block_row(bi, bj, block, problem))
+            if problem is not None:
+                break
+        return pa.Table.from_pylist(out, schema=_BUILD_SCHEMA)
+
+    return build
+
+
+def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom="NMF (input V)"):
+    """V from one sample per row: each vector is a column of V (n features × m samples).
+
+    Parameters
+    ----------
+    frame : DataFrame
+    features_col : str
+        ``VectorUDT`` or ``array<number>`` column; all vectors have one size n.
+    id_col : str, optional
+        Sample ids (any orderable type, unique).  Without it, samples are
+        numbered with ``monotonically_increasing_id`` on a cached copy of
+        ``frame``, and those numbers are the ids kept in the model.
+
+    Returns
+    -------
+    BlockMatrix of shape (n, number of samples); ``col_ids`` are the sample ids.
+    """
+    from pyspark.sql import functions as F
+
+    check_columns(frame, [features_col] + ([id_col] if id_col else []), whom)
+    spark = frame.sparkSession
+    cached = None
+    if not id_col:
+        id_col = "id"
+        cached = frame.withColumn(id_col, F.monotonically_increasing_id()).cache()
+        frame = cached
+    try:
+        first = frame.select(features_col).first()
+        if first is None:
+            raise InvalidInputError(f"{whom} is empty (no samples)")
+        sample = first[0]
+        n = int(sample.size) if hasattr(sample, "size") else len(sample)
+        col_ids = distinct_ids(frame, id_col, whom)
+        count = frame.count()
+        if count != len(col_ids):
+            raise InvalidInputError(f"{whom}: column {id_col!r} has {count - len(col_ids)} duplicate ids")
+        shape = (n, len(col_ids))
+        if n == 0:
+            raise InvalidInputError(f"{whom} has vectors of size 0")
+        grid = grid or default_grid(spark, shape, shape[0] * shape[1] // 10)
+        steps = _steps(shape, grid)
+        mapped = (
+            frame.select(id_col, features_col)
+            .join(F.broadcast(_index_frame(spark, col_ids, id_col, "_j")), id_col)
+            .withColumn("bj", (F.col("_j") / steps[1]).cast("int"))
+        )
+        built = mapped.groupBy("bj").applyInArrow(_vector_builder(features_col, shape, steps), _BUILD_DDL)
+
+        def position(i, j):
+            feature = "" if i < 0 else f"feature {i}, "
+            return f"({feature}{id_col}={col_ids[j].as_py()!r})"
+
+        return _finish(spark, built, shape, grid, steps, None, col_ids, whom, position)
+    finally:
+        if cached is not None:
+            cached.unpersist()

@@ -1,0 +1,330 @@
+"""V as a block-partitioned matrix on Spark, and the Spark half-step.
+
+Layout
+------
+V (n×m) is cut into a p×q grid of blocks.  Block rows have ``row_step =
+ceil(n/p)`` rows and block columns ``col_step = ceil(m/q)`` columns, so row
+``r`` lives in block row ``r // row_step`` at local index ``r % row_step``.
+Each block is one DataFrame row ``(bi int, bj int, block binary)``; the
+payload is a dense ndarray or a CSR matrix (:mod:`sparknmf.codec`).
+
+A 4×5 matrix on a 2×2 grid (row_step 2, col_step 3)::
+
+        col 0 1 2 | 3 4
+    row 0   1 . . | . 2          blocks.collect() ->
+    row 1   . 3 . | . .            Row(bi=0, bj=0, block=<CSR 2×3: 1 at (0,0), 3 at (1,1)>)
+        ----------+----            Row(bi=0, bj=1, block=<CSR 2×2: 2 at (0,1)>)
+    row 2   . . 4 | . .            Row(bi=1, bj=0, block=<CSR 2×3: 4 at (0,2)>)
+    row 3   . . . | 5 .            Row(bi=1, bj=1, block=<CSR 2×2: 5 at (1,0)>)
+
+User ids (any type) are mapped once to dense indices 0..n-1 in sorted order;
+``row_ids[r]`` / ``col_ids[c]`` give them back and are saved with a model.
+
+Half-steps
+----------
+To update the rows of X (W, or Hᵀ) given Y, every block V_ij meets X_i and
+Y_j.  The factors are small next to V (n×k and m×k) and live on the driver
+between half-steps, so they are shipped as broadcast DataFrames and joined to
+the cached blocks: V never moves.  With q = 1 (one block column, the
+row-partitioned layout) a single task holds everything row block i needs and
+runs the whole update (:func:`~sparknmf.kernels.updates.half_step_block`).
+With q > 1 each task computes its cross-product piece, the pieces are summed
+by block row key (one shuffle of n×k numbers), and the update runs after the
+sum: the 2-D layout of MPI-FAUN (Kannan, Ballard & Park 2016).  Grams (k×k)
+and data terms come back to the driver with the new factor blocks, so each
+half-step is one Spark job and the plan never grows across iterations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from . import codec
+from .kernels.updates import half_step_block, update_block
+from .session import describe_jobs, parallelism
+
+__all__ = ["BlockMatrix", "default_grid"]
+
+_TARGET_BLOCK_NNZ = 1 << 22  # ~4M stored values per block keeps tasks well under 100 MB
+BLOCK_SCHEMA = "bi int, bj int, block binary"
+_STEP_SCHEMA = pa.schema([("key", pa.int32()), ("x", pa.binary()), ("gram", pa.binary()), ("data", pa.float64())])
+_PIECE_SCHEMA = pa.schema(
+    [("key", pa.int32()), ("x", pa.binary()), ("cross", pa.binary()), ("data", pa.float64())]
+)
+_STEP_DDL = "key int, x binary, gram binary, data double"
+_PIECE_DDL = "key int, x binary, cross binary, data double"
+
+
+def default_grid(spark, shape, nnz: int) -> tuple[int, int]:
+    """Automatic p×q: at least one block per core, blocks of at most ~4M values.
+
+    The row-partitioned layout (q = 1) is used unless V is wider than tall,
+    in which case the grid is transposed (p = 1); only very large matrices
+    would need both, and then the longer side is split first.
+    """
+    n, m = shape
+    blocks = max(parallelism(spark), math.ceil(nnz / _TARGET_BLOCK_NNZ))
+    if n >= m:
+        return min(blocks, n), 1
+    return 1, min(blocks, m)
+
+
+def _steps(shape, grid):
+    n, m = shape
+    p, q = grid
+    if p < 1 or q < 1:
+        raise ValueError(f"grid must be positive, got {grid}")
+    row_step, col_step = math.ceil(n / min(p, n)), math.ceil(m / min(q, m))
+    return row_step, col_step
+
+
+def split_rows(X, step):
+    """Row blocks of X with ``step`` rows each (the last may be shorter)."""
+    return [X[s : s + step] for s in range(0, X.shape[0], step)]
+
+
+class BlockMatrix:
+    """V (n×m) as a p×q grid of blocks in a cached DataFrame (see module docstring).
+
+    Build it with :meth:`from_array`, :meth:`from_coordinates` or
+    :meth:`from_vectors`; the constructor only checks the invariants.
+
+    Attributes
+    ----------
+    spark : SparkSession
+    blocks : DataFrame with columns ``bi int, bj int, block binary``
+    shape : (n, m)
+    grid : (p, q)
+    row_step, col_step : int
+    stats : dict with ``nnz``, ``sum``, ``sumsq``, ``max``
+    row_ids, col_ids : pyarrow Array or None
+        User ids of the rows / columns in index order (None: the indices).
+    """
+
+    broadcast_bytes = 64 << 20  # factors up to this size travel in the task closure
+
+    def __init__(self, spark, blocks, shape, grid, stats, row_ids=None, col_ids=None):
+        n, m = shape
+        if n < 1 or m < 1:
+            raise ValueError(f"shape must be positive, got {shape}")
+        self.row_step, self.col_step = _steps(shape, grid)
+        self.grid = (math.ceil(n / self.row_step), math.ceil(m / self.col_step))
+        for ids, size, what in ((row_ids, n, "row_ids"), (col_ids, m, "col_ids")):
+            if ids is not None and len(ids) != size:
+                raise ValueError(f"{what} has {len(ids)} entries for {size} indices")
+        self.spark = spark
+        self.blocks = blocks
+        self.shape = (int(n), int(m))
+        self.stats = stats
+        self.row_ids = row_ids
+        self.col_ids = col_ids
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def from_array(cls, spark, V, grid=None, row_ids=None, col_ids=None):
+        """Distribute a validated ndarray or CSR matrix (n×m) from the driver."""
+        from .local import matrix_stats
+
+        stats = matrix_stats(V)
+        grid = grid or default_grid(spark, V.shape, stats["nnz"])
+        row_step, col_step = _steps(V.shape, grid)
+        V = V.tocsr() if sp.issparse(V) else V
+        keys_i, keys_j, payloads = [], [], []
+        for bi, rows in enumerate(range(0, V.shape[0], row_step)):
+            band = V[rows : rows + row_step]
+            if sp.issparse(band):
+                band = band.tocsc()
+            for bj, cols in enumerate(range(0, V.shape[1], col_step)):
+                block = band[:, cols : cols + col_step]
+                keys_i.append(bi)
+                keys_j.append(bj)
+                payloads.append(codec.encode(block.tocsr() if sp.issparse(block) else block))
+        table = pa.table(
+            {"bi": pa.array(keys_i, pa.int32()), "bj": pa.array(keys_j, pa.int32()), "block": payloads}
+        )
+        blocks = _spread(spark.createDataFrame(table), len(payloads))
+        return cls(spark, blocks, V.shape, grid, stats, row_ids, col_ids)
+
+    # ------------------------------------------------------------------ lifecycle
+    def unpersist(self):
+        """Release the cached blocks."""
+        self.blocks.unpersist()
+
+    def describe(self, text):
+        """Context manager naming the Spark jobs of a half-step."""
+        return describe_jobs(self.spark, text)
+
+    def __repr__(self):
+        return f"BlockMatrix(shape={self.shape}, grid={self.grid}, nnz={self.stats['nnz']})"
+
+    # ------------------------------------------------------------------ half-steps
+    def _orient(self, side):
+        """(key column, other column, step of X's blocks, step of Y's blocks, fused?)."""
+        if side == "W":
+            return "bi", "bj", self.row_step, self.col_step, self.grid[1] == 1
+        return "bj", "bi", self.col_step, self.row_step, self.grid[0] == 1
+
+    def _route(self, side, X, Y):
+        """The blocks, plus how each task finds its X_i and Y_j.
+
+        Factors up to ``broadcast_bytes`` travel in the task closure (Spark
+        broadcasts large closures once per executor); larger ones are joined
+        to the blocks by key as broadcast DataFrames.  Returns
+        ``(frame, xs, ys)`` where ``xs``/``ys`` are lists of block payloads
+        indexed by block key, or None when the frame carries an ``x``/``y``
+        column instead.
+        """
+        from pyspark.sql import functions as F
+
+        key, other, x_step, y_step, _ = self._orient(side)
+        xs = None if X is None else [codec.encode(b) for b in split_rows(X, x_step)]
+        ys = [codec.encode(b) for b in split_rows(Y, y_step)]
+        frame = self.blocks.withColumnRenamed(key, "key")
+        size = sum(map(len, ys)) + (sum(map(len, xs)) if xs else 0)
+        if size <= self.broadcast_bytes:
+            return frame, xs, ys
+        for payloads, on, column in ((ys, other, "y"), (xs, "key", "x")):
+            if payloads is not None:
+                table = pa.table({on: pa.array(range(len(payloads)), pa.int32()), column: payloads})
+                frame = frame.join(F.broadcast(self.spark.createDataFrame(table)), on)
+        return frame, None, None
+
+    def half_step(self, side, rule, params, X, Y, gram_y, *, update=True):
+        """Update the rows of X given Y on Spark; same contract as the local backend.
+
+        Returns ``(X_new, gram(X_new), data)`` with X_new assembled on the driver.
+        """
+        _, other, _, _, fused = self._orient(side)
+        frame, xs, ys = self._route(side, X, Y)
+        if fused:
+            result = frame.mapInArrow(_fused_task(rule, params, side, gram_y, update, xs, ys), _STEP_DDL)
+        else:
+            pieces = frame.mapInArrow(_piece_task(rule, side, other, xs, ys), _PIECE_DDL)
+            finish = _finish_task(rule, params, side, gram_y, update)
+            result = pieces.groupBy("key").applyInArrow(finish, _STEP_DDL)
+        table = result.toArrow().sort_by("key")
+        blocks = [codec.decode(x) for x in table.column("x").to_pylist()]
+        grams = [codec.decode(g) for g in table.column("gram").to_pylist()]
+        gram = np.sum(grams, axis=0)
+        gram = gram.ravel() if rule.statistic.name == "kl" else gram
+        data = float(np.sum(table.column("data").to_numpy()))
+        return np.vstack(blocks), gram, data
+
+    def multiply(self, side, Y):
+        """``V @ Y`` (side "W", Y m×l) or ``Vᵀ @ Y`` (side "H", Y n×l), assembled on the driver."""
+        _, other, _, _, _ = self._orient(side)
+        frame, _, ys = self._route(side, None, Y)
+        table = frame.mapInArrow(_product_task(side, other, ys), _PIECE_DDL).toArrow()
+        rows = self.shape[0] if side == "W" else self.shape[1]
+        step = self.row_step if side == "W" else self.col_step
+        out = np.zeros((rows, Y.shape[1]))
+        for k, payload in zip(table.column("key").to_pylist(), table.column("cross").to_pylist()):
+            piece = codec.decode(payload)
+            out[k * step : k * step + piece.shape[0]] += piece
+        return out
+
+
+def _spread(frame, count):
+    """One block per partition (range-partitioned on a block ordinal), cached."""
+    from pyspark.sql import functions as F
+
+    ordinal = F.col("bi") * F.lit(1 << 20) + F.col("bj")
+    spread = frame.repartitionByRange(max(1, count), ordinal).cache()
+    spread.count()
+    return spread
+
+
+def _oriented_block(payload, side):
+    V = codec.decode(payload)
+    return V if side == "W" else V.T
+
+
+def _rows(batch, other, xs, ys):
+    """Per block in an Arrow batch: (key, other key, block, X_i payload, Y_j payload)."""
+    cols = batch.to_pydict()
+    keys, others = cols["key"], cols[other]
+    x_col = cols["x"] if xs is None and "x" in cols else [xs[k] if xs else None for k in keys]
+    y_col = cols["y"] if ys is None else [ys[o] for o in others]
+    return zip(keys, others, cols["block"], x_col, y_col)
+
+
+def _fused_task(rule, params, side, gram_y, update, xs, ys):
+    """mapInArrow body when each task sees a whole block row: the full update."""
+    other = "bj" if side == "W" else "bi"
+
+    def run(batches):
+        for batch in batches:
+            out = {"key": [], "x": [], "gram": [], "data": []}
+            for key, _, block, x, y in _rows(batch, other, xs, ys):
+                X_new, gram, data = half_step_block(
+                    rule, params, side, gram_y, _oriented_block(block, side), codec.decode(x), codec.decode(y),
+                    update=update,
+                )
+                out["key"].append(key)
+                out["x"].append(codec.encode(X_new))
+                out["gram"].append(codec.encode(np.atleast_2d(gram)))
+                out["data"].append(data)
+            yield pa.RecordBatch.from_pydict(out, schema=_STEP_SCHEMA)
+
+    return run
+
+
+def _piece_task(rule, side, other, xs, ys):
+    """mapInArrow body for q > 1: one cross-product piece per block.
+
+    The current rows X_i ride along with the piece of block column 0 only.
+    """
+
+    def run(batches):
+        for batch in batches:
+            out = {"key": [], "x": [], "cross": [], "data": []}
+            for key, o, block, x, y in _rows(batch, other, xs, ys):
+                cross, data = rule.statistic.cross(_oriented_block(block, side), codec.decode(x), codec.decode(y))
+                out["key"].append(key)
+                out["x"].append(x if o == 0 else None)
+                out["cross"].append(codec.encode(cross))
+                out["data"].append(data)
+            yield pa.RecordBatch.from_pydict(out, schema=_PIECE_SCHEMA)
+
+    return run
+
+
+def _finish_task(rule, params, side, gram_y, update):
+    """applyInArrow body for q > 1: sum the pieces of one block row, then update."""
+
+    def run(table):
+        key = table.column("key")[0].as_py()
+        cross = sum(codec.decode(c) for c in table.column("cross").to_pylist())
+        X = codec.decode(next(x for x in table.column("x").to_pylist() if x is not None))
+        X_new, gram = update_block(rule, params, side, gram_y, cross, X, update=update)
+        return pa.table(
+            {
+                "key": pa.array([key], pa.int32()),
+                "x": [codec.encode(X_new)],
+                "gram": [codec.encode(np.atleast_2d(gram))],
+                "data": [float(np.sum(table.column("data").to_numpy()))],
+            },
+            schema=_STEP_SCHEMA,
+        )
+
+    return run
+
+
+def _product_task(side, other, ys):
+    """mapInArrow body of :meth:`BlockMatrix.multiply`: one product piece per block."""
+
+    def run(batches):
+        for batch in batches:
+            out = {"key": [], "x": [], "cross": [], "data": []}
+            for key, _, block, _, y in _rows(batch, other, None, ys):
+                out["key"].append(key)
+                out["x"].append(None)
+                out["cross"].append(codec.encode(np.asarray(_oriented_block(block, side) @ codec.decode(y))))
+                out["data"].append(0.0)
+            yield pa.RecordBatch.from_pydict(out, schema=_PIECE_SCHEMA)
+
+    return run

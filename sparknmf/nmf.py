@@ -1,0 +1,479 @@
+"""The ``NMF`` Estimator, its ``NMFModel`` and the function form :func:`nmf`.
+
+V (n×m) ≈ W (n×k) · H (k×m) with W, H ≥ 0.  **Samples are the columns of
+V**, as in R's NMF: W is the basis (n features × k), H the coefficients
+(k × m samples).  Input may be
+
+* a DataFrame of coordinates ``(rowCol, colCol, valueCol)``: V[row id, col id];
+* a DataFrame with a vector column ``featuresCol``: one sample per DataFrame
+  row, i.e. one column of V (sample ids from ``idCol``);
+* a numpy array or scipy sparse matrix (n×m), for small problems.
+
+Objectives per ``algorithm`` are listed in :mod:`sparknmf.kernels.updates`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+from pyspark import keyword_only
+from pyspark.ml import Estimator, Model
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasCheckpointInterval, HasFeaturesCol, HasMaxIter, HasOutputCol, HasSeed, HasTol
+from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
+
+from . import io
+from .factorize import FitResult, factorize
+from .ingest import _vectors_to_csr, check_columns, from_coordinates, from_vectors
+from .kernels.nnls import nnls_bpp
+from .kernels.updates import UPDATE_RULES
+from .local import LocalMatrix
+from .matrix import BlockMatrix
+from .params import Interval, OneOf, check_params, with_accessors
+from .seeding import INITS
+from .session import get_session
+from .validation import as_matrix, check_rank
+
+__all__ = ["NMF", "NMFModel", "nmf"]
+
+_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+@with_accessors
+class _NMFModelParams(HasFeaturesCol, HasOutputCol):
+    """Column Params shared by :class:`NMF` and :class:`NMFModel`."""
+
+    rowCol = Param(Params._dummy(), "rowCol", "coordinate input: column of row (feature) ids",
+                   typeConverter=TypeConverters.toString)
+    colCol = Param(Params._dummy(), "colCol", "coordinate input: column of column (sample) ids",
+                   typeConverter=TypeConverters.toString)
+    valueCol = Param(Params._dummy(), "valueCol", "coordinate input: column of values",
+                     typeConverter=TypeConverters.toString)
+    idCol = Param(Params._dummy(), "idCol", "vector input: column of sample ids ('' = generated)",
+                  typeConverter=TypeConverters.toString)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._setDefault(featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col",
+                         valueCol="value", idCol="")
+
+
+@with_accessors
+class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInterval):
+    """Fit Params of :class:`NMF`."""
+
+    k = Param(Params._dummy(), "k", "rank of the factorization (1 <= k <= min(n, m))",
+              typeConverter=TypeConverters.toInt)
+    algorithm = Param(Params._dummy(), "algorithm", f"update rule: one of {sorted(UPDATE_RULES)}",
+                      typeConverter=TypeConverters.toString)
+    init = Param(Params._dummy(), "init", f"initialization: one of {list(INITS)}",
+                 typeConverter=TypeConverters.toString)
+    eta = Param(Params._dummy(), "eta", "snmf: L2 weight of the dense factor (< 0: max(V))",
+                typeConverter=TypeConverters.toFloat)
+    beta = Param(Params._dummy(), "beta", "snmf: weight of the sparse factor's squared L1 norms",
+                 typeConverter=TypeConverters.toFloat)
+    numRowBlocks = Param(Params._dummy(), "numRowBlocks", "row blocks p of the grid (0 = automatic)",
+                         typeConverter=TypeConverters.toInt)
+    numColBlocks = Param(Params._dummy(), "numColBlocks", "column blocks q of the grid (0 = automatic)",
+                         typeConverter=TypeConverters.toInt)
+    timeLimit = Param(Params._dummy(), "timeLimit", "stop after this many seconds (0 = no limit)",
+                      typeConverter=TypeConverters.toFloat)
+    dtype = Param(Params._dummy(), "dtype", "precision of blocks and factors: float64 or float32",
+                  typeConverter=TypeConverters.toString)
+    duplicates = Param(Params._dummy(), "duplicates", "repeated coordinates: 'error' or 'sum'",
+                       typeConverter=TypeConverters.toString)
+    backend = Param(Params._dummy(), "backend", "'auto' (numpy -> local, DataFrame -> spark), 'local' or 'spark'",
+                    typeConverter=TypeConverters.toString)
+
+    _constraints = {
+        "k": Interval(1, integer=True),
+        "algorithm": OneOf(sorted(UPDATE_RULES)),
+        "init": OneOf(INITS),
+        "maxIter": Interval(0, integer=True),
+        "tol": Interval(0),
+        "eta": Interval(),
+        "beta": Interval(0),
+        "numRowBlocks": Interval(0, integer=True),
+        "numColBlocks": Interval(0, integer=True),
+        "timeLimit": Interval(0),
+        "dtype": OneOf(_DTYPES),
+        "duplicates": OneOf(("error", "sum")),
+        "backend": OneOf(("auto", "local", "spark")),
+        "checkpointInterval": Interval(1, integer=True),
+        "seed": Interval(0, integer=True),
+    }
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._setDefault(k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
+                         numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error",
+                         backend="auto", checkpointInterval=10)
+
+
+class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
+    """Non-negative matrix factorization V (n×m) ≈ W (n×k) · H (k×m), W, H ≥ 0, on Spark.
+
+    Minimises, per ``algorithm``: ``bpp`` (ANLS with block principal
+    pivoting), ``hals`` and ``lee``: ½‖V − WH‖²_F; ``brunet``: the
+    generalised KL divergence D(V‖WH); ``snmf/r`` / ``snmf/l``: ½(‖V − WH‖² +
+    η²‖W‖² + β Σ_j ‖H_·j‖₁²) (sparse H) or its transpose (sparse W).
+    Samples are the columns of V (see the module docstring for inputs).
+
+    Every Param is checked before any Spark job; bad data raises
+    :class:`~sparknmf.errors.InvalidInputError` naming the problem.
+
+    References
+    ----------
+    J. Kim and H. Park (2011), SIAM J. Sci. Comput. 33(6), 3261-3281. https://doi.org/10.1137/110821172
+    D. D. Lee and H. S. Seung (1999), Nature 401, 788-791. https://doi.org/10.1038/44565
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparknmf import NMF
+    >>> V = np.abs(np.random.default_rng(0).random((20, 4)) @ np.random.default_rng(1).random((4, 30)))
+    >>> model = NMF(k=4, algorithm="bpp", maxIter=300, tol=1e-8).fit(V)
+    >>> bool(np.linalg.norm(V - model.W @ model.H) / np.linalg.norm(V) < 1e-3)
+    True
+    """
+
+    @keyword_only
+    def __init__(self, *, k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
+                 numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error", backend="auto",
+                 checkpointInterval=10, featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col",
+                 valueCol="value", idCol=""):
+        super().__init__()
+        self._set(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
+                  numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error", backend="auto",
+                  checkpointInterval=10, featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col",
+                  valueCol="value", idCol=""):
+        """Set Params by keyword."""
+        return self._set(**self._input_kwargs)
+
+    # ---------------------------------------------------------------- fitting
+    def _grid(self):
+        p, q = self.getNumRowBlocks(), self.getNumColBlocks()
+        return (p or 1, q or 1) if (p or q) else None
+
+    def _backend(self, dataset):
+        """V as a LocalMatrix or BlockMatrix, validated, with k checked against its shape."""
+        k, dtype = self.getK(), _DTYPES[self.getDtype()]
+        if _is_frame(dataset):
+            if self.getBackend() == "local":
+                raise ValueError("NMF: backend='local' needs numpy or scipy input, got a DataFrame")
+            if self.getFeaturesCol() in dataset.columns:
+                matrix = from_vectors(dataset, self.getFeaturesCol(), self.getIdCol() or None, grid=self._grid())
+            else:
+                check_columns(dataset, [self.getRowCol(), self.getColCol(), self.getValueCol()],
+                              f"NMF (no vector column {self.getFeaturesCol()!r}; coordinates)")
+                matrix = from_coordinates(dataset, self.getRowCol(), self.getColCol(), self.getValueCol(),
+                                          grid=self._grid(), duplicates=self.getDuplicates())
+            try:
+                check_rank(k, matrix.shape)
+            except ValueError:
+                matrix.unpersist()
+                raise
+            return matrix
+        V = as_matrix(dataset, dtype=dtype, duplicates=self.getDuplicates())
+        check_rank(k, V.shape)
+        if self.getBackend() == "spark":
+            return BlockMatrix.from_array(get_session(), V, self._grid())
+        return LocalMatrix(V)
+
+    def _fit(self, dataset, W0=None, H0=None, callback=None):
+        check_params(self)
+        backend = self._backend(dataset)
+        try:
+            result = factorize(
+                backend, self.getK(), algorithm=self.getAlgorithm(), init=self.getInit(), seed=self.getSeed(),
+                max_iter=self.getMaxIter(), tol=self.getTol(), time_limit=self.getTimeLimit() or None,
+                eta=self.getEta(), beta=self.getBeta(), W0=W0, H0=H0, dtype=_DTYPES[self.getDtype()],
+                callback=callback,
+            )
+        finally:
+            if isinstance(backend, BlockMatrix):
+                backend.unpersist()
+        model = NMFModel(result, getattr(backend, "row_ids", None), getattr(backend, "col_ids", None))
+        self._copyValues(model)
+        return model
+
+    def fitWith(self, dataset, *, W0=None, H0=None, callback=None):
+        """Fit from a given start (``init='custom'``: W0 n×k, H0 k×m) and/or with a
+        progress ``callback(iteration, elapsed, objective)``."""
+        return self._fit(dataset, W0=W0, H0=H0, callback=callback)
+
+    # ---------------------------------------------------------------- persistence
+    def write(self):
+        return _ParamsWriter(self)
+
+    @classmethod
+    def read(cls):
+        return _Reader(cls)
+
+
+def _is_frame(obj) -> bool:
+    return hasattr(obj, "sparkSession") and hasattr(obj, "columns")
+
+
+class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
+    """A fitted factorization V (n×m) ≈ W (n×k) · H (k×m); samples are columns of V.
+
+    Attributes
+    ----------
+    W : ndarray of shape (n, k)
+        Basis (one row per feature / row id of V).
+    H : ndarray of shape (k, m)
+        Coefficients (one column per sample / column id of V).
+    rowIds, colIds : pyarrow Array or None
+        User ids of V's rows and columns (None: positions 0..n-1, 0..m-1).
+    objective : float
+    history : list of float
+        Objective of the initial factors, then after each iteration.
+    nIter : int
+    converged : bool
+
+    ``NMFModel()`` with no arguments is an empty model, as needed by ``load``.
+    """
+
+    def __init__(self, result: FitResult | None = None, rowIds=None, colIds=None):
+        super().__init__()
+        self._result = result
+        self.rowIds, self.colIds = rowIds, colIds
+
+    def _require(self):
+        if self._result is None:
+            raise ValueError("this NMFModel is empty: fit an NMF or load a saved model")
+        return self._result
+
+    @property
+    def W(self) -> np.ndarray:
+        return self._require().W
+
+    @property
+    def H(self) -> np.ndarray:
+        return self._require().H
+
+    @property
+    def rank(self) -> int:
+        return self.W.shape[1]
+
+    @property
+    def objective(self) -> float:
+        return self._require().objective
+
+    @property
+    def history(self) -> list:
+        return list(self._require().history)
+
+    @property
+    def nIter(self) -> int:
+        return self._require().n_iter
+
+    @property
+    def converged(self) -> bool:
+        return self._require().converged
+
+    @property
+    def result(self) -> FitResult:
+        """The underlying :class:`~sparknmf.factorize.FitResult`."""
+        return self._require()
+
+    # ---------------------------------------------------------------- DataFrames
+    def _rows_frame(self, matrix, ids):
+        table = pa.table({
+            "id": ids if ids is not None else pa.array(np.arange(matrix.shape[0]), pa.int64()),
+            "features": pa.array(list(np.asarray(matrix, dtype=np.float64)), pa.list_(pa.float64())),
+        })
+        return get_session().createDataFrame(table)
+
+    @property
+    def rowFactors(self):
+        """DataFrame ``(id, features array<double>)``: the rows of W (n of them, k values each)."""
+        return self._rows_frame(self.W, self.rowIds)
+
+    @property
+    def colFactors(self):
+        """DataFrame ``(id, features array<double>)``: the columns of H (m of them, k values each)."""
+        return self._rows_frame(self.H.T, self.colIds)
+
+    # ---------------------------------------------------------------- projection
+    def project(self, V_new) -> np.ndarray:
+        """Coefficients of new samples: ``argmin_{H ≥ 0} ‖V_new − W H‖`` by exact NNLS.
+
+        Parameters
+        ----------
+        V_new : ndarray or sparse matrix of shape (n, m_new)
+            New samples as columns, on the same n features as W.
+
+        Returns
+        -------
+        H_new : ndarray of shape (k, m_new)
+        """
+        V_new = as_matrix(V_new, "NMFModel.project (input V)")
+        if V_new.shape[0] != self.W.shape[0]:
+            raise ValueError(f"V_new must have {self.W.shape[0]} rows (features), got {V_new.shape[0]}")
+        W = self.W
+        cross = np.asarray((V_new.T @ W) if sp.issparse(V_new) else V_new.T @ W).T
+        return nnls_bpp(W.T @ W, cross)
+
+    def transform(self, dataset, params=None):
+        """Project samples onto the basis W by NNLS.
+
+        * numpy / scipy (n×m_new): returns H_new (k×m_new), see :meth:`project`.
+        * DataFrame with ``featuresCol`` (vectors of size n, one sample per
+          row): returns the DataFrame with ``outputCol`` (array<double> of k
+          coefficients) appended.
+        * DataFrame of coordinates ``(rowCol, colCol, valueCol)`` with row ids
+          among the model's: returns ``(colCol, outputCol)``, one row per
+          sample; entries with unknown row ids are ignored.
+        """
+        if not _is_frame(dataset):
+            return self.project(dataset)
+        return super().transform(dataset, params)
+
+    def _transform(self, dataset):
+        self._require()
+        if self.getFeaturesCol() in dataset.columns:
+            return self._transform_vectors(dataset)
+        check_columns(dataset, [self.getRowCol(), self.getColCol(), self.getValueCol()],
+                      f"NMFModel.transform (no vector column {self.getFeaturesCol()!r}; coordinates)")
+        return self._transform_coordinates(dataset)
+
+    def _transform_vectors(self, dataset):
+        W, features, out_col = self.W, self.getFeaturesCol(), self.getOutputCol()
+        n = W.shape[0]
+        gram = W.T @ W
+        position = dataset.columns.index(features)
+
+        def run(batches):
+            for batch in batches:
+                csr, sizes, nulls = _vectors_to_csr(batch.column(position), n)
+                if csr is None or nulls.any():
+                    raise ValueError(f"NMFModel.transform: every {features!r} vector must have size {n}")
+                coef = nnls_bpp(gram, np.asarray(csr @ W).T).T
+                yield batch.append_column(out_col, pa.array(list(coef), pa.list_(pa.float64())))
+
+        schema = dataset.schema.add(out_col, "array<double>")
+        return dataset.mapInArrow(run, schema)
+
+    def _transform_coordinates(self, dataset):
+        from pyspark.sql import functions as F
+
+        W = self.W
+        spark = dataset.sparkSession
+        row_col, col_col, value_col, out_col = self.getRowCol(), self.getColCol(), self.getValueCol(), self.getOutputCol()
+        ids = self.rowIds if self.rowIds is not None else pa.array(np.arange(W.shape[0]), pa.int64())
+        index = spark.createDataFrame(pa.table({row_col: ids, "_i": pa.array(np.arange(len(ids)), pa.int64())}))
+        gram = W.T @ W
+        coords = dataset.select(row_col, col_col, value_col).join(F.broadcast(index), row_col)
+
+        def project(table):
+            rows = table.column("_i").to_numpy()
+            vals = pa.compute.cast(table.column(value_col), pa.float64()).to_numpy(zero_copy_only=False)
+            cross = W[rows].T @ vals
+            coef = nnls_bpp(gram, cross[:, None])[:, 0]
+            return pa.table({col_col: table.column(col_col).slice(0, 1),
+                             out_col: pa.array([coef], pa.list_(pa.float64()))})
+
+        out_type = dataset.schema[col_col].dataType.simpleString()
+        return coords.groupBy(col_col).applyInArrow(project, f"{col_col} {out_type}, {out_col} array<double>")
+
+    # ---------------------------------------------------------------- persistence
+    def write(self):
+        return _ModelWriter(self)
+
+    @classmethod
+    def read(cls):
+        return _Reader(cls)
+
+
+class _ParamsWriter(MLWriter):
+    """Writes an Estimator's Params (metadata only)."""
+
+    def __init__(self, instance):
+        super().__init__()
+        self.instance = instance
+
+    def save(self, path):
+        self.saveImpl(path)
+
+    def saveImpl(self, path):
+        io.write_metadata(self.instance, path, self.sparkSession, {}, overwrite=self.shouldOverwrite)
+
+
+class _ModelWriter(_ParamsWriter):
+    """Writes an NMFModel: metadata + W and Hᵀ as Parquet (``W/``, ``H/``)."""
+
+    def saveImpl(self, path):
+        model, spark = self.instance, self.sparkSession
+        result = model._require()
+        extra = {
+            "k": model.rank, "shape": [model.W.shape[0], model.H.shape[1]], "objective": result.objective,
+            "history": result.history, "nIter": result.n_iter, "converged": result.converged,
+            "stopReason": result.stop_reason, "elapsed": result.elapsed, "algorithm": result.algorithm,
+            "seed": result.seed, "init": result.init,
+        }
+        io.write_metadata(model, path, spark, extra, overwrite=self.shouldOverwrite)
+        io.write_rows(spark, f"{path}/W", model.W, model.rowIds, overwrite=self.shouldOverwrite)
+        io.write_rows(spark, f"{path}/H", model.H.T, model.colIds, overwrite=self.shouldOverwrite)
+
+
+class _Reader(MLReader):
+    def __init__(self, cls):
+        super().__init__()
+        self.cls = cls
+
+    def load(self, path):
+        spark = self.sparkSession
+        metadata = io.read_metadata(path, spark, self.cls)
+        instance = self.cls()
+        io.set_params(instance, metadata)
+        if self.cls is NMFModel:
+            try:
+                (n, m), k = metadata["shape"], int(metadata["k"])
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"{path}/metadata lacks the model's shape and rank") from None
+            W, row_ids = io.read_rows(spark, f"{path}/W", n, k)
+            Ht, col_ids = io.read_rows(spark, f"{path}/H", m, k)
+            instance._result = FitResult(
+                W=W, H=np.ascontiguousarray(Ht.T), objective=metadata["objective"], history=metadata["history"],
+                n_iter=metadata["nIter"], converged=metadata["converged"], stop_reason=metadata["stopReason"],
+                elapsed=metadata["elapsed"], algorithm=metadata["algorithm"], seed=metadata["seed"],
+                init=metadata["init"],
+            )
+            positional = pa.array(np.arange(n), pa.int64()), pa.array(np.arange(m), pa.int64())
+            instance.rowIds = None if row_ids.equals(positional[0]) else row_ids
+            instance.colIds = None if col_ids.equals(positional[1]) else col_ids
+        return instance
+
+
+def nmf(V, k, *, algorithm="bpp", init="random", seed=0, max_iter=200, tol=1e-4, time_limit=None, eta=-1.0,
+        beta=0.01, W0=None, H0=None, dtype="float64", duplicates="error", callback=None) -> FitResult:
+    """Factorise a numpy array or scipy sparse matrix V (n×m) ≈ W (n×k) · H (k×m) locally.
+
+    The same kernels and loop as :class:`NMF`, on one block, without Spark.
+
+    Returns
+    -------
+    FitResult
+        ``W`` (n×k), ``H`` (k×m), ``objective``, ``history``, ``n_iter``, ...
+
+    Examples
+    --------
+    >>> import numpy as np, sparknmf
+    >>> V = np.random.default_rng(0).random((30, 3)) @ np.random.default_rng(1).random((3, 40))
+    >>> fit = sparknmf.nmf(V, 3, tol=1e-10, max_iter=500)
+    >>> fit.W.shape, fit.H.shape, bool(fit.objective < 1e-6 * 0.5 * (V ** 2).sum())
+    ((30, 3), (3, 40), True)
+    """
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+    V = as_matrix(V, dtype=_DTYPES[dtype], duplicates=duplicates)
+    k = check_rank(k, V.shape)
+    return factorize(LocalMatrix(V), k, algorithm=algorithm, init=init, seed=seed, max_iter=max_iter, tol=tol,
+                     time_limit=time_limit, eta=eta, beta=beta, W0=W0, H0=H0, dtype=_DTYPES[dtype],
+                     callback=callback)

@@ -1,0 +1,88 @@
+"""Declarative Param checks and generated accessors for pyspark.ml classes.
+
+pyspark's Python ``Param`` has only a type converter.  Each sparknmf Params
+class declares a ``_constraints`` table ``{name: constraint}``;
+:func:`check_params` runs it (plus any cross-parameter rule) in ``_fit``,
+before any Spark job, and raises ``ValueError`` naming the parameter, the
+value and what is allowed.
+
+:func:`with_accessors` generates ``getFoo``/``setFoo`` for every Param a class
+declares, so defaults live only in ``_setDefault``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+__all__ = ["Interval", "OneOf", "check_params", "with_accessors"]
+
+
+class Interval:
+    """A number in [low, high] (either bound may be None); ``integer`` demands an int."""
+
+    def __init__(self, low=None, high=None, *, integer=False, open_low=False):
+        self.low, self.high, self.integer, self.open_low = low, high, integer, open_low
+
+    def describe(self):
+        kind = "an integer" if self.integer else "a number"
+        low = "" if self.low is None else f" {'>' if self.open_low else '>='} {self.low}"
+        high = "" if self.high is None else f"{' and' if low else ''} <= {self.high}"
+        return f"{kind}{low}{high}"
+
+    def __call__(self, value) -> bool:
+        kind = numbers.Integral if self.integer else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return False
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+class OneOf:
+    """A value from a fixed collection (e.g. the keys of a registry)."""
+
+    def __init__(self, options):
+        self.options = tuple(options)
+
+    def describe(self):
+        return f"one of {list(self.options)}"
+
+    def __call__(self, value) -> bool:
+        return value in self.options
+
+
+def check_params(instance) -> None:
+    """Check every Param of ``instance`` named in its class's ``_constraints`` table."""
+    for name, allowed in instance._constraints.items():
+        param = instance.getParam(name)
+        if not instance.isDefined(param):
+            continue
+        value = instance.getOrDefault(param)
+        if not allowed(value):
+            raise ValueError(
+                f"{type(instance).__name__}: invalid {name}={value!r}; it must be {allowed.describe()}"
+            )
+
+
+def with_accessors(cls):
+    """Add ``getX``/``setX`` for each Param declared in ``cls`` itself, unless defined."""
+    from pyspark.ml.param import Param
+
+    for name, value in list(vars(cls).items()):
+        if not isinstance(value, Param):
+            continue
+        cap = name[0].upper() + name[1:]
+
+        def getter(self, _name=name):
+            return self.getOrDefault(_name)
+
+        def setter(self, value, _name=name):
+            return self._set(**{_name: value})
+
+        getter.__doc__ = f"Gets the value of {name} or its default value."
+        setter.__doc__ = f"Sets the value of :py:attr:`{name}`."
+        getter.__name__, setter.__name__ = f"get{cap}", f"set{cap}"
+        for method in (getter, setter):
+            if method.__name__ not in vars(cls):
+                setattr(cls, method.__name__, method)
+    return cls

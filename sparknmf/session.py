@@ -1,0 +1,101 @@
+"""The Spark session sparknmf runs in: the active one, or an embedded ``local[*]``.
+
+Works for classic and Spark Connect sessions alike; nothing here needs a
+``SparkContext`` in a Connect session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+
+__all__ = ["get_session", "is_connect", "parallelism", "describe_jobs", "blas_threads"]
+
+logger = logging.getLogger("sparknmf")
+_BLAS_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+_logged_blas = False
+
+
+def _python_env():
+    # Python workers must run the interpreter that has numpy, scipy and pyarrow
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def get_session(master: str | None = None):
+    """The active SparkSession, or a new embedded one on ``master`` (default ``local[*]``).
+
+    The embedded session keeps BLAS at one thread per task
+    (``spark.executorEnv.OPENBLAS_NUM_THREADS`` etc.) so that numpy kernels in
+    parallel tasks do not oversubscribe the cores.
+    """
+    from pyspark.sql import SparkSession
+
+    _python_env()
+    active = SparkSession.getActiveSession()
+    if active is not None and master is None:
+        return active
+    builder = SparkSession.builder.master(master or "local[*]").appName("sparknmf")
+    builder = builder.config("spark.ui.showConsoleProgress", "false")
+    builder = builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    for var in _BLAS_VARS:
+        builder = builder.config(f"spark.executorEnv.{var}", "1")
+    spark = builder.getOrCreate()
+    _log_blas_once()
+    return spark
+
+
+def is_connect(spark) -> bool:
+    """True for a Spark Connect session."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def parallelism(spark) -> int:
+    """Cores available to tasks: ``spark.default.parallelism``, else from the master URL."""
+    value = spark.conf.get("spark.default.parallelism", None)
+    if value:
+        return max(1, int(value))
+    master = spark.conf.get("spark.master", "") or ""
+    found = re.match(r"local\[(\d+|\*)", master)
+    if found:
+        return (os.cpu_count() or 1) if found.group(1) == "*" else int(found.group(1))
+    if master == "local":
+        return 1
+    instances = int(spark.conf.get("spark.executor.instances", "2") or 2)
+    cores = int(spark.conf.get("spark.executor.cores", "1") or 1)
+    return max(1, instances * cores)
+
+
+def blas_threads() -> str:
+    """The BLAS thread settings of this process, for the log."""
+    return ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in _BLAS_VARS)
+
+
+def _log_blas_once():
+    global _logged_blas
+    if not _logged_blas:
+        logger.info("driver BLAS threads: %s; executors use 1 thread per task", blas_threads())
+        _logged_blas = True
+
+
+@contextlib.contextmanager
+def describe_jobs(spark, text: str):
+    """Name the Spark jobs run inside the block (job description or tag)."""
+    if is_connect(spark):
+        tag = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
+        spark.addTag(tag)
+        try:
+            yield
+        finally:
+            spark.removeTag(tag)
+    else:
+        sc = spark.sparkContext
+        previous = sc.getLocalProperty("spark.job.description")
+        sc.setJobDescription(text)
+        try:
+            yield
+        finally:
+            sc.setJobDescription(previous)

@@ -1,0 +1,53 @@
+"""Shared fixtures: one SparkSession per test run, the data folder, small matrices.
+
+``--spark-session=connect`` runs the same Spark tests in a local Spark Connect
+session instead of a classic one (tests/test_connect.py does this in a
+subprocess, since the two kinds cannot share one Python process).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--spark-session", choices=("classic", "connect"), default="classic",
+                     help="kind of SparkSession the spark fixture creates")
+
+
+@pytest.fixture(scope="session")
+def spark(request):
+    """A local[2] session shared by the whole run (classic, or Connect with --spark-session=connect)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    kind = request.config.getoption("--spark-session")
+    builder = SparkSession.builder.appName("sparknmf-tests").config("spark.sql.shuffle.partitions", "4")
+    if kind == "connect":
+        session = builder.remote("local[2]").getOrCreate()
+    else:
+        session = (builder.master("local[2]").config("spark.ui.enabled", "false")
+                   .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+        session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """The real datasets folder; skips (saying why) when SPARKNMF_DATA is unset or missing."""
+    value = os.environ.get("SPARKNMF_DATA")
+    if not value or not Path(value).is_dir():
+        pytest.skip(f"real data not available: SPARKNMF_DATA={value!r} is not a folder (CI sets ../shared/data)")
+    return Path(value)
+
+
+@pytest.fixture
+def planted():
+    """V (40×30) = W (40×4) · H (4×30) exactly, with W, H > 0."""
+    rng = np.random.default_rng(7)
+    W, H = rng.random((40, 4)), rng.random((4, 30))
+    return W @ H, W, H
