@@ -106,6 +106,7 @@ class BlockMatrix:
     """
 
     broadcast_bytes = 64 << 20  # factors up to this size travel in the task closure
+    driver_reduce_rows = 1 << 20  # cross pieces for up to this many rows are summed on the driver
 
     def __init__(self, spark, blocks, shape, grid, stats, row_ids=None, col_ids=None):
         n, m = shape
@@ -197,22 +198,23 @@ class BlockMatrix:
         """Update the rows of X given Y on Spark; same contract as the local backend.
 
         Returns ``(X_new, gram(X_new), data)`` with X_new assembled on the driver.
+        When several blocks contribute to each row block of X (q > 1 for W,
+        p > 1 for H), the cross-product pieces are summed by key: on the
+        driver, which then runs the update, when X has at most
+        ``driver_reduce_rows`` rows (the pieces are then no bigger than X
+        itself), else by a grouped Spark stage that also runs the update.
         """
-        _, other, _, _, fused = self._orient(side)
+        key, other, _, _, fused = self._orient(side)
         frame, xs, ys = self._route(side, X, Y)
         if fused:
-            result = frame.mapInArrow(_fused_task(rule, params, side, gram_y, update, xs, ys), _STEP_DDL)
+            table = frame.mapInArrow(_fused_task(rule, params, side, gram_y, update, xs, ys), _STEP_DDL).toArrow()
         else:
             pieces = frame.mapInArrow(_piece_task(rule, side, other, xs, ys), _PIECE_DDL)
+            if X.shape[0] <= self.driver_reduce_rows:
+                return _reduce_on_driver(pieces.toArrow(), rule, params, side, gram_y, X, self._orient(side)[2], update)
             finish = _finish_task(rule, params, side, gram_y, update)
-            result = pieces.groupBy("key").applyInArrow(finish, _STEP_DDL)
-        table = result.toArrow().sort_by("key")
-        blocks = [codec.decode(x) for x in table.column("x").to_pylist()]
-        grams = [codec.decode(g) for g in table.column("gram").to_pylist()]
-        gram = np.sum(grams, axis=0)
-        gram = gram.ravel() if rule.statistic.name == "kl" else gram
-        data = float(np.sum(table.column("data").to_numpy()))
-        return np.vstack(blocks), gram, data
+            table = pieces.groupBy("key").applyInArrow(finish, _STEP_DDL).toArrow()
+        return _assemble(table, rule)
 
     def multiply(self, side, Y):
         """``V @ Y`` (side "W", Y m×l) or ``Vᵀ @ Y`` (side "H", Y n×l), assembled on the driver."""
@@ -226,6 +228,25 @@ class BlockMatrix:
             piece = codec.decode(payload)
             out[k * step : k * step + piece.shape[0]] += piece
         return out
+
+
+def _assemble(table, rule):
+    """(X_new, gram, data) from the rows of a half-step's result table."""
+    table = table.sort_by("key")
+    blocks = [codec.decode(x) for x in table.column("x").to_pylist()]
+    gram = np.sum([codec.decode(g) for g in table.column("gram").to_pylist()], axis=0)
+    gram = gram.ravel() if rule.statistic.name == "kl" else gram
+    return np.vstack(blocks), gram, float(np.sum(table.column("data").to_numpy()))
+
+
+def _reduce_on_driver(pieces, rule, params, side, gram_y, X, step, update):
+    """Sum collected cross pieces by key and run the update on the driver."""
+    cross = np.zeros(X.shape, dtype=X.dtype)
+    for key, payload in zip(pieces.column("key").to_pylist(), pieces.column("cross").to_pylist()):
+        piece = codec.decode(payload)
+        cross[key * step : key * step + piece.shape[0]] += piece
+    X_new, gram = update_block(rule, params, side, gram_y, cross, X, update=update)
+    return X_new, gram, float(np.sum(pieces.column("data").to_numpy()))
 
 
 def _spread(frame, count):

@@ -357,7 +357,9 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
                 coef = nnls_bpp(gram, np.asarray(csr @ W).T).T
                 yield batch.append_column(out_col, pa.array(list(coef), pa.list_(pa.float64())))
 
-        schema = dataset.schema.add(out_col, "array<double>")
+        from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
+
+        schema = StructType([*dataset.schema.fields, StructField(out_col, ArrayType(DoubleType()))])
         return dataset.mapInArrow(run, schema)
 
     def _transform_coordinates(self, dataset):
