@@ -54,7 +54,7 @@ class FitResult:
         Iterations performed.
     converged : bool
         True when the relative decrease fell below ``tol``.
-    stop_reason : {"tol", "max_iter", "time_limit"}
+    stop_reason : {"tol", "max_iter", "time_limit", "stop_check"}
     elapsed : float
         Seconds spent in the loop.
     algorithm, seed, init : the settings that produced this fit.
@@ -133,6 +133,7 @@ def factorize(
     H0=None,
     dtype=np.float64,
     callback=None,
+    stop_check=None,
 ) -> FitResult:
     """Factorise the backend's V (n×m) into W (n×k) · H (k×m) with one update rule.
 
@@ -153,6 +154,10 @@ def factorize(
         Precision of the factors and of the kernels.
     callback : callable, optional
         ``callback(iteration, elapsed, objective)`` after each objective.
+    stop_check : callable, optional
+        ``stop_check(iteration, W, H) -> bool`` with the current W (n×k) and
+        H (k×m) after each objective; True stops the loop (stop reason
+        ``"stop_check"``, e.g. Brunet's connectivity rule).
 
     Returns
     -------
@@ -189,6 +194,9 @@ def factorize(
             callback(iteration, elapsed, objective)
         if iteration >= 1 and _relative_decrease(history[-2], objective) < tol:
             stop_reason = "tol"
+            break
+        if stop_check is not None and stop_check(iteration, W, Ht.T):
+            stop_reason = "stop_check"
             break
         if not update:
             break
