@@ -40,6 +40,8 @@ def get_session(master: str | None = None):
         return active
     builder = SparkSession.builder.master(master or "local[*]").appName("sparknmf")
     builder = builder.config("spark.ui.showConsoleProgress", "false")
+    # few, small shuffles (block keys, ids): a handful of partitions per core, not 200
+    builder = builder.config("spark.sql.shuffle.partitions", str(2 * (os.cpu_count() or 2)))
     builder = builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
     for var in _BLAS_VARS:
         builder = builder.config(f"spark.executorEnv.{var}", "1")
