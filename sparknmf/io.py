@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 
 
 def _mode(overwrite: bool) -> str:
-    return "overwrite" if overwrite else "errorifexists"
+    return "overwrite" if overwrite else "error"
 
 
 def write_metadata(instance, path: str, spark, extra: dict, *, overwrite: bool = False) -> None:
