@@ -7,12 +7,16 @@ Both expose::
 
     shape                       (n, m)
     stats                       dict with nnz, sum, sumsq, max
-    half_step(side, rule, params, X, Y, gram_y, update=True)
-                                -> (X_new, gram(X_new), data term at (X, Y))
+    half_step(side, rule, params, X, Y, gram_y, update=True, carry=None)
+                                -> (X_new, gram(X_new), data term at (X, Y), carry)
     multiply(side, Y)           V @ Y (side "W") or Vᵀ @ Y (side "H")
     describe(text)              context manager naming the Spark jobs
 
-Each iteration first updates H given W, then W given H.  The H half-step
+Each iteration first updates H given W, then W given H.  A backend may
+return a *carry* -- the other factor's summed cross product and data term at
+the new state, computed in the same pass over V -- which the loop hands to
+the next half-step so that it needs no pass of its own (the Spark backend
+does this for the row-partitioned layout: one Spark job per iteration).  The H half-step
 also yields the objective of the incoming state from the pieces it computes
 anyway (Grams, cross products, data term), so the objective history costs
 no extra pass over V.  The loop stops at ``max_iter`` iterations, when the
@@ -180,10 +184,13 @@ def factorize(
     start = time.perf_counter()
     iteration = 0
     stop_reason = "max_iter"
+    carry = None
     while True:
         update = iteration < max_iter
         with backend.describe(f"sparknmf: iter {iteration + 1}, update H"):
-            Ht_new, gram_h_new, data = backend.half_step("H", rule, params, Ht, W, gram_w, update=update)
+            Ht_new, gram_h_new, data, carry_w = backend.half_step(
+                "H", rule, params, Ht, W, gram_w, update=update, carry=carry
+            )
         objective = stat.objective(data, v_stat, gram_h, gram_w) + rule.penalty(gram_w, gram_h, params)
         if not np.isfinite(objective):
             raise _fit_error(iteration, "objective")
@@ -205,7 +212,7 @@ def factorize(
             break
         Ht, gram_h = Ht_new, gram_h_new
         with backend.describe(f"sparknmf: iter {iteration + 1}, update W"):
-            W, gram_w, _ = backend.half_step("W", rule, params, W, Ht, gram_h)
+            W, gram_w, _, carry = backend.half_step("W", rule, params, W, Ht, gram_h, carry=carry_w)
         iteration += 1
 
     if not (np.isfinite(W).all() and np.isfinite(Ht).all()):

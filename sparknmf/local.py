@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 import scipy.sparse as sp
 
-from .kernels.updates import half_step_block
+from .kernels.updates import update_block
 
 __all__ = ["LocalMatrix", "matrix_stats"]
 
@@ -48,9 +48,15 @@ class LocalMatrix:
     def _oriented(self, side):
         return self.V if side == "W" else self.Vt
 
-    def half_step(self, side, rule, params, X, Y, gram_y, *, update=True):
-        """Update X (rows of W, or of Hᵀ) given Y; see :func:`half_step_block`."""
-        return half_step_block(rule, params, side, gram_y, self._oriented(side), X, Y, update=update)
+    def half_step(self, side, rule, params, X, Y, gram_y, *, update=True, carry=None):
+        """Update X (rows of W, or of Hᵀ) given Y; see :mod:`sparknmf.factorize`.
+
+        Returns ``(X_new, gram(X_new), data, None)``: the local backend has no
+        cross product to carry over to the next half-step.
+        """
+        cross, data = carry if carry is not None else rule.statistic.cross(self._oriented(side), X, Y)
+        X_new, gram = update_block(rule, params, side, gram_y, cross, X, update=update)
+        return X_new, gram, data, None
 
     def multiply(self, side, Y):
         """``V @ Y`` (side "W") or ``Vᵀ @ Y`` (side "H")."""

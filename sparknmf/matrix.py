@@ -51,12 +51,15 @@ __all__ = ["BlockMatrix", "default_grid"]
 
 _TARGET_BLOCK_NNZ = 1 << 22  # ~4M stored values per block keeps tasks well under 100 MB
 BLOCK_SCHEMA = "bi int, bj int, block binary"
-_STEP_SCHEMA = pa.schema([("key", pa.int32()), ("x", pa.binary()), ("gram", pa.binary()), ("data", pa.float64())])
-_PIECE_SCHEMA = pa.schema(
-    [("key", pa.int32()), ("x", pa.binary()), ("cross", pa.binary()), ("data", pa.float64())]
+_STEP_SCHEMA = pa.schema(
+    [("key", pa.int32()), ("x", pa.binary()), ("gram", pa.binary()), ("data", pa.float64()),
+     ("carry", pa.binary()), ("carry_data", pa.float64())]
 )
-_STEP_DDL = "key int, x binary, gram binary, data double"
-_PIECE_DDL = "key int, x binary, cross binary, data double"
+_PIECE_SCHEMA = pa.schema(
+    [("key", pa.int32()), ("part", pa.int32()), ("x", pa.binary()), ("cross", pa.binary()), ("data", pa.float64())]
+)
+_STEP_DDL = "key int, x binary, gram binary, data double, carry binary, carry_data double"
+_PIECE_DDL = "key int, part int, x binary, cross binary, data double"
 
 
 def default_grid(spark, shape, nnz: int) -> tuple[int, int]:
@@ -194,27 +197,38 @@ class BlockMatrix:
                 frame = frame.join(F.broadcast(self.spark.createDataFrame(table)), on)
         return frame, None, None
 
-    def half_step(self, side, rule, params, X, Y, gram_y, *, update=True):
+    def half_step(self, side, rule, params, X, Y, gram_y, *, update=True, carry=None):
         """Update the rows of X given Y on Spark; same contract as the local backend.
 
-        Returns ``(X_new, gram(X_new), data)`` with X_new assembled on the driver.
-        When several blocks contribute to each row block of X (q > 1 for W,
-        p > 1 for H), the cross-product pieces are summed by key: on the
-        driver, which then runs the update, when X has at most
+        Returns ``(X_new, gram(X_new), data, carry)`` with X_new assembled on
+        the driver.  When several blocks contribute to each row block of X
+        (q > 1 for W, p > 1 for H), the cross-product pieces are summed by
+        key: on the driver, which then runs the update, when X has at most
         ``driver_reduce_rows`` rows (the pieces are then no bigger than X
         itself), else by a grouped Spark stage that also runs the update.
+
+        When each task holds a whole block row (fused) and Y is small, the
+        tasks also return Y's cross-product pieces at the new X: summed, they
+        are the ``carry`` that lets Y's next half-step run on the driver
+        without a Spark job.  A half-step given a ``carry`` runs no job.
         """
+        if carry is not None:
+            X_new, gram = update_block(rule, params, side, gram_y, carry[0], X, update=update)
+            return X_new, gram, carry[1], None
         key, other, _, _, fused = self._orient(side)
         frame, xs, ys = self._route(side, X, Y)
         if fused:
-            table = frame.mapInArrow(_fused_task(rule, params, side, gram_y, update, xs, ys), _STEP_DDL).toArrow()
-        else:
-            pieces = frame.mapInArrow(_piece_task(rule, side, other, xs, ys), _PIECE_DDL)
-            if X.shape[0] <= self.driver_reduce_rows:
-                return _reduce_on_driver(pieces.toArrow(), rule, params, side, gram_y, X, self._orient(side)[2], update)
-            finish = _finish_task(rule, params, side, gram_y, update)
-            table = pieces.groupBy("key").applyInArrow(finish, _STEP_DDL).toArrow()
-        return _assemble(table, rule)
+            with_carry = update and Y.shape[0] <= self.driver_reduce_rows
+            task = _fused_task(rule, params, side, gram_y, update, xs, ys, with_carry)
+            table = frame.mapInArrow(task, _STEP_DDL).toArrow()
+            return (*_assemble(table, rule), _carry(table) if with_carry else None)
+        pieces = frame.mapInArrow(_piece_task(rule, side, other, xs, ys), _PIECE_DDL)
+        if X.shape[0] <= self.driver_reduce_rows:
+            step = self._orient(side)[2]
+            return (*_reduce_on_driver(pieces.toArrow(), rule, params, side, gram_y, X, step, update), None)
+        finish = _finish_task(rule, params, side, gram_y, update)
+        table = pieces.groupBy("key").applyInArrow(finish, _STEP_DDL).toArrow()
+        return (*_assemble(table, rule), None)
 
     def multiply(self, side, Y):
         """``V @ Y`` (side "W", Y m×l) or ``Vᵀ @ Y`` (side "H", Y n×l), assembled on the driver."""
@@ -222,12 +236,7 @@ class BlockMatrix:
         frame, _, ys = self._route(side, None, Y)
         table = frame.mapInArrow(_product_task(side, other, ys), _PIECE_DDL).toArrow()
         rows = self.shape[0] if side == "W" else self.shape[1]
-        step = self.row_step if side == "W" else self.col_step
-        out = np.zeros((rows, Y.shape[1]))
-        for k, payload in zip(table.column("key").to_pylist(), table.column("cross").to_pylist()):
-            piece = codec.decode(payload)
-            out[k * step : k * step + piece.shape[0]] += piece
-        return out
+        return _sum_pieces(table, (rows, Y.shape[1]), self._orient(side)[2])
 
 
 def _assemble(table, rule):
@@ -239,12 +248,26 @@ def _assemble(table, rule):
     return np.vstack(blocks), gram, float(np.sum(table.column("data").to_numpy()))
 
 
-def _reduce_on_driver(pieces, rule, params, side, gram_y, X, step, update):
-    """Sum collected cross pieces by key and run the update on the driver."""
-    cross = np.zeros(X.shape, dtype=X.dtype)
+def _carry(table):
+    """Sum the carried cross pieces of the other factor, in block order: ``(cross, data)``."""
+    table = table.sort_by("key")
+    cross = np.sum([codec.decode(c) for c in table.column("carry").to_pylist()], axis=0)
+    return cross, float(np.sum(table.column("carry_data").to_numpy()))
+
+
+def _sum_pieces(pieces, shape, step):
+    """Add the ``cross`` pieces into rows ``key*step...``, in (key, part) order (task order never matters)."""
+    pieces = pieces.sort_by([("key", "ascending"), ("part", "ascending")])
+    out = np.zeros(shape)
     for key, payload in zip(pieces.column("key").to_pylist(), pieces.column("cross").to_pylist()):
         piece = codec.decode(payload)
-        cross[key * step : key * step + piece.shape[0]] += piece
+        out[key * step : key * step + piece.shape[0]] += piece
+    return out
+
+
+def _reduce_on_driver(pieces, rule, params, side, gram_y, X, step, update):
+    """Sum collected cross pieces by key and run the update on the driver: ``(X_new, gram, data)``."""
+    cross = _sum_pieces(pieces, X.shape, step).astype(X.dtype, copy=False)
     X_new, gram = update_block(rule, params, side, gram_y, cross, X, update=update)
     return X_new, gram, float(np.sum(pieces.column("data").to_numpy()))
 
@@ -273,22 +296,27 @@ def _rows(batch, other, xs, ys):
     return zip(keys, others, cols["block"], x_col, y_col)
 
 
-def _fused_task(rule, params, side, gram_y, update, xs, ys):
-    """mapInArrow body when each task sees a whole block row: the full update."""
+def _fused_task(rule, params, side, gram_y, update, xs, ys, with_carry):
+    """mapInArrow body when each task sees a whole block row: the full update.
+
+    With ``with_carry`` it also returns Y's cross-product piece at the new
+    rows (``carry``), from the same block, for Y's next half-step.
+    """
     other = "bj" if side == "W" else "bi"
 
     def run(batches):
         for batch in batches:
-            out = {"key": [], "x": [], "gram": [], "data": []}
+            out = {"key": [], "x": [], "gram": [], "data": [], "carry": [], "carry_data": []}
             for key, _, block, x, y in _rows(batch, other, xs, ys):
-                X_new, gram, data = half_step_block(
-                    rule, params, side, gram_y, _oriented_block(block, side), codec.decode(x), codec.decode(y),
-                    update=update,
-                )
+                V, Y = _oriented_block(block, side), codec.decode(y)
+                X_new, gram, data = half_step_block(rule, params, side, gram_y, V, codec.decode(x), Y, update=update)
+                carry, carry_data = rule.statistic.cross(V.T, Y, X_new) if with_carry else (None, None)
                 out["key"].append(key)
                 out["x"].append(codec.encode(X_new))
                 out["gram"].append(codec.encode(np.atleast_2d(gram)))
                 out["data"].append(data)
+                out["carry"].append(None if carry is None else codec.encode(carry))
+                out["carry_data"].append(carry_data)
             yield pa.RecordBatch.from_pydict(out, schema=_STEP_SCHEMA)
 
     return run
@@ -302,10 +330,11 @@ def _piece_task(rule, side, other, xs, ys):
 
     def run(batches):
         for batch in batches:
-            out = {"key": [], "x": [], "cross": [], "data": []}
+            out = {"key": [], "part": [], "x": [], "cross": [], "data": []}
             for key, o, block, x, y in _rows(batch, other, xs, ys):
                 cross, data = rule.statistic.cross(_oriented_block(block, side), codec.decode(x), codec.decode(y))
                 out["key"].append(key)
+                out["part"].append(o)
                 out["x"].append(x if o == 0 else None)
                 out["cross"].append(codec.encode(cross))
                 out["data"].append(data)
@@ -318,6 +347,7 @@ def _finish_task(rule, params, side, gram_y, update):
     """applyInArrow body for q > 1: sum the pieces of one block row, then update."""
 
     def run(table):
+        table = table.sort_by("part")
         key = table.column("key")[0].as_py()
         cross = sum(codec.decode(c) for c in table.column("cross").to_pylist())
         X = codec.decode(next(x for x in table.column("x").to_pylist() if x is not None))
@@ -328,6 +358,8 @@ def _finish_task(rule, params, side, gram_y, update):
                 "x": [codec.encode(X_new)],
                 "gram": [codec.encode(np.atleast_2d(gram))],
                 "data": [float(np.sum(table.column("data").to_numpy()))],
+                "carry": pa.nulls(1, pa.binary()),
+                "carry_data": pa.nulls(1, pa.float64()),
             },
             schema=_STEP_SCHEMA,
         )
@@ -340,9 +372,10 @@ def _product_task(side, other, ys):
 
     def run(batches):
         for batch in batches:
-            out = {"key": [], "x": [], "cross": [], "data": []}
-            for key, _, block, _, y in _rows(batch, other, None, ys):
+            out = {"key": [], "part": [], "x": [], "cross": [], "data": []}
+            for key, o, block, _, y in _rows(batch, other, None, ys):
                 out["key"].append(key)
+                out["part"].append(o)
                 out["x"].append(None)
                 out["cross"].append(codec.encode(np.asarray(_oriented_block(block, side) @ codec.decode(y))))
                 out["data"].append(0.0)
