@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import seeding
+from .checkpoint import LoopCheckpoint
 from .errors import ConvergenceWarning, ModelFitError
 from .kernels.updates import UPDATE_RULES, RuleParams
 
@@ -138,6 +139,9 @@ def factorize(
     dtype=np.float64,
     callback=None,
     stop_check=None,
+    checkpoint_dir=None,
+    checkpoint_interval: int = 10,
+    resume: bool = False,
 ) -> FitResult:
     """Factorise the backend's V (n×m) into W (n×k) · H (k×m) with one update rule.
 
@@ -174,15 +178,25 @@ def factorize(
     params = _resolve_params(backend, eta, beta)
     stat = rule.statistic
     v_stat = backend.stats["sumsq"] if stat.name == "frobenius" else backend.stats["sum"]
-    W, Ht = initial_factors(backend, k, init, seed, W0, H0)
-    if rule.positive:
-        W, Ht = np.maximum(W, params.eps), np.maximum(Ht, params.eps)
+    checkpoint = None
+    if checkpoint_dir:
+        fingerprint = {"shape": list(backend.shape), "k": k, "algorithm": algorithm, "init": init, "seed": seed,
+                       "eta": params.eta, "beta": params.beta, "dtype": np.dtype(dtype).name,
+                       **{key: backend.stats[key] for key in ("nnz", "sum", "sumsq")}}
+        checkpoint = LoopCheckpoint(checkpoint_dir, checkpoint_interval, fingerprint)
+    state = checkpoint.load() if checkpoint is not None and resume else None
+    if state is not None:
+        iteration, W, Ht, history = state
+        logger.info("resuming from %s at iteration %d", checkpoint.path, iteration)
+    else:
+        iteration, history = 0, []
+        W, Ht = initial_factors(backend, k, init, seed, W0, H0)
+        if rule.positive:
+            W, Ht = np.maximum(W, params.eps), np.maximum(Ht, params.eps)
     W, Ht = W.astype(dtype), Ht.astype(dtype)
     gram_w, gram_h = stat.gram(W), stat.gram(Ht)
 
-    history: list[float] = []
     start = time.perf_counter()
-    iteration = 0
     stop_reason = "max_iter"
     carry = None
     while True:
@@ -214,6 +228,8 @@ def factorize(
         with backend.describe(f"sparknmf: iter {iteration + 1}, update W"):
             W, gram_w, _, carry = backend.half_step("W", rule, params, W, Ht, gram_h, carry=carry_w)
         iteration += 1
+        if checkpoint is not None and checkpoint.due(iteration):
+            checkpoint.save(iteration, W, Ht, history)
 
     if not (np.isfinite(W).all() and np.isfinite(Ht).all()):
         raise _fit_error(iteration, "factors")

@@ -85,6 +85,9 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
                        typeConverter=TypeConverters.toString)
     backend = Param(Params._dummy(), "backend", "'auto' (numpy -> local, DataFrame -> spark), 'local' or 'spark'",
                     typeConverter=TypeConverters.toString)
+    checkpointDir = Param(Params._dummy(), "checkpointDir",
+                          "driver-local directory for loop checkpoints every checkpointInterval iterations ('' = none)",
+                          typeConverter=TypeConverters.toString)
 
     _constraints = {
         "k": Interval(1, integer=True),
@@ -108,7 +111,7 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
         super().__init__(*args)
         self._setDefault(k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
                          numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error",
-                         backend="auto", checkpointInterval=10)
+                         backend="auto", checkpointInterval=10, checkpointDir="")
 
 
 class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
@@ -141,16 +144,16 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
     @keyword_only
     def __init__(self, *, k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
                  numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error", backend="auto",
-                 checkpointInterval=10, featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col",
-                 valueCol="value", idCol=""):
+                 checkpointInterval=10, checkpointDir="", featuresCol="features", outputCol="coefficients",
+                 rowCol="row", colCol="col", valueCol="value", idCol=""):
         super().__init__()
         self._set(**self._input_kwargs)
 
     @keyword_only
     def setParams(self, *, k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
                   numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error", backend="auto",
-                  checkpointInterval=10, featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col",
-                  valueCol="value", idCol=""):
+                  checkpointInterval=10, checkpointDir="", featuresCol="features", outputCol="coefficients",
+                  rowCol="row", colCol="col", valueCol="value", idCol=""):
         """Set Params by keyword."""
         return self._set(**self._input_kwargs)
 
@@ -184,7 +187,7 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
             return BlockMatrix.from_array(get_session(), V, self._grid())
         return LocalMatrix(V)
 
-    def _fit(self, dataset, W0=None, H0=None, callback=None):
+    def _fit(self, dataset, W0=None, H0=None, callback=None, resume=False):
         check_params(self)
         backend = self._backend(dataset)
         try:
@@ -192,7 +195,8 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
                 backend, self.getK(), algorithm=self.getAlgorithm(), init=self.getInit(), seed=self.getSeed(),
                 max_iter=self.getMaxIter(), tol=self.getTol(), time_limit=self.getTimeLimit() or None,
                 eta=self.getEta(), beta=self.getBeta(), W0=W0, H0=H0, dtype=_DTYPES[self.getDtype()],
-                callback=callback,
+                callback=callback, checkpoint_dir=self.getCheckpointDir() or None,
+                checkpoint_interval=self.getCheckpointInterval(), resume=resume,
             )
         finally:
             if isinstance(backend, BlockMatrix):
@@ -201,10 +205,22 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
         self._copyValues(model)
         return model
 
-    def fitWith(self, dataset, *, W0=None, H0=None, callback=None):
-        """Fit from a given start (``init='custom'``: W0 n×k, H0 k×m) and/or with a
-        progress ``callback(iteration, elapsed, objective)``."""
-        return self._fit(dataset, W0=W0, H0=H0, callback=callback)
+    def fitWith(self, dataset, *, W0=None, H0=None, callback=None, resume=False):
+        """Fit with options that are not Params.
+
+        Parameters
+        ----------
+        W0 : ndarray of shape (n, k), H0 : ndarray of shape (k, m)
+            Starting factors for ``init='custom'``.
+        callback : callable
+            ``callback(iteration, elapsed, objective)`` after each iteration.
+        resume : bool
+            Continue from the checkpoint in ``checkpointDir`` (if there is
+            one); the result equals the uninterrupted fit.
+        """
+        if resume and not self.getCheckpointDir():
+            raise ValueError("NMF.fitWith(resume=True) needs checkpointDir")
+        return self._fit(dataset, W0=W0, H0=H0, callback=callback, resume=resume)
 
     # ---------------------------------------------------------------- persistence
     def write(self):
@@ -454,7 +470,8 @@ class _Reader(MLReader):
 
 
 def nmf(V, k, *, algorithm="bpp", init="random", seed=0, max_iter=200, tol=1e-4, time_limit=None, eta=-1.0,
-        beta=0.01, W0=None, H0=None, dtype="float64", duplicates="error", callback=None) -> FitResult:
+        beta=0.01, W0=None, H0=None, dtype="float64", duplicates="error", callback=None, checkpoint_dir=None,
+        checkpoint_interval=10, resume=False) -> FitResult:
     """Factorise a numpy array or scipy sparse matrix V (n×m) ≈ W (n×k) · H (k×m) locally.
 
     The same kernels and loop as :class:`NMF`, on one block, without Spark.
@@ -478,4 +495,5 @@ def nmf(V, k, *, algorithm="bpp", init="random", seed=0, max_iter=200, tol=1e-4,
     k = check_rank(k, V.shape)
     return factorize(LocalMatrix(V), k, algorithm=algorithm, init=init, seed=seed, max_iter=max_iter, tol=tol,
                      time_limit=time_limit, eta=eta, beta=beta, W0=W0, H0=H0, dtype=_DTYPES[dtype],
-                     callback=callback)
+                     callback=callback, checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
+                     resume=resume)

@@ -280,3 +280,13 @@ def test_one_pass_over_v_per_iteration_when_a_side_is_fused(spark, monkeypatch, 
         block.unpersist()
     assert len(calls) == passes
     _same(fit, factorize(LocalMatrix(V), 3, max_iter=5, tol=0))
+
+
+def test_resume_from_checkpoint_on_spark(spark, tmp_path):
+    V = _matrix(15)
+    args = dict(k=3, tol=0.0, backend="spark", numRowBlocks=2, checkpointInterval=2, checkpointDir=str(tmp_path))
+    NMF(maxIter=3, **args).fit(V)  # the "crashed" run: its checkpoint holds iteration 2
+    resumed = NMF(maxIter=5, **args).fitWith(V, resume=True)
+    _same(resumed.result, nmf(V, 3, max_iter=5, tol=0))
+    with pytest.raises(ValueError, match="needs checkpointDir"):
+        NMF(k=3).fitWith(V, resume=True)

@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 import sparknmf
+import sparknmf.factorize
 from sparknmf import ConvergenceWarning, ModelFitError, nmf
 from sparknmf.kernels.updates import UPDATE_RULES
 
@@ -179,3 +180,25 @@ def test_algorithms_listed_and_unknown_rejected():
         nmf(_data(), 2, algorithm="als")
     with pytest.raises(ValueError, match="init must be one of"):
         nmf(_data(), 2, init="kmeans")
+
+
+def test_checkpoint_resume_gives_uninterrupted_result(tmp_path):
+    V = _data("sparse")
+    full = nmf(V, 3, max_iter=12, tol=0)
+    fac = sparknmf.factorize
+    from sparknmf.local import LocalMatrix
+    from sparknmf.validation import as_matrix
+
+    backend = LocalMatrix(as_matrix(V))
+    # a run that dies after 7 iterations: the checkpoint holds iteration 6 (interval 3)
+    fac.factorize(backend, 3, max_iter=7, tol=0, checkpoint_dir=tmp_path, checkpoint_interval=3)
+    resumed = fac.factorize(backend, 3, max_iter=12, tol=0, checkpoint_dir=tmp_path, checkpoint_interval=3,
+                            resume=True)
+    np.testing.assert_array_equal(resumed.W, full.W)
+    np.testing.assert_array_equal(resumed.H, full.H)
+    assert resumed.history == full.history and resumed.n_iter == 12
+    with pytest.raises(ValueError, match=r"different problem \(differs in \['k'\]\)"):
+        fac.factorize(backend, 2, max_iter=12, checkpoint_dir=tmp_path, resume=True)
+    (tmp_path / "checkpoint.npz").write_bytes(b"truncated")
+    with pytest.raises(ValueError, match="not a readable sparknmf checkpoint"):
+        fac.factorize(backend, 3, max_iter=12, checkpoint_dir=tmp_path, resume=True)
