@@ -1,0 +1,192 @@
+"""sparknmf against scikit-learn's NMF, measured in the same run.
+
+    python bench/nmf_vs_sklearn.py [--quick] [--skip-scaling]
+
+1. Time to target: scikit-learn's coordinate-descent solver (``solver="cd"``,
+   ``init="nndsvda"``, tol 1e-4) runs to convergence; its final objective
+   ½‖V − WH‖² is the target.  sparknmf (local backend, and Spark on
+   ``local[2]``) starts from the same NNDSVDa and the time until its objective
+   first reaches the target is measured (initialisation and, for Spark,
+   distributing V included).  Data: AssociatedPress (k=20, from
+   SPARKNMF_DATA) and a synthetic dense 20000×2000 matrix (k=30).
+   Targets: local ≤ 0.5× and Spark ≤ 1.0× scikit-learn's time.
+2. Scaling: seconds per iteration of ``hals`` on Spark local[2] and locally
+   at 1M, 4M, 16M non-zeros (sparse synthetic, 50 per row), the growth
+   exponent of time in nnz (target ≤ 1.1) and peak memory (RSS of a fresh
+   process per point).
+
+Every figure is printed as measured; ratios are against the peer in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+
+warnings.filterwarnings("ignore")
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _sklearn(V, k):
+    from sklearn.decomposition import NMF
+
+    start = time.perf_counter()
+    model = NMF(k, init="nndsvda", solver="cd", tol=1e-4, max_iter=2000, random_state=0)
+    model.fit(V)
+    return time.perf_counter() - start, model.reconstruction_err_**2 / 2, model.n_iter_
+
+
+def _time_to_target(fit, target, max_iter):
+    """Seconds from the call until the objective first reaches ``target`` (None if never)."""
+    start = time.perf_counter()
+    reached = {}
+
+    def callback(iteration, elapsed, objective):
+        if "t" not in reached and objective <= target * (1 + 1e-9):
+            reached["t"], reached["iter"] = time.perf_counter() - start, iteration
+
+    def stop(iteration, W, H):
+        return "t" in reached
+
+    result = fit(callback, stop, max_iter)
+    return reached.get("t"), reached.get("iter"), result.objective
+
+
+def _local(V, k, algorithm, target, max_iter):
+    from sparknmf.factorize import factorize
+    from sparknmf.local import LocalMatrix
+    from sparknmf.validation import as_matrix
+
+    def fit(callback, stop, max_iter):
+        return factorize(LocalMatrix(as_matrix(V)), k, algorithm=algorithm, init="nndsvda", max_iter=max_iter,
+                         tol=0, callback=callback, stop_check=stop)
+
+    return _time_to_target(fit, target, max_iter)
+
+
+def _spark(spark, V, k, algorithm, target, max_iter):
+    from sparknmf.factorize import factorize
+    from sparknmf.matrix import BlockMatrix
+    from sparknmf.validation import as_matrix
+
+    def fit(callback, stop, max_iter):
+        block = BlockMatrix.from_array(spark, as_matrix(V))
+        try:
+            return factorize(block, k, algorithm=algorithm, init="nndsvda", max_iter=max_iter, tol=0,
+                             callback=callback, stop_check=stop)
+        finally:
+            block.unpersist()
+
+    return _time_to_target(fit, target, max_iter)
+
+
+def _session():
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
+             .config("spark.sql.shuffle.partitions", "4").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def time_to_target(quick: bool):
+    from sparknmf.datasets import data_dir, load_associated_press
+
+    cases = []
+    folder = data_dir(required=False)
+    if folder is not None:
+        cases.append(("AssociatedPress 2246x10473 (k=20)", load_associated_press(folder / "associated_press")[0], 20))
+    else:
+        print("AssociatedPress skipped: SPARKNMF_DATA is not set")
+    rng = np.random.default_rng(0)
+    n, m = (5000, 1000) if quick else (20000, 2000)
+    dense = rng.random((n, 30)) @ rng.random((30, m)) + 0.1 * rng.random((n, m))
+    cases.append((f"dense {n}x{m} (k=30)", dense, 30))
+    spark = _session()
+    for name, V, k in cases:
+        sk_time, target, sk_iter = _sklearn(V, k)
+        print(f"\n== {name}: scikit-learn cd {sk_time:.2f}s, {sk_iter} iterations, objective {target:.6g}")
+        for backend in ("local", "spark"):
+            for algorithm in ("hals", "bpp"):
+                if backend == "local":
+                    seconds, iters, final = _local(V, k, algorithm, target, 2000)
+                else:
+                    seconds, iters, final = _spark(spark, V, k, algorithm, target, 300)
+                if seconds is None:
+                    print(f"   {backend:5s} {algorithm:5s}: did not reach the target (final {final:.6g})")
+                else:
+                    print(f"   {backend:5s} {algorithm:5s}: {seconds:7.2f}s to target at iteration {iters:4d}"
+                          f"  = {seconds / sk_time:.2f}x scikit-learn")
+    spark.stop()
+
+
+def _scaling_point(nnz: int, backend: str, iterations: int = 5):
+    """Child process: seconds per iteration and peak RSS for one size."""
+    from sparknmf.factorize import factorize
+    from sparknmf.local import LocalMatrix
+    from sparknmf.matrix import BlockMatrix
+
+    rng = np.random.default_rng(1)
+    m, per_row = 20000, 50
+    n = nnz // per_row
+    cols = rng.integers(0, m, size=nnz)
+    V = sp.csr_matrix((rng.random(nnz) + 0.1, cols, np.arange(0, nnz + 1, per_row)), shape=(n, m))
+    V.sum_duplicates()
+    if backend == "spark":
+        spark = _session()
+        matrix = BlockMatrix.from_array(spark, V)
+    else:
+        matrix = LocalMatrix(V)
+    factorize(matrix, 20, algorithm="hals", max_iter=1, tol=0)  # warm up workers and caches
+    start = time.perf_counter()
+    fit = factorize(matrix, 20, algorithm="hals", max_iter=iterations, tol=0)
+    per_iter = (time.perf_counter() - start) / (fit.n_iter + 1)
+    print(json.dumps({"nnz": int(V.nnz), "per_iter": per_iter, "peak_mb": _peak_mb()}))
+
+
+def scaling(sizes):
+    print("\n== scaling: hals, k=20, sparse synthetic (50 non-zeros per row, 20000 columns)")
+    for backend in ("local", "spark"):
+        points = []
+        for nnz in sizes:
+            out = subprocess.run([sys.executable, __file__, "--child", str(nnz), backend],
+                                 capture_output=True, text=True, check=True)
+            point = json.loads(out.stdout.strip().splitlines()[-1])
+            points.append(point)
+            print(f"   {backend:5s} nnz {point['nnz']:>9,d}: {point['per_iter']:.3f} s/iteration, "
+                  f"peak driver RSS {point['peak_mb']:.0f} MB")
+        x = np.log([p["nnz"] for p in points])
+        y = np.log([p["per_iter"] for p in points])
+        print(f"   {backend:5s} growth exponent d log(time)/d log(nnz) = {np.polyfit(x, y, 1)[0]:.2f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller dense case and scaling sizes")
+    parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _scaling_point(int(args.child[0]), args.child[1])
+        return
+    time_to_target(args.quick)
+    if not args.skip_scaling:
+        scaling([250_000, 1_000_000, 4_000_000] if args.quick else [1_000_000, 4_000_000, 16_000_000])
+
+
+if __name__ == "__main__":
+    main()
