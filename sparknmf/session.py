@@ -16,6 +16,7 @@ __all__ = ["get_session", "is_connect", "parallelism", "describe_jobs", "blas_th
 
 logger = logging.getLogger("sparknmf")
 _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+_DESCRIPTION = "spark.job.description"
 _logged_blas = False
 
 
@@ -85,19 +86,17 @@ def _log_blas_once():
 
 @contextlib.contextmanager
 def describe_jobs(spark, text: str):
-    """Name the Spark jobs run inside the block (job description or tag)."""
-    if is_connect(spark):
-        tag = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
-        spark.addTag(tag)
-        try:
-            yield
-        finally:
-            spark.removeTag(tag)
-    else:
-        sc = spark.sparkContext
-        previous = sc.getLocalProperty("spark.job.description")
-        sc.setJobDescription(text)
-        try:
-            yield
-        finally:
-            sc.setJobDescription(previous)
+    """Name the Spark jobs run inside the block (``spark.job.description``).
+
+    Set through the session conf, which classic and Connect sessions both
+    copy into the jobs they run; the previous value is restored afterwards.
+    """
+    previous = spark.conf.get(_DESCRIPTION, None)
+    spark.conf.set(_DESCRIPTION, text)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(_DESCRIPTION)
+        else:
+            spark.conf.set(_DESCRIPTION, previous)

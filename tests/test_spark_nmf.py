@@ -290,3 +290,13 @@ def test_resume_from_checkpoint_on_spark(spark, tmp_path):
     _same(resumed.result, nmf(V, 3, max_iter=5, tol=0))
     with pytest.raises(ValueError, match="needs checkpointDir"):
         NMF(k=3).fitWith(V, resume=True)
+
+
+def test_job_descriptions_set_and_restored(spark):
+    from sparknmf.session import describe_jobs
+
+    seen = []
+    with describe_jobs(spark, "sparknmf: iter 7, update H"):
+        seen.append(spark.conf.get("spark.job.description"))
+    assert seen == ["sparknmf: iter 7, update H"]
+    assert spark.conf.get("spark.job.description", None) is None
