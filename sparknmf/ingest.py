@@ -71,18 +71,19 @@ def _index_frame(spark, ids, column, index):
     return spark.createDataFrame(pa.table({column: ids, index: pa.array(np.arange(len(ids)), pa.int64())}))
 
 
-def _payload(csr):
-    """Encode a block dense when it is mostly full, else as CSR."""
+def _payload(csr, dtype):
+    """Encode a block (as ``dtype``) dense when it is mostly full, else as CSR."""
+    csr = csr.astype(dtype, copy=False)
     rows, cols = csr.shape
     if csr.nnz >= _DENSE_FILL * rows * cols:
         return codec.encode(csr.toarray())
     return codec.encode(csr)
 
 
-def _block_row(bi, bj, csr, problem=None):
-    vals = csr.data
+def _block_row(bi, bj, csr, dtype, problem=None):
+    vals = csr.data.astype(np.float64, copy=False)
     row = {
-        "bi": bi, "bj": bj, "block": _payload(csr), "nnz": int(csr.nnz), "sum": float(vals.sum()),
+        "bi": bi, "bj": bj, "block": _payload(csr, dtype), "nnz": int(csr.nnz), "sum": float(vals.sum()),
         "sumsq": float(np.dot(vals, vals)), "max": float(vals.max()) if vals.size else 0.0,
         "problem": None, "problem_count": 0, "problem_i": -1, "problem_j": -1, "problem_value": 0.0,
     }
@@ -110,7 +111,7 @@ def _first_problem(rows, cols, vals, dup_policy):
     return None
 
 
-def _coordinate_builder(value_col, shape, steps, duplicates):
+def _coordinate_builder(value_col, shape, steps, duplicates, dtype):
     n, m = shape
     row_step, col_step = steps
 
@@ -127,7 +128,7 @@ def _coordinate_builder(value_col, shape, steps, duplicates):
             csr = sp.csr_matrix((vals, (rows - bi * row_step, cols - bj * col_step)), shape=shape_b)
             csr.sum_duplicates()
             csr.eliminate_zeros()
-        return pa.Table.from_pylist([_block_row(bi, bj, csr, problem)], schema=_BUILD_SCHEMA)
+        return pa.Table.from_pylist([_block_row(bi, bj, csr, dtype, problem)], schema=_BUILD_SCHEMA)
 
     return build
 
@@ -172,7 +173,7 @@ def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_p
 
 
 def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, grid=None,
-                     duplicates="error", whom="NMF (input V)"):
+                     duplicates="error", whom="NMF (input V)", check_shape=None, dtype=np.float64):
     """V from a DataFrame of coordinates ``(row id, column id, value)``.
 
     Parameters
@@ -184,6 +185,11 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
         Block grid; default :func:`~sparknmf.matrix.default_grid`.
     duplicates : {"error", "sum"}
         Repeated (row, column) pairs raise, or are added when asked.
+    check_shape : callable, optional
+        Called with (n, m) once the ids are known, before the blocks are
+        built (e.g. to reject a rank k > min(n, m) early).
+    dtype : float64 (default) or float32
+        Precision of the stored blocks.
 
     Returns
     -------
@@ -199,6 +205,8 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
     shape = (len(row_ids), len(col_ids))
     if 0 in shape:
         raise InvalidInputError(f"{whom} is empty (no coordinates)")
+    if check_shape is not None:
+        check_shape(shape)
     grid = grid or default_grid(spark, shape, shape[0] * shape[1] // 10)
     steps = _steps(shape, grid)
     mapped = (
@@ -209,7 +217,7 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
         .withColumn("bj", (F.col("_j") / steps[1]).cast("int"))
     )
     built = mapped.groupBy("bi", "bj").applyInArrow(
-        _coordinate_builder(value_col, shape, steps, duplicates), _BUILD_DDL
+        _coordinate_builder(value_col, shape, steps, duplicates, dtype), _BUILD_DDL
     )
 
     def position(i, j):
@@ -242,7 +250,7 @@ def _vectors_to_csr(column: pa.Array, size: int):
     return csr, sizes, nulls
 
 
-def _vector_builder(features_col, shape, steps):
+def _vector_builder(features_col, shape, steps, dtype):
     n, m = shape
     row_step, col_step = steps
 
@@ -258,14 +266,15 @@ def _vector_builder(features_col, shape, steps):
             problem = {"problem": "null vector" if nulls[bad] else f"vector size other than {n}",
                        "problem_count": int((nulls | (sizes != n)).sum()), "problem_i": -1,
                        "problem_j": int(cols[bad]), "problem_value": float(sizes[bad] or 0)}
-            return pa.Table.from_pylist([_block_row(0, bj, sp.csr_matrix((1, 1)), problem)], schema=_BUILD_SCHEMA)
+            return pa.Table.from_pylist([_block_row(0, bj, sp.csr_matrix((1, 1)), dtype, problem)],
+                                        schema=_BUILD_SCHEMA)
         coo = csr.tocoo()
         problem = _first_problem(coo.col, cols[coo.row], coo.data, "sum")
         band = csr.T.tocsr()  # features × samples of this band
         band.eliminate_zeros()
         for bi, start in enumerate(range(0, n, row_step)):
             block = band[start : start + row_step] if problem is None else sp.csr_matrix((1, 1))
-            out.append(_block_row(bi, bj, block, problem))
+            out.append(_block_row(bi, bj, block, dtype, problem))
             if problem is not None:
                 break
         return pa.Table.from_pylist(out, schema=_BUILD_SCHEMA)
@@ -273,7 +282,8 @@ def _vector_builder(features_col, shape, steps):
     return build
 
 
-def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom="NMF (input V)"):
+def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom="NMF (input V)",
+                 check_shape=None, dtype=np.float64):
     """V from one sample per row: each vector is a column of V (n features × m samples).
 
     Parameters
@@ -285,6 +295,10 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
         Sample ids (any orderable type, unique).  Without it, samples are
         numbered with ``monotonically_increasing_id`` on a cached copy of
         ``frame``, and those numbers are the ids kept in the model.
+    check_shape : callable, optional
+        Called with (n, m) before the blocks are built.
+    dtype : float64 (default) or float32
+        Precision of the stored blocks.
 
     Returns
     -------
@@ -312,6 +326,8 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
         shape = (n, len(col_ids))
         if n == 0:
             raise InvalidInputError(f"{whom} has vectors of size 0")
+        if check_shape is not None:
+            check_shape(shape)
         grid = grid or default_grid(spark, shape, shape[0] * shape[1] // 10)
         steps = _steps(shape, grid)
         mapped = (
@@ -319,7 +335,7 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
             .join(F.broadcast(_index_frame(spark, col_ids, id_col, "_j")), id_col)
             .withColumn("bj", (F.col("_j") / steps[1]).cast("int"))
         )
-        built = mapped.groupBy("bj").applyInArrow(_vector_builder(features_col, shape, steps), _BUILD_DDL)
+        built = mapped.groupBy("bj").applyInArrow(_vector_builder(features_col, shape, steps, dtype), _BUILD_DDL)
 
         def position(i, j):
             feature = "" if i < 0 else f"feature {i}, "

@@ -14,6 +14,8 @@ Objectives per ``algorithm`` are listed in :mod:`sparknmf.kernels.updates`.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
@@ -168,19 +170,15 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
         if _is_frame(dataset):
             if self.getBackend() == "local":
                 raise ValueError("NMF: backend='local' needs numpy or scipy input, got a DataFrame")
+            check_shape = functools.partial(check_rank, k)
             if self.getFeaturesCol() in dataset.columns:
-                matrix = from_vectors(dataset, self.getFeaturesCol(), self.getIdCol() or None, grid=self._grid())
-            else:
-                check_columns(dataset, [self.getRowCol(), self.getColCol(), self.getValueCol()],
-                              f"NMF (no vector column {self.getFeaturesCol()!r}; coordinates)")
-                matrix = from_coordinates(dataset, self.getRowCol(), self.getColCol(), self.getValueCol(),
-                                          grid=self._grid(), duplicates=self.getDuplicates())
-            try:
-                check_rank(k, matrix.shape)
-            except ValueError:
-                matrix.unpersist()
-                raise
-            return matrix
+                return from_vectors(dataset, self.getFeaturesCol(), self.getIdCol() or None, grid=self._grid(),
+                                    check_shape=check_shape, dtype=dtype)
+            check_columns(dataset, [self.getRowCol(), self.getColCol(), self.getValueCol()],
+                          f"NMF (no vector column {self.getFeaturesCol()!r}; coordinates)")
+            return from_coordinates(dataset, self.getRowCol(), self.getColCol(), self.getValueCol(),
+                                    grid=self._grid(), duplicates=self.getDuplicates(), check_shape=check_shape,
+                                    dtype=dtype)
         V = as_matrix(dataset, dtype=dtype, duplicates=self.getDuplicates())
         check_rank(k, V.shape)
         if self.getBackend() == "spark":

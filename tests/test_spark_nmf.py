@@ -300,3 +300,21 @@ def test_job_descriptions_set_and_restored(spark):
         seen.append(spark.conf.get("spark.job.description"))
     assert seen == ["sparknmf: iter 7, update H"]
     assert spark.conf.get("spark.job.description", None) is None
+
+
+def test_float32_blocks_from_coordinates(spark):
+    V = _matrix(16)
+    frame = _coordinates(spark, V, list(range(24)), list(range(18)))
+    args = dict(k=3, maxIter=10, tol=0.0, rowCol="term", colCol="doc", valueCol="count")
+    single = NMF(dtype="float32", **args).fit(frame)
+    assert single.W.dtype == np.float32
+    assert single.objective == pytest.approx(NMF(**args).fit(frame).objective, rel=1e-4)
+
+
+def test_rank_checked_before_blocks_are_built(spark, monkeypatch):
+    import sparknmf.ingest
+
+    frame = _coordinates(spark, _matrix(17, shape=(3, 5)), list(range(3)), list(range(5)))
+    monkeypatch.setattr(sparknmf.ingest, "_finish", lambda *a, **k: pytest.fail("blocks were built"))
+    with pytest.raises(ValueError, match="k=4 is out of range"):
+        NMF(k=4, rowCol="term", colCol="doc", valueCol="count").fit(frame)
