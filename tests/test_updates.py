@@ -202,3 +202,15 @@ def test_checkpoint_resume_gives_uninterrupted_result(tmp_path):
     (tmp_path / "checkpoint.npz").write_bytes(b"truncated")
     with pytest.raises(ValueError, match="not a readable sparknmf checkpoint"):
         fac.factorize(backend, 3, max_iter=12, checkpoint_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_all_zero_rows_and_columns_as_documented(algorithm):
+    """Zero rows of V get zero rows of W (the floor ε for hals and multiplicative rules); same for H."""
+    V = _data()
+    V[3] = 0
+    V[:, 5] = 0
+    fit = nmf(V, 3, algorithm=algorithm, max_iter=50, tol=0)
+    floor = 1e-10 if algorithm in ("lee", "brunet", "hals") else 0.0
+    assert np.all(fit.W[3] <= floor) and np.all(fit.H[:, 5] <= floor)
+    assert np.isfinite(fit.objective)

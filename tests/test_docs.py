@@ -1,0 +1,16 @@
+"""The Examples blocks in docstrings run and print what they claim."""
+
+import doctest
+import importlib
+import warnings
+
+import pytest
+
+
+@pytest.mark.parametrize("name", ["sparknmf.nmf"])
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert tried > 0 and failures == 0
