@@ -483,7 +483,7 @@ def nmf(V, k, *, algorithm="bpp", init="random", seed=0, max_iter=200, tol=1e-4,
     --------
     >>> import numpy as np, sparknmf
     >>> V = np.random.default_rng(0).random((30, 3)) @ np.random.default_rng(1).random((3, 40))
-    >>> fit = sparknmf.nmf(V, 3, tol=1e-10, max_iter=500)
+    >>> fit = sparknmf.nmf(V, 3, init="nndsvda", tol=1e-10, max_iter=500)
     >>> fit.W.shape, fit.H.shape, bool(fit.objective < 1e-6 * 0.5 * (V ** 2).sum())
     ((30, 3), (3, 40), True)
     """
