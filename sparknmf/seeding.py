@@ -20,6 +20,7 @@ randomness", SIAM Review 53(2), 217-288 (2011). https://doi.org/10.1137/09077180
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 
 __all__ = ["INITS", "chunked_draw", "random_factors", "nndsvd_factors", "randomized_svd"]
 
@@ -71,14 +72,26 @@ def randomized_svd(multiply, shape, k: int, seed: int, *, oversample: int = 10, 
     """
     n, m = shape
     ell = min(k + oversample, n, m)
-    Q = chunked_draw(m, ell, seed, _SVD_STREAM)
-    Q = np.linalg.qr(multiply("W", Q))[0]
-    for _ in range(power_iter):
-        Q = np.linalg.qr(multiply("H", Q))[0]
-        Q = np.linalg.qr(multiply("W", Q))[0]
+    Q = multiply("W", chunked_draw(m, ell, seed, _SVD_STREAM))
+    for _ in range(power_iter):  # LU keeps the power iterations well scaled at a fraction of QR's cost
+        Q = scipy.linalg.lu(Q, permute_l=True)[0]
+        Q = scipy.linalg.lu(multiply("H", Q), permute_l=True)[0]
+        Q = multiply("W", Q)
+    Q = _orthonormal(Q)
     Bt = multiply("H", Q)  # (m×ell) = (Qᵀ V)ᵀ
     Ub, S, Vbt = np.linalg.svd(Bt.T, full_matrices=False)
     return (Q @ Ub)[:, :k], S[:k], Vbt[:k]
+
+
+def _orthonormal(A):
+    """An orthonormal basis of the columns of a tall A (n×l): CholeskyQR2, QR if A is rank-deficient."""
+    try:
+        for _ in range(2):
+            R = np.linalg.cholesky(A.T @ A).T
+            A = scipy.linalg.solve_triangular(R, A.T, trans="T", lower=False).T
+        return A
+    except np.linalg.LinAlgError:
+        return np.linalg.qr(A)[0]
 
 
 def nndsvd_factors(U, S, Vt, variant: str, mean: float, seed: int):
