@@ -287,13 +287,21 @@ def _oriented_block(payload, side):
     return V if side == "W" else V.T
 
 
+def _payloads(batch, name):
+    """The binary column ``name`` as zero-copy Arrow buffers (None for nulls)."""
+    return [value.as_buffer() if value.is_valid else None for value in batch.column(name)]
+
+
 def _rows(batch, other, xs, ys):
-    """Per block in an Arrow batch: (key, other key, block, X_i payload, Y_j payload)."""
-    cols = batch.to_pydict()
-    keys, others = cols["key"], cols[other]
-    x_col = cols["x"] if xs is None and "x" in cols else [xs[k] if xs else None for k in keys]
-    y_col = cols["y"] if ys is None else [ys[o] for o in others]
-    return zip(keys, others, cols["block"], x_col, y_col)
+    """Per block in an Arrow batch: (key, other key, block, X_i payload, Y_j payload).
+
+    Payloads are zero-copy views of the Arrow batch (blocks can be large).
+    """
+    keys, others = batch.column("key").to_pylist(), batch.column(other).to_pylist()
+    names = batch.schema.names
+    x_col = _payloads(batch, "x") if xs is None and "x" in names else [xs[k] if xs else None for k in keys]
+    y_col = _payloads(batch, "y") if ys is None else [ys[o] for o in others]
+    return zip(keys, others, _payloads(batch, "block"), x_col, y_col)
 
 
 def _fused_task(rule, params, side, gram_y, update, xs, ys, with_carry):
@@ -335,7 +343,7 @@ def _piece_task(rule, side, other, xs, ys):
                 cross, data = rule.statistic.cross(_oriented_block(block, side), codec.decode(x), codec.decode(y))
                 out["key"].append(key)
                 out["part"].append(o)
-                out["x"].append(x if o == 0 else None)
+                out["x"].append(bytes(x) if o == 0 else None)
                 out["cross"].append(codec.encode(cross))
                 out["data"].append(data)
             yield pa.RecordBatch.from_pydict(out, schema=_PIECE_SCHEMA)
