@@ -36,7 +36,7 @@ import numpy as np
 from . import seeding
 from .checkpoint import LoopCheckpoint
 from .errors import ConvergenceWarning, ModelFitError
-from .kernels.updates import UPDATE_RULES, RuleParams
+from .kernels.updates import UPDATE_RULES, RuleParams, hals_sweeps
 
 __all__ = ["FitResult", "factorize", "initial_factors"]
 
@@ -78,8 +78,9 @@ class FitResult:
     init: str = "random"
 
 
-def _resolve_params(backend, eta: float, beta: float) -> RuleParams:
-    return RuleParams(eta=backend.stats["max"] if eta < 0 else float(eta), beta=float(beta))
+def _resolve_params(backend, k: int, eta: float, beta: float) -> RuleParams:
+    return RuleParams(eta=backend.stats["max"] if eta < 0 else float(eta), beta=float(beta),
+                      sweeps=hals_sweeps(backend.shape, backend.stats["nnz"], k))
 
 
 def _check_custom(A, shape, whom):
@@ -175,7 +176,7 @@ def factorize(
         rule = UPDATE_RULES[algorithm]
     except KeyError:
         raise ValueError(f"algorithm must be one of {sorted(UPDATE_RULES)}, got {algorithm!r}") from None
-    params = _resolve_params(backend, eta, beta)
+    params = _resolve_params(backend, k, eta, beta)
     stat = rule.statistic
     v_stat = backend.stats["sumsq"] if stat.name == "frobenius" else backend.stats["sum"]
     checkpoint = None
