@@ -133,6 +133,14 @@ def _coordinate_builder(value_col, shape, steps, duplicates, dtype):
     return build
 
 
+def _layout(spark, shape, grid, check_shape):
+    """Check the shape (caller's rule), then choose the grid: ``(grid, (row_step, col_step))``."""
+    if check_shape is not None:
+        check_shape(shape)
+    grid = grid or default_grid(spark, shape, shape[0] * shape[1] // 10)
+    return grid, _steps(shape, grid)
+
+
 def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_position):
     """Collect the build statistics, raise on the first problem, fill empty blocks."""
     built = built.cache()
@@ -205,10 +213,7 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
     shape = (len(row_ids), len(col_ids))
     if 0 in shape:
         raise InvalidInputError(f"{whom} is empty (no coordinates)")
-    if check_shape is not None:
-        check_shape(shape)
-    grid = grid or default_grid(spark, shape, shape[0] * shape[1] // 10)
-    steps = _steps(shape, grid)
+    grid, steps = _layout(spark, shape, grid, check_shape)
     mapped = (
         frame.select(row_col, col_col, value_col)
         .join(F.broadcast(_index_frame(spark, row_ids, row_col, "_i")), row_col)
@@ -326,10 +331,7 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
         shape = (n, len(col_ids))
         if n == 0:
             raise InvalidInputError(f"{whom} has vectors of size 0")
-        if check_shape is not None:
-            check_shape(shape)
-        grid = grid or default_grid(spark, shape, shape[0] * shape[1] // 10)
-        steps = _steps(shape, grid)
+        grid, steps = _layout(spark, shape, grid, check_shape)
         mapped = (
             frame.select(id_col, features_col)
             .join(F.broadcast(_index_frame(spark, col_ids, id_col, "_j")), id_col)
