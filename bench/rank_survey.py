@@ -5,7 +5,9 @@ baseline, so 2 × len(ks) × 30 runs) is timed twice, each in a fresh child
 process so that peak memory is measured per mode:
 
 * ``sequential``: ``mode="local"``, every run one after another in one Python
-  process, no Spark;
+  process, no Spark, with BLAS at one thread as in a task (the child's
+  ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` are 1; with
+  ``--blas-default`` they are left as they are);
 * ``tasks``: ``mode="tasks"`` on a ``local[2]`` session, each run a local
   factorisation inside a Spark task (session start-up and Python worker
   warm-up excluded from the time).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -71,17 +74,22 @@ def child(name, mode):
     runs = len(survey) * NRUN
     print(json.dumps({"dataset": name, "mode": mode, "shape": list(V.shape), "ks": ks, "runs": runs,
                       "wall": wall, "runs_per_s": runs / wall, "rss_before_mb": before, "rss_peak_mb": _rss_mb(),
-                      "cophenetic": survey.column("cophenetic")}))
+                      "cophenetic": survey.column("cophenetic"),
+                      "cophenetic_random": survey.column("cophenetic", "randomized")}))
 
 
-def main():
+def main(blas_default=False):
     results = []
     for name in ("dense5000x40", "iris"):
         for mode in ("sequential", "tasks"):
+            env = dict(os.environ)
+            if mode == "sequential" and not blas_default:
+                env.update({var: "1" for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
             out = subprocess.run([sys.executable, __file__, "--child", name, mode], capture_output=True, text=True,
-                                 check=True)
+                                 check=True, env=env)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"rank survey, nrun={NRUN}, {SETTINGS}, original + randomised data; tasks on local[2]")
+    print(f"rank survey, nrun={NRUN}, {SETTINGS}, original + randomised data; tasks on local[2]; "
+          f"sequential BLAS threads: {'default' if blas_default else 1}")
     print(f"{'dataset':14} {'shape':10} {'ks':6} {'mode':11} {'runs':>5} {'wall s':>8} {'runs/s':>8} "
           f"{'speed-up':>8} {'driver RSS MB (before -> peak)':>31}")
     for r in results:
@@ -93,12 +101,14 @@ def main():
               f"{r['rss_before_mb']:14.0f} -> {r['rss_peak_mb']:.0f}")
     for r in results:
         if r["mode"] == "tasks":
-            print(f"{r['dataset']}: cophenetic by k (original, then randomised): "
-                  + ", ".join(f"{c:.4f}" for c in r["cophenetic"]))
+            print(f"{r['dataset']}: cophenetic by k = {r['ks']}: original "
+                  + ", ".join(f"{c:.4f}" for c in r["cophenetic"]) + "; randomised "
+                  + ", ".join(f"{c:.4f}" for c in r["cophenetic_random"]))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("DATASET", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--blas-default", action="store_true", help="leave the sequential run's BLAS threads as set")
     args = parser.parse_args()
-    child(*args.child) if args.child else main()
+    child(*args.child) if args.child else main(args.blas_default)

@@ -81,3 +81,25 @@ def test_bad_input_before_any_run(no_fits, kwargs, error, message):
     args = {"ks": [2, 3], "nrun": 2, "mode": "local", **kwargs}
     with pytest.raises(error, match=message):
         rank_survey(V, **args)
+
+
+@pytest.mark.spark
+def test_survey_job_writes_csv_and_json(spark, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    import scipy.io
+
+    V, labels = block_diagonal((5, 5), features=8, seed=2)
+    scipy.io.mmwrite(str(tmp_path / "v.mtx"), sp.coo_matrix(V))
+    (tmp_path / "labels.txt").write_text("\n".join(map(str, labels)))
+    spec = importlib.util.spec_from_file_location("job", Path(__file__).parents[1] / "jobs" / "rank_survey.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    job.main(["--input", str(tmp_path / "v.mtx"), "--ks", "2-3", "--nrun", "2", "--output", str(tmp_path / "out"),
+              "--labels", str(tmp_path / "labels.txt")])
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert [(r["data"], r["k"]) for r in rows] == [("original", 2), ("original", 3), ("randomized", 2),
+                                                   ("randomized", 3)]
+    assert rows[0]["mode"] == "tasks" and rows[0]["purity"] == 1.0
+    assert len(list(csv.DictReader((tmp_path / "out.csv").open()))) == 4
