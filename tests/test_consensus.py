@@ -110,7 +110,7 @@ def test_nmf_function_with_nrun(blocks):
     V, labels = blocks
     fit = sparknmf.nmf(V, 3, nrun=3, max_iter=50, seed=1)
     assert isinstance(fit, consensus.MultiFit) and fit.nrun == 3
-    with pytest.raises(ValueError, match="W0, H0 and callback are not supported"):
+    with pytest.raises(ValueError, match="W0, H0, callback, checkpoint_dir and resume are not supported"):
         sparknmf.nmf(V, 3, nrun=3, callback=print)
 
 
