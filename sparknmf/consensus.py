@@ -638,6 +638,8 @@ class MultiStartNMF(NMF, _MultiStartParams):
 
     def _fit(self, dataset):
         check_params(self)
+        if self.getCheckpointDir():
+            raise ValueError("MultiStartNMF: checkpointDir is not supported for multi-start runs; leave it ''")
         backend = self._backend(dataset)
         stop = ConnectivityStop(self.getStopChecks(), self.getCheckInterval()) if self.getStopChecks() else None
         try:

@@ -215,6 +215,8 @@ def test_estimator_on_dataframe_and_persistence(spark, blocks, tmp_path):
     assert loaded.summary(labels) == pytest.approx(model.summary(labels))
     with pytest.raises(ValueError, match="invalid nrun=0"):
         MultiStartNMF(k=3, nrun=0).fit(frame)
+    with pytest.raises(ValueError, match="checkpointDir is not supported for multi-start runs"):
+        MultiStartNMF(k=3, nrun=2, checkpointDir=str(tmp_path)).fit(frame)
 
 
 def test_estimator_defaults_match_signature():
