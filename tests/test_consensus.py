@@ -137,14 +137,6 @@ def test_connectivity_rule_stops_runs(blocks):
 
 
 # ---------------------------------------------------------------- bad input, before any work
-@pytest.fixture
-def no_fits(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a factorisation started before the input was checked")
-
-    monkeypatch.setattr(consensus, "factorize", refuse)
-
-
 @pytest.mark.parametrize("kwargs, message", [
     ({"nrun": 0}, r"nrun must be an integer >= 1, got 0"),
     ({"k": 1}, r"k=1 is out of range: clustering needs 2 <= k <= min\(n, m\) = 24"),

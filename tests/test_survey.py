@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparknmf import consensus
 from sparknmf.datasets import block_diagonal
 from sparknmf.survey import Survey, randomize, rank_survey
 
@@ -55,14 +54,6 @@ def test_table_writers_and_frame(planted_survey, tmp_path, spark):
 def test_nan_is_null_in_json(tmp_path):
     path = Survey([{"data": "original", "k": 2, "cophenetic": float("nan")}]).write_json(tmp_path / "n.json")
     assert json.loads(path.read_text())[0]["cophenetic"] is None
-
-
-@pytest.fixture
-def no_fits(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a factorisation started before the input was checked")
-
-    monkeypatch.setattr(consensus, "factorize", refuse)
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
