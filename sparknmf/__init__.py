@@ -10,11 +10,11 @@ V (n×m) ≈ W (n×k) · H (k×m), W, H ≥ 0.  Samples are the columns of V.
   :mod:`sparknmf.metrics`, :mod:`sparknmf.survey`).
 """
 
+from .consensus import MultiStartNMF, MultiStartNMFModel, multistart
 from .errors import ConvergenceWarning, InvalidInputError, ModelFitError
 from .factorize import FitResult
 from .kernels.updates import UPDATE_RULES
 from .nmf import NMF, NMFModel, nmf
-from .consensus import MultiStartNMF, MultiStartNMFModel, multistart  # noqa: E402 (imports nmf)
 from .survey import rank_survey
 
 __version__ = "0.1.0"

@@ -64,20 +64,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
+from pyspark import keyword_only
+from pyspark.ml.param import Param, Params, TypeConverters
 
-from . import codec, metrics
+from . import codec, io, metrics
 from .errors import ConvergenceWarning
 from .factorize import FitResult, factorize
 from .kernels.updates import UPDATE_RULES
 from .local import LocalMatrix, matrix_stats
 from .matrix import BlockMatrix
+from .nmf import NMF, NMFModel, _NMFParams
+from .params import Interval, OneOf, check_params, with_accessors
 from .seeding import INITS
 from .session import describe_jobs, get_session, parallelism
 from .validation import as_matrix
 
 __all__ = [
     "CONSENSUS_LIMIT", "TASK_LIMIT", "MODES", "Consensus", "ConnectivityStop", "MultiFit", "consensus_matrix",
-    "multistart", "run_seeds", "check_rank_range",
+    "multistart", "run_seeds", "check_rank_range", "MultiStartNMF", "MultiStartNMFModel",
 ]
 
 logger = logging.getLogger("sparknmf")
@@ -556,12 +560,6 @@ def multistart(V, k, nrun=30, *, algorithm="bpp", init="random", seed=0, max_ite
 
 
 # ---------------------------------------------------------------- the Estimator
-from pyspark import keyword_only  # noqa: E402  (Estimator part of the module)
-from pyspark.ml.param import Param, Params, TypeConverters  # noqa: E402
-
-from . import io  # noqa: E402
-from .nmf import NMF, NMFModel, _NMFParams  # noqa: E402
-from .params import Interval, OneOf, check_params, with_accessors  # noqa: E402
 
 
 @with_accessors
