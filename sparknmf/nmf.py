@@ -399,6 +399,16 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
         return coords.groupBy(col_col).applyInArrow(project, f"{col_col} {out_type}, {out_col} array<double>")
 
     # ---------------------------------------------------------------- persistence
+    def _extra_metadata(self) -> dict:
+        """Subclass hook: more metadata fields to save (see sparknmf.consensus)."""
+        return {}
+
+    def _save_extra(self, spark, path, overwrite):
+        """Subclass hook: save more arrays under ``path``."""
+
+    def _load_extra(self, spark, path, metadata):
+        """Subclass hook: restore what :meth:`_save_extra` wrote."""
+
     def write(self):
         return _ModelWriter(self)
 
@@ -431,11 +441,12 @@ class _ModelWriter(_ParamsWriter):
             "k": model.rank, "shape": [model.W.shape[0], model.H.shape[1]], "objective": result.objective,
             "history": result.history, "nIter": result.n_iter, "converged": result.converged,
             "stopReason": result.stop_reason, "elapsed": result.elapsed, "algorithm": result.algorithm,
-            "seed": result.seed, "init": result.init,
+            "seed": result.seed, "init": result.init, **model._extra_metadata(),
         }
         io.write_metadata(model, path, spark, extra, overwrite=self.shouldOverwrite)
         io.write_rows(spark, f"{path}/W", model.W, model.rowIds, overwrite=self.shouldOverwrite)
         io.write_rows(spark, f"{path}/H", model.H.T, model.colIds, overwrite=self.shouldOverwrite)
+        model._save_extra(spark, path, self.shouldOverwrite)
 
 
 class _Reader(MLReader):
@@ -448,7 +459,7 @@ class _Reader(MLReader):
         metadata = io.read_metadata(path, spark, self.cls)
         instance = self.cls()
         io.set_params(instance, metadata)
-        if self.cls is NMFModel:
+        if issubclass(self.cls, NMFModel):
             try:
                 (n, m), k = metadata["shape"], int(metadata["k"])
             except (KeyError, TypeError, ValueError):
@@ -464,20 +475,27 @@ class _Reader(MLReader):
             positional = pa.array(np.arange(n), pa.int64()), pa.array(np.arange(m), pa.int64())
             instance.rowIds = None if row_ids.equals(positional[0]) else row_ids
             instance.colIds = None if col_ids.equals(positional[1]) else col_ids
+            instance._load_extra(spark, path, metadata)
         return instance
 
 
 def nmf(V, k, *, algorithm="bpp", init="random", seed=0, max_iter=200, tol=1e-4, time_limit=None, eta=-1.0,
         beta=0.01, W0=None, H0=None, dtype="float64", duplicates="error", callback=None, checkpoint_dir=None,
-        checkpoint_interval=10, resume=False) -> FitResult:
+        checkpoint_interval=10, resume=False, nrun=None):
     """Factorise a numpy array or scipy sparse matrix V (n×m) ≈ W (n×k) · H (k×m) locally.
 
     The same kernels and loop as :class:`NMF`, on one block, without Spark.
+    With ``nrun`` (R's ``nmf(V, k, nrun=30)``): ``nrun`` runs from seeds
+    derived from ``seed`` by :func:`sparknmf.consensus.multistart` (as Spark
+    tasks when a session is active), returning a
+    :class:`~sparknmf.consensus.MultiFit` (best fit, assignments, consensus,
+    ``summary(labels)``).
 
     Returns
     -------
     FitResult
         ``W`` (n×k), ``H`` (k×m), ``objective``, ``history``, ``n_iter``, ...
+        (a ``MultiFit`` when ``nrun`` is given).
 
     Examples
     --------
@@ -487,6 +505,14 @@ def nmf(V, k, *, algorithm="bpp", init="random", seed=0, max_iter=200, tol=1e-4,
     >>> fit.W.shape, fit.H.shape, bool(fit.objective < 1e-6 * 0.5 * (V ** 2).sum())
     ((30, 3), (3, 40), True)
     """
+    if nrun is not None:
+        if W0 is not None or H0 is not None or callback is not None or checkpoint_dir is not None or resume:
+            raise ValueError("nmf(..., nrun=...) runs from random starts: W0, H0, callback, checkpoint_dir and "
+                             "resume are not supported")
+        from .consensus import multistart
+
+        return multistart(as_matrix(V, duplicates=duplicates), k, nrun, algorithm=algorithm, init=init, seed=seed,
+                          max_iter=max_iter, tol=tol, time_limit=time_limit, eta=eta, beta=beta, dtype=dtype)
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {dtype!r}")
     V = as_matrix(V, dtype=_DTYPES[dtype], duplicates=duplicates)

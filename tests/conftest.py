@@ -51,3 +51,14 @@ def planted():
     rng = np.random.default_rng(7)
     W, H = rng.random((40, 4)), rng.random((4, 30))
     return W @ H, W, H
+
+
+@pytest.fixture
+def no_fits(monkeypatch):
+    """Fails the test if a multi-start factorisation starts (checks must come before any work)."""
+    from sparknmf import consensus
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a factorisation started before the input was checked")
+
+    monkeypatch.setattr(consensus, "factorize", refuse)
