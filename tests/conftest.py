@@ -7,6 +7,8 @@ subprocess, since the two kinds cannot share one Python process).
 
 import os
 import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,32 @@ import pytest
 def pytest_addoption(parser):
     parser.addoption("--spark-session", choices=("classic", "connect"), default="classic",
                      help="kind of SparkSession the spark fixture creates")
+
+
+_BACKGROUND = {}
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sparknmf-background")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    """Start the subprocess suites (``@pytest.mark.background``) now and run their checks last.
+
+    Their modules define ``launch(workdir) -> result``; it runs in a thread
+    while the rest of the suite runs, and the test waits for its result
+    (``background`` fixture).  Spark Connect and standalone-cluster runs
+    spend most of their time waiting on JVMs, so they overlap well.
+    """
+    late = [item for item in items if item.get_closest_marker("background")]
+    items[:] = [item for item in items if not item.get_closest_marker("background")] + late
+    for item in late:
+        workdir = Path(tempfile.mkdtemp(prefix="sparknmf-background-"))
+        _BACKGROUND[item.nodeid] = _POOL.submit(item.module.launch, workdir)
+
+
+@pytest.fixture
+def background(request):
+    """The future of this test's ``launch`` started at collection time."""
+    return _BACKGROUND[request.node.nodeid]
 
 
 @pytest.fixture(scope="session")
