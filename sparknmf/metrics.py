@@ -54,7 +54,7 @@ import scipy.sparse as sp
 
 __all__ = [
     "assignments", "check_labels", "contingency", "purity", "entropy", "dispersion", "cophenetic_correlation",
-    "consensus_clusters", "silhouette", "consensus_silhouette", "coefficient_silhouette", "basis_silhouette",
+    "consensus_linkage", "consensus_clusters", "silhouette", "silhouette_widths", "consensus_silhouette", "coefficient_silhouette", "basis_silhouette",
     "correlation_distance", "rss", "explained_variance", "sparseness", "feature_scores", "extract_features",
     "predict",
 ]
@@ -177,6 +177,27 @@ def _average_linkage(D):
     return linkage(np.clip(condensed, 0.0, None), method="average"), condensed
 
 
+def consensus_linkage(C) -> np.ndarray:
+    """The average-linkage (UPGMA) tree of the distances ``1 − C``, as a scipy linkage matrix.
+
+    The one tree behind :func:`cophenetic_correlation`, :func:`consensus_clusters`
+    and the consensus map (:func:`sparknmf.plots.consensus_map` orders the
+    samples by its leaves, ``scipy.cluster.hierarchy.leaves_list(Z)``).
+
+    Parameters
+    ----------
+    C : ndarray of shape (s, s), s >= 2
+
+    Returns
+    -------
+    Z : ndarray of shape (s − 1, 4)
+    """
+    C = _check_square(C)
+    if C.shape[0] < 2:
+        raise ValueError("consensus_linkage needs at least 2 samples, got a 1×1 consensus")
+    return _average_linkage(1.0 - C)[0]
+
+
 def cophenetic_correlation(C) -> float:
     """Cophenetic correlation of a consensus matrix C (s×s).
 
@@ -211,26 +232,30 @@ def consensus_clusters(C, k: int) -> np.ndarray:
     C = _check_square(C)
     if C.shape[0] == 1:
         return np.zeros(1, dtype=np.int32)
-    Z, _ = _average_linkage(1.0 - C)
-    return (fcluster(Z, k, criterion="maxclust") - 1).astype(np.int32)
+    return (fcluster(consensus_linkage(C), k, criterion="maxclust") - 1).astype(np.int32)
 
 
 # ---------------------------------------------------------------- silhouettes
-def silhouette(D, clusters) -> float:
-    """Mean silhouette width for a dissimilarity matrix D (s×s) and a clustering.
+def silhouette_widths(D, clusters) -> np.ndarray:
+    """Silhouette width of each sample for a dissimilarity matrix D (s×s) and a clustering.
 
     s(i) = (b_i − a_i) / max(a_i, b_i) with a_i the mean dissimilarity to the
     other members of i's cluster and b_i the smallest mean dissimilarity to
     another cluster; s(i) = 0 for a singleton cluster (as R's ``cluster``).
-    NaN with fewer than two clusters.
+    All NaN with fewer than two clusters.
+
+    Returns
+    -------
+    ndarray of shape (s,), values in [−1, 1]
     """
     D = _check_square(D, "dissimilarity")
     _, codes = np.unique(np.asarray(clusters), return_inverse=True)
+    codes = codes.ravel()
     if codes.size != D.shape[0]:
         raise ValueError(f"clusters has {codes.size} entries for a {D.shape[0]}×{D.shape[0]} dissimilarity")
     n_clusters = codes.max() + 1
     if n_clusters < 2:
-        return float("nan")
+        return np.full(codes.size, np.nan)
     onehot = np.zeros((codes.size, n_clusters))
     onehot[np.arange(codes.size), codes] = 1.0
     sums = D @ onehot  # Σ_j∈c D_ij
@@ -241,8 +266,12 @@ def silhouette(D, clusters) -> float:
     means[np.arange(codes.size), codes] = np.inf
     b = means.min(axis=1)
     denom = np.maximum(a, b)
-    s = np.where((own > 1) & (denom > 0), (b - a) / np.where(denom > 0, denom, 1.0), 0.0)
-    return float(s.mean())
+    return np.where((own > 1) & (denom > 0), (b - a) / np.where(denom > 0, denom, 1.0), 0.0)
+
+
+def silhouette(D, clusters) -> float:
+    """Mean silhouette width (:func:`silhouette_widths`); NaN with fewer than two clusters."""
+    return float(np.mean(silhouette_widths(D, clusters)))
 
 
 def correlation_distance(X) -> np.ndarray:

@@ -209,3 +209,24 @@ def test_predict_with_probabilities():
     assert math.isnan(prob[2])
     with pytest.raises(ValueError, match="samples must be 'columns' or 'rows'"):
         metrics.assignments(W, H, "cols")
+
+
+def test_silhouette_widths_per_sample():
+    D = np.array([[0, 1, 4, 5], [1, 0, 4, 4], [4, 4, 0, 2], [5, 4, 2, 0]], dtype=float)
+    widths = metrics.silhouette_widths(D, [0, 0, 1, 1])
+    # sample 0: a = 1, b = (4 + 5) / 2 = 4.5
+    assert widths[0] == pytest.approx(1 - 1 / 4.5)
+    assert widths.mean() == pytest.approx(metrics.silhouette(D, [0, 0, 1, 1]))
+    assert np.isnan(metrics.silhouette_widths(D, [3, 3, 3, 3])).all()
+
+
+def test_consensus_linkage_is_the_tree_of_cophenetic_and_clusters():
+    from scipy.cluster.hierarchy import fcluster
+
+    C = np.kron(np.eye(2), np.ones((3, 3))) * 0.9 + 0.05
+    np.fill_diagonal(C, 1.0)
+    Z = metrics.consensus_linkage(C)
+    assert Z.shape == (5, 4)
+    np.testing.assert_array_equal(fcluster(Z, 2, "maxclust") - 1, metrics.consensus_clusters(C, 2))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        metrics.consensus_linkage([[1.0]])
