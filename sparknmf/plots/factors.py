@@ -55,10 +55,15 @@ def _priority(P, annotate, names_given):
 
 
 def _place_labels(fig, ax, P, index, names):
-    """Label the points in ``index`` (priority order), skipping labels that would overlap; returns the dropped count."""
+    """Label the points in ``index`` (priority order), leaving out labels that would overlap or leave the axes.
+
+    Each label tries a few positions next to its point (right of it in the
+    left half of the plot, left of it in the right half).  Returns the
+    indices of the labelled points.
+    """
     renderer = fig.canvas.get_renderer()
     inside = ax.get_window_extent(renderer)
-    placed, dropped = [], 0
+    boxes, labelled = [], []
     middle = np.mean(ax.get_xlim())
     for i in index:
         right = P[i, 0] <= middle
@@ -67,17 +72,16 @@ def _place_labels(fig, ax, P, index, names):
                                ha="left" if right else "right", fontsize="small", color="0.1")
             box = text.get_window_extent(renderer).expanded(1.04, 1.15)
             if (inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
-                    and not any(box.overlaps(other) for other in placed)):
-                placed.append(box)
+                    and not any(box.overlaps(other) for other in boxes)):
+                boxes.append(box)
+                labelled.append(i)
                 break
             text.remove()
-        else:
-            dropped += 1
-    return dropped
+    return np.asarray(labelled, dtype=np.int64)
 
 
-def factor_scatter(X, factors=(0, 1), *, names=None, annotate=None, groups=None, figsize=(7.0, 6.0), dpi=100,
-                   title=None, save=None):
+def factor_scatter(X, factors=(0, 1), *, names=None, annotate=None, groups=None, factor_names=None,
+                   figsize=(7.0, 6.0), dpi=100, title=None, save=None):
     """Two factors against each other, one point per item, the most prominent points labelled.
 
     Parameters
@@ -96,12 +100,15 @@ def factor_scatter(X, factors=(0, 1), *, names=None, annotate=None, groups=None,
         one or leave the axes is left out, and a note gives the count.
     groups : sequence of shape (s,), optional
         A class per item, shown as colours with a legend.
+    factor_names : sequence of str of shape (k,), optional
+        Names of the factors for the axis labels (default "factor 1", ...).
     figsize, dpi, title, save :
         As :func:`sparknmf.plots.basis_map`.
 
     Returns
     -------
     matplotlib.figure.Figure
+        ``fig.sparknmf["labelled"]``: indices of the labelled points.
     """
     X = as_factor(X, "X", nonnegative=False)
     cols = _columns(factors, X.shape[1])
@@ -111,6 +118,7 @@ def factor_scatter(X, factors=(0, 1), *, names=None, annotate=None, groups=None,
     P = X[:, cols]
     index = _priority(P, annotate, names_given=names is not None)
     names = as_names(names, X.shape[0], "names", "item")
+    axis_names = as_names(factor_names, X.shape[1], "factor_names", "factor")
     groups = as_labels(groups, X.shape[0], "groups")
     fig = new_figure(figsize, dpi, constrained=False)
     fig.subplots_adjust(left=0.1, right=0.97, bottom=0.1, top=0.92)
@@ -124,17 +132,17 @@ def factor_scatter(X, factors=(0, 1), *, names=None, annotate=None, groups=None,
             mine = track.values == code
             ax.scatter(P[mine, 0], P[mine, 1], s=8, color=color, linewidths=0, label=name)
         ax.legend(frameon=False, fontsize="small", markerscale=2)
-    ax.scatter(P[index, 0], P[index, 1], s=14, color="#d62728", linewidths=0)
     pad_x, pad_y = 0.06 * (np.ptp(P[:, 0]) or 1.0), 0.06 * (np.ptp(P[:, 1]) or 1.0)
     ax.set_xlim(P[:, 0].min() - pad_x, P[:, 0].max() + pad_x)
     ax.set_ylim(P[:, 1].min() - pad_y, P[:, 1].max() + pad_y)
-    ax.set_xlabel(f"factor {fx + 1}")
-    ax.set_ylabel(f"factor {fy + 1}")
+    ax.set_xlabel(axis_names[fx])
+    ax.set_ylabel(axis_names[fy])
     ax.set_title(title or f"Factor {fx + 1} against factor {fy + 1}")
-    dropped = _place_labels(fig, ax, P, index, names)
-    if dropped:
-        add_note(fig, f"{dropped} of {index.size} labels left out to avoid overlaps")
-    fig.sparknmf["labelled"] = index
+    labelled = _place_labels(fig, ax, P, index, names)
+    ax.scatter(P[labelled, 0], P[labelled, 1], s=14, color="#d62728", linewidths=0)
+    if labelled.size < index.size:
+        add_note(fig, f"{index.size - labelled.size} of {index.size} labels left out to avoid overlaps")
+    fig.sparknmf["labelled"] = labelled
     return finish(fig, save)
 
 
@@ -196,8 +204,8 @@ def factor_dendrogram(X, *, names=None, factors=None, metric="cityblock", method
         ax.set_yticks([])
         add_note(fig, f"{s} leaves > label_limit={label_limit}: labels omitted")
     shown = "all factors" if factors is None else "factors " + ", ".join(str(c + 1) for c in cols)
-    ax.set_xlabel(f"{method} linkage height ({metric} distance on {shown})")
-    ax.set_title(title or "Items in factor space")
+    ax.set_xlabel(f"{method} linkage height ({metric} distance on {shown})", loc="left")
+    fig.suptitle(title or "Items in factor space")
     fig.sparknmf["leaf_order"] = layout.order
     return finish(fig, save)
 
