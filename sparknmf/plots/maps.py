@@ -217,6 +217,17 @@ def consensus_map(fit, *, labels=None, k=None, samples=None, max_cells=500, figs
     -------
     matplotlib.figure.Figure
         With ``fig.sparknmf["row_order"]`` = :func:`consensus_order`.
+
+    Examples
+    --------
+    >>> from sparknmf import plots
+    >>> from sparknmf.consensus import multistart
+    >>> from sparknmf.datasets import block_diagonal
+    >>> V, labels = block_diagonal((8, 8), features=16, seed=2)
+    >>> fit = multistart(V, 2, nrun=4, mode="local")
+    >>> fig = plots.consensus_map(fit, labels=labels, figsize=(4, 3), dpi=50)
+    >>> fig.get_size_inches().tolist(), len(set(labels[fig.sparknmf["row_order"][:8]]))
+    ([4.0, 3.0], 1)
     """
     cons, k, total = consensus_of(fit, k)
     C, s = cons.matrix, cons.matrix.shape[0]
