@@ -54,7 +54,8 @@ import scipy.sparse as sp
 
 __all__ = [
     "assignments", "check_labels", "contingency", "purity", "entropy", "dispersion", "cophenetic_correlation",
-    "consensus_linkage", "consensus_clusters", "silhouette", "silhouette_widths", "consensus_silhouette", "coefficient_silhouette", "basis_silhouette",
+    "consensus_linkage", "consensus_clusters", "silhouette", "silhouette_widths", "consensus_silhouette",
+    "coefficient_silhouette", "basis_silhouette",
     "correlation_distance", "rss", "explained_variance", "sparseness", "feature_scores", "extract_features",
     "predict",
 ]

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["PLOT_EXTRA", "FORMATS", "PALETTES", "palette_colors", "require_matplotlib", "new_figure", "save_figure", "finish", "add_note"]
+__all__ = [
+    "PLOT_EXTRA", "FORMATS", "PALETTES", "palette_colors", "require_matplotlib", "new_figure", "save_figure", "finish",
+    "add_note",
+]
 
 PLOT_EXTRA = 'pip install "sparknmf[plot]"'
 FORMATS = ("png", "svg")

@@ -27,10 +27,10 @@ def as_factor(obj, name: str, nonnegative: bool = True) -> np.ndarray:
     return X
 
 
-def as_names(names, size: int, whom: str, default: str) -> list[str]:
-    """``size`` display names: the given ones (checked) or ``default`` numbered from 1."""
+def as_names(names, size: int, whom: str, default: str | None = None) -> list[str] | None:
+    """``size`` display names: the given ones (checked), else ``default`` numbered from 1 (None without a default)."""
     if names is None:
-        return [f"{default} {i + 1}" for i in range(size)]
+        return None if default is None else [f"{default} {i + 1}" for i in range(size)]
     names = [str(x) for x in names]
     if len(names) != size:
         raise ValueError(f"{whom} has {len(names)} entries for {size} items; give one name per item")

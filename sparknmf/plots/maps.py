@@ -81,13 +81,23 @@ def _item_order(X, scale, method, metric, fig):
     return X, linkage(X, method=method, metric=metric), None
 
 
-def _basis_track(X):
-    """Each item's dominant basis (X items×k), numbered from 1."""
-    return Track("basis", X.argmax(axis=1), [str(q + 1) for q in range(X.shape[1])], "basis")
+def _factor_map(fig, X, side, names, tracks, *, scale, method, metric, max_cells):
+    """Heatmap of the items of a factor (rows of X, items×k) along ``side``: "rows" (W) or "columns" (H).
 
-
-def _weight(scale):
-    return "relative weight" if scale else "weight"
+    Adds the dominant-basis track before ``tracks``; returns the display order of the items.
+    """
+    X, tree, order = _item_order(X, scale, method, metric, fig)
+    bases = [str(q + 1) for q in range(X.shape[1])]
+    tracks = [Track("basis", X.argmax(axis=1), bases, "basis"), *tracks]
+    common = {"cmap": "YlOrRd", "vmin": 0, "colorbar_label": "relative weight" if scale else "weight",
+              "max_cells": max_cells}
+    if side == "rows":
+        info = annotated_heatmap(fig, X, row_tree=tree, row_order=order, row_tracks=tracks, row_names=names,
+                                 col_names=bases, **common)
+        return info["row_order"]
+    info = annotated_heatmap(fig, X.T, col_tree=tree, col_order=order, col_tracks=tracks, row_names=bases,
+                             col_names=names, **common)
+    return info["col_order"]
 
 
 def basis_map(W, *, features=None, subset=None, scale=True, method="complete", metric="euclidean", max_cells=500,
@@ -120,19 +130,15 @@ def basis_map(W, *, features=None, subset=None, scale=True, method="complete", m
     """
     W = as_factor(W, "W")
     n, k = W.shape
-    names = None if features is None else as_names(features, n, "features", "feature")
+    names = as_names(features, n, "features")
     index = _select_features(W, subset)
     max_cells = check_count(max_cells, "max_cells", 2)
     fig = new_figure(figsize, dpi)
     if index.size < n:
         add_note(fig, f"{index.size} of {n} features shown")
-    X, tree, order = _item_order(W[index], scale, method, metric, fig)
-    info = annotated_heatmap(
-        fig, X, row_tree=tree, row_order=order, row_tracks=[_basis_track(X)], row_names=None if names is None else [names[i] for i in index],
-        col_names=[str(q + 1) for q in range(k)], cmap="YlOrRd", vmin=0, colorbar_label=_weight(scale),
-        max_cells=max_cells,
-    )
-    fig.sparknmf.update(row_order=index[info["row_order"]], col_order=np.arange(k))
+    order = _factor_map(fig, W[index], "rows", None if names is None else [names[i] for i in index], [],
+                        scale=scale, method=method, metric=metric, max_cells=max_cells)
+    fig.sparknmf.update(row_order=index[order], col_order=np.arange(k))
     fig.suptitle(title)
     return finish(fig, save)
 
@@ -159,17 +165,14 @@ def coef_map(H, *, labels=None, samples=None, scale=True, method="complete", met
     """
     H = as_factor(H, "H")
     k, m = H.shape
-    names = None if samples is None else as_names(samples, m, "samples", "sample")
+    names = as_names(samples, m, "samples")
     labels = as_labels(labels, m)
     max_cells = check_count(max_cells, "max_cells", 2)
     fig = new_figure(figsize, dpi)
-    X, tree, order = _item_order(H.T, scale, method, metric, fig)
-    tracks = [_basis_track(X)] + ([Track.of_classes("labels", labels)] if labels is not None else [])
-    info = annotated_heatmap(
-        fig, X.T, col_tree=tree, col_order=order, col_tracks=tracks, row_names=[str(q + 1) for q in range(k)],
-        col_names=names, cmap="YlOrRd", vmin=0, colorbar_label=_weight(scale), max_cells=max_cells,
-    )
-    fig.sparknmf.update(row_order=np.arange(k), col_order=info["col_order"])
+    tracks = [Track.of_classes("labels", labels)] if labels is not None else []
+    order = _factor_map(fig, H.T, "columns", names, tracks, scale=scale, method=method, metric=metric,
+                        max_cells=max_cells)
+    fig.sparknmf.update(row_order=np.arange(k), col_order=order)
     fig.suptitle(title)
     return finish(fig, save)
 
@@ -234,7 +237,7 @@ def consensus_map(fit, *, labels=None, k=None, samples=None, max_cells=500, figs
     if labels is not None:
         labels = np.asarray(labels)
         labels = as_labels(labels[cons.index] if cons.sampled and labels.size == total else labels, s)
-    names = None if samples is None else as_names(samples, total, "samples", "sample")
+    names = as_names(samples, total, "samples")
     max_cells = check_count(max_cells, "max_cells", 2)
     fig = new_figure(figsize, dpi)
     if cons.sampled:
