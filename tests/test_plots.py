@@ -144,6 +144,10 @@ def test_large_matrices_are_downsampled_with_a_note():
     assert any("downsampled for display: 300×300 shown as 60×60" in note for note in fig.sparknmf["notes"])
     assert fig.sparknmf["row_order"].size == 300 and contiguous(fig.sparknmf["row_order"], truth)
     assert any(text.get_text().startswith("downsampled for display") for text in fig.texts)  # printed under it
+    from matplotlib.collections import LineCollection
+
+    trees = [c for ax in fig.axes for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(trees) == 2 and all(len(tree.get_segments()) == 200 for tree in trees)  # the top 200 of 299 merges
 
 
 def test_beyond_the_cluster_limit_items_are_ordered_by_dominant_basis(monkeypatch):

@@ -9,6 +9,7 @@ bounding box), the size each plot function documents.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 __all__ = [
@@ -98,7 +99,8 @@ def finish(fig, save=None):
     """Show the notes collected by :func:`add_note`, save if asked, return the Figure."""
     notes = getattr(fig, "sparknmf", {}).get("notes")
     if notes:
-        fig.supxlabel("; ".join(notes), fontsize="small", color="0.35")
+        width = max(20, int(fig.get_figwidth() * 15))  # characters of a "small" font per line, roughly
+        fig.supxlabel("\n".join(textwrap.fill(note, width) for note in notes), fontsize="small", color="0.35")
     if save is not None:
         save_figure(fig, save)
     return fig

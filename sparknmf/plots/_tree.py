@@ -47,7 +47,8 @@ def tree_layout(Z) -> TreeLayout:
     return TreeLayout(order, segments, float(Z[:, 2].max()) if s > 1 else 0.0)
 
 
-def draw_tree(ax, layout: TreeLayout, side: str, *, size: int | None = None, color="0.25", linewidth=0.7):
+def draw_tree(ax, layout: TreeLayout, side: str, *, size: int | None = None, max_merges: int = 200, color="0.25",
+              linewidth=0.7):
     """Draw ``layout`` on ``ax`` with its leaves towards the heatmap.
 
     Parameters
@@ -58,13 +59,17 @@ def draw_tree(ax, layout: TreeLayout, side: str, *, size: int | None = None, col
     size : int, optional
         Number of display cells along the leaves (a downsampled heatmap);
         leaf positions are scaled to match.  Default: one cell per leaf.
+    max_merges : int
+        Draw only the last (highest, for a monotone linkage) merges: the
+        thousands of low merges of a large tree would only paint a solid band.
     """
     from matplotlib.collections import LineCollection
 
     s = layout.order.size
     size = s if size is None else size
-    pos = (layout.segments[..., 0] + 0.5) * (size / s) - 0.5
-    height = layout.segments[..., 1]
+    segments = layout.segments[-max_merges:]
+    pos = (segments[..., 0] + 0.5) * (size / s) - 0.5
+    height = segments[..., 1]
     top = layout.height if layout.height > 0 else 1.0
     points = np.stack([pos, height], axis=-1) if side == "top" else np.stack([height, pos], axis=-1)
     ax.add_collection(LineCollection(points, colors=color, linewidths=linewidth))
