@@ -146,8 +146,8 @@ def test_large_matrices_are_downsampled_with_a_note():
     assert any(text.get_text().startswith("downsampled for display") for text in fig.texts)  # printed under it
     from matplotlib.collections import LineCollection
 
-    trees = [c for ax in fig.axes for c in ax.collections if isinstance(c, LineCollection)]
-    assert len(trees) == 2 and all(len(tree.get_segments()) == 200 for tree in trees)  # the top 200 of 299 merges
+    drawn = [len(c.get_segments()) for ax in fig.axes for c in ax.collections if isinstance(c, LineCollection)]
+    assert sorted(drawn)[-2:] == [200, 200]  # both trees: the top 200 of 299 merges
 
 
 def test_beyond_the_cluster_limit_items_are_ordered_by_dominant_basis(monkeypatch):
