@@ -81,11 +81,17 @@ def _item_order(X, scale, method, metric, fig):
     return X, linkage(X, method=method, metric=metric), None
 
 
-def _factor_map(fig, X, side, names, tracks, *, scale, method, metric, max_cells):
-    """Heatmap of the items of a factor (rows of X, items×k) along ``side``: "rows" (W) or "columns" (H).
+def _factor_map(X, side, names, tracks, index, notes, *, scale, method, metric, max_cells, figsize, dpi, title,
+                save):
+    """The basis or coefficient map of the items of a factor (rows of X, items×k, original positions ``index``).
 
-    Adds the dominant-basis track before ``tracks``; returns the display order of the items.
+    ``side`` is where the items go: "rows" (W) or "columns" (H).  Adds the
+    dominant-basis track before ``tracks`` and the ``notes`` under the figure.
     """
+    max_cells = check_count(max_cells, "max_cells", 2)
+    fig = new_figure(figsize, dpi)
+    for note in notes:
+        add_note(fig, note)
     X, tree, order = _item_order(X, scale, method, metric, fig)
     bases = [str(q + 1) for q in range(X.shape[1])]
     tracks = [Track("basis", X.argmax(axis=1), bases, "basis"), *tracks]
@@ -94,10 +100,13 @@ def _factor_map(fig, X, side, names, tracks, *, scale, method, metric, max_cells
     if side == "rows":
         info = annotated_heatmap(fig, X, row_tree=tree, row_order=order, row_tracks=tracks, row_names=names,
                                  col_names=bases, **common)
-        return info["row_order"]
-    info = annotated_heatmap(fig, X.T, col_tree=tree, col_order=order, col_tracks=tracks, row_names=bases,
-                             col_names=names, **common)
-    return info["col_order"]
+        fig.sparknmf.update(row_order=index[info["row_order"]], col_order=np.arange(len(bases)))
+    else:
+        info = annotated_heatmap(fig, X.T, col_tree=tree, col_order=order, col_tracks=tracks, row_names=bases,
+                                 col_names=names, **common)
+        fig.sparknmf.update(row_order=np.arange(len(bases)), col_order=index[info["col_order"]])
+    fig.suptitle(title)
+    return finish(fig, save)
 
 
 def basis_map(W, *, features=None, subset=None, scale=True, method="complete", metric="euclidean", max_cells=500,
@@ -129,18 +138,12 @@ def basis_map(W, *, features=None, subset=None, scale=True, method="complete", m
     matplotlib.figure.Figure
     """
     W = as_factor(W, "W")
-    n, k = W.shape
-    names = as_names(features, n, "features")
+    names = as_names(features, W.shape[0], "features")
     index = _select_features(W, subset)
-    max_cells = check_count(max_cells, "max_cells", 2)
-    fig = new_figure(figsize, dpi)
-    if index.size < n:
-        add_note(fig, f"{index.size} of {n} features shown")
-    order = _factor_map(fig, W[index], "rows", None if names is None else [names[i] for i in index], [],
-                        scale=scale, method=method, metric=metric, max_cells=max_cells)
-    fig.sparknmf.update(row_order=index[order], col_order=np.arange(k))
-    fig.suptitle(title)
-    return finish(fig, save)
+    notes = [f"{index.size} of {W.shape[0]} features shown"] if index.size < W.shape[0] else []
+    return _factor_map(W[index], "rows", names and [names[i] for i in index], [], index, notes, scale=scale,
+                       method=method, metric=metric, max_cells=max_cells, figsize=figsize, dpi=dpi, title=title,
+                       save=save)
 
 
 def coef_map(H, *, labels=None, samples=None, scale=True, method="complete", metric="euclidean", max_cells=500,
@@ -164,17 +167,11 @@ def coef_map(H, *, labels=None, samples=None, scale=True, method="complete", met
     matplotlib.figure.Figure
     """
     H = as_factor(H, "H")
-    k, m = H.shape
-    names = as_names(samples, m, "samples")
-    labels = as_labels(labels, m)
-    max_cells = check_count(max_cells, "max_cells", 2)
-    fig = new_figure(figsize, dpi)
+    labels = as_labels(labels, H.shape[1])
     tracks = [Track.of_classes("labels", labels)] if labels is not None else []
-    order = _factor_map(fig, H.T, "columns", names, tracks, scale=scale, method=method, metric=metric,
-                        max_cells=max_cells)
-    fig.sparknmf.update(row_order=np.arange(k), col_order=order)
-    fig.suptitle(title)
-    return finish(fig, save)
+    return _factor_map(H.T, "columns", as_names(samples, H.shape[1], "samples"), tracks, np.arange(H.shape[1]), [],
+                       scale=scale, method=method, metric=metric, max_cells=max_cells, figsize=figsize, dpi=dpi,
+                       title=title, save=save)
 
 
 def consensus_order(fit) -> np.ndarray:
