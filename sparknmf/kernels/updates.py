@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from .nnls import nnls_bpp
 from .objective import FROBENIUS, KL, Statistic
@@ -43,6 +44,7 @@ from .objective import FROBENIUS, KL, Statistic
 __all__ = ["UPDATE_RULES", "Rule", "RuleParams", "half_step_block", "hals_sweeps", "update_block"]
 
 EPS = float(np.finfo(np.float64).eps)
+_BLAS = ThreadpoolController()  # finds the BLAS libraries once; limiting is then cheap
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,14 @@ def half_step_block(rule: Rule, params: RuleParams, side: str, gram_y, V, X, Y, 
 
 
 def update_block(rule: Rule, params: RuleParams, side: str, gram_y, cross, X, *, update: bool = True):
-    """Apply ``rule`` to rows X (n_b×k) given the summed ``cross`` (n_b×k)."""
-    X_new = rule.update(gram=gram_y, cross=cross, X=X, side=side, params=params) if update else X
-    return X_new, rule.statistic.gram(X_new)
+    """Apply ``rule`` to rows X (n_b×k) given the summed ``cross`` (n_b×k).
+
+    The rules make many small BLAS calls (a matrix-vector product per HALS
+    column, a k×k solve per pivoting group), which a multi-threaded BLAS
+    only slows down (4× on a busy 2-core machine: threads spin for work
+    too small to share), so they run with one BLAS thread.
+    """
+    if update:
+        with _BLAS.limit(limits=1, user_api="blas"):
+            X = rule.update(gram=gram_y, cross=cross, X=X, side=side, params=params)
+    return X, rule.statistic.gram(X)
