@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from . import codec
 from .errors import InvalidInputError
-from .matrix import BlockMatrix, _spread, _steps, default_grid
+from .matrix import BlockMatrix, _local_frame, _spread, _steps, default_grid
 
 __all__ = ["from_coordinates", "from_vectors", "distinct_ids", "check_columns"]
 
@@ -164,10 +164,7 @@ def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_p
                 (i, j, codec.encode(sp.csr_matrix((min(steps[0], n - i * steps[0]), min(steps[1], m - j * steps[1])))))
                 for i, j in missing
             ]
-            table = pa.table({"bi": pa.array([e[0] for e in empty], pa.int32()),
-                              "bj": pa.array([e[1] for e in empty], pa.int32()),
-                              "block": [e[2] for e in empty]})
-            blocks = blocks.unionByName(spark.createDataFrame(table))
+            blocks = blocks.unionByName(_local_frame(spark, empty))
         blocks = _spread(blocks, p * q)
     finally:
         built.unpersist()

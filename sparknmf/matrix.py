@@ -37,6 +37,7 @@ half-step is one Spark job and the plan never grows across iterations.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -137,20 +138,15 @@ class BlockMatrix:
         grid = grid or default_grid(spark, V.shape, stats["nnz"])
         row_step, col_step = _steps(V.shape, grid)
         V = V.tocsr() if sp.issparse(V) else V
-        keys_i, keys_j, payloads = [], [], []
-        for bi, rows in enumerate(range(0, V.shape[0], row_step)):
-            band = V[rows : rows + row_step]
+        rows = []
+        for bi, first_row in enumerate(range(0, V.shape[0], row_step)):
+            band = V[first_row : first_row + row_step]
             if sp.issparse(band):
                 band = band.tocsc()
-            for bj, cols in enumerate(range(0, V.shape[1], col_step)):
-                block = band[:, cols : cols + col_step]
-                keys_i.append(bi)
-                keys_j.append(bj)
-                payloads.append(codec.encode(block.tocsr() if sp.issparse(block) else block))
-        table = pa.table(
-            {"bi": pa.array(keys_i, pa.int32()), "bj": pa.array(keys_j, pa.int32()), "block": payloads}
-        )
-        blocks = _spread(spark.createDataFrame(table), len(payloads))
+            for bj, first_col in enumerate(range(0, V.shape[1], col_step)):
+                block = band[:, first_col : first_col + col_step]
+                rows.append((bi, bj, codec.encode(block.tocsr() if sp.issparse(block) else block)))
+        blocks = _spread(_local_frame(spark, rows), len(rows))
         return cls(spark, blocks, V.shape, grid, stats, row_ids, col_ids)
 
     # ------------------------------------------------------------------ lifecycle
@@ -270,6 +266,34 @@ def _reduce_on_driver(pieces, rule, params, side, gram_y, X, step, update):
     cross = _sum_pieces(pieces, X.shape, step).astype(X.dtype, copy=False)
     X_new, gram = update_block(rule, params, side, gram_y, cross, X, update=update)
     return X_new, gram, float(np.sum(pieces.column("data").to_numpy()))
+
+
+_UPLOAD_BYTES = 64 << 20  # driver data goes to Spark in DataFrames of at most this size
+
+
+def _local_frame(spark, rows):
+    """A DataFrame of ``(bi, bj, block)`` rows from the driver, uploaded in bounded pieces.
+
+    One ``createDataFrame`` per ≤64 MB of payload keeps each task's share of
+    the driver's data (and a Connect request) small; the pieces are unioned.
+    """
+    pieces, piece, size = [], [], 0
+    for row in rows:
+        if piece and size + len(row[2]) > _UPLOAD_BYTES:
+            pieces.append(piece)
+            piece, size = [], 0
+        piece.append(row)
+        size += len(row[2])
+    pieces.append(piece)
+    frames = [
+        spark.createDataFrame(pa.table({
+            "bi": pa.array([r[0] for r in part], pa.int32()),
+            "bj": pa.array([r[1] for r in part], pa.int32()),
+            "block": pa.array([r[2] for r in part], pa.binary()),
+        }))
+        for part in pieces
+    ]
+    return functools.reduce(lambda a, b: a.unionByName(b), frames)
 
 
 def _spread(frame, count):

@@ -31,7 +31,8 @@ def get_session(master: str | None = None):
 
     The embedded session keeps BLAS at one thread per task
     (``spark.executorEnv.OPENBLAS_NUM_THREADS`` etc.) so that numpy kernels in
-    parallel tasks do not oversubscribe the cores.
+    parallel tasks do not oversubscribe the cores, and gives the driver JVM
+    (which runs the tasks in local mode) ``SPARKNMF_DRIVER_MEMORY`` (4g).
     """
     from pyspark.sql import SparkSession
 
@@ -40,6 +41,8 @@ def get_session(master: str | None = None):
     if active is not None and master is None:
         return active
     builder = SparkSession.builder.master(master or "local[*]").appName("sparknmf")
+    # local mode runs tasks in the driver JVM, whose 1 GB default is small for cached blocks
+    builder = builder.config("spark.driver.memory", os.environ.get("SPARKNMF_DRIVER_MEMORY", "4g"))
     builder = builder.config("spark.ui.showConsoleProgress", "false")
     # few, small shuffles (block keys, ids): a handful of partitions per core, not 200
     builder = builder.config("spark.sql.shuffle.partitions", str(2 * (os.cpu_count() or 2)))
