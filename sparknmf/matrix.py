@@ -50,7 +50,7 @@ from .session import describe_jobs, parallelism
 
 __all__ = ["BlockMatrix", "default_grid"]
 
-_TARGET_BLOCK_NNZ = 1 << 22  # ~4M stored values per block keeps tasks well under 100 MB
+_TARGET_BLOCK_NNZ = 1 << 24  # ~16M stored values (128 MB) per block: few waves, tasks well under 1 GB
 BLOCK_SCHEMA = "bi int, bj int, block binary"
 _STEP_SCHEMA = pa.schema(
     [("key", pa.int32()), ("x", pa.binary()), ("gram", pa.binary()), ("data", pa.float64()),
@@ -64,7 +64,7 @@ _PIECE_DDL = "key int, part int, x binary, cross binary, data double"
 
 
 def default_grid(spark, shape, nnz: int) -> tuple[int, int]:
-    """Automatic p×q: at least one block per core, blocks of at most ~4M values.
+    """Automatic p×q: at least one block per core, blocks of at most ~16M values.
 
     The row-partitioned layout (q = 1) is used unless V is wider than tall,
     in which case the grid is transposed (p = 1); only very large matrices
