@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -36,8 +35,30 @@ import scipy.sparse as sp
 warnings.filterwarnings("ignore")
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _hwm_mb(pid="self") -> float:
+    """Peak resident memory (VmHWM) of a process in MB; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _peak_mb() -> tuple[float, float]:
+    """(this Python driver's peak RSS, the sum of its child processes' peaks: Spark's JVM and workers)."""
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(os.getpid())], capture_output=True, text=True)
+    pids, seen = [p.strip() for p in children.stdout.split() if p.strip()], set()
+    while pids:  # walk the process tree below the driver
+        pid = pids.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        more = subprocess.run(["ps", "-o", "pid=", "--ppid", pid], capture_output=True, text=True)
+        pids.extend(p.strip() for p in more.stdout.split() if p.strip())
+    return _hwm_mb(), sum(_hwm_mb(pid) for pid in seen)
 
 
 def _sklearn(V, k):
@@ -159,7 +180,8 @@ def _scaling_point(nnz: int, backend: str, iterations: int = 5):
     start = time.perf_counter()
     fit = factorize(matrix, 20, algorithm="hals", max_iter=iterations, tol=0)
     per_iter = (time.perf_counter() - start) / (fit.n_iter + 1)
-    print(json.dumps({"nnz": int(V.nnz), "per_iter": per_iter, "peak_mb": _peak_mb()}))
+    driver, children = _peak_mb()
+    print(json.dumps({"nnz": int(V.nnz), "per_iter": per_iter, "peak_mb": driver, "children_mb": children}))
 
 
 def scaling(sizes):
@@ -171,8 +193,9 @@ def scaling(sizes):
                                  capture_output=True, text=True, check=True)
             point = json.loads(out.stdout.strip().splitlines()[-1])
             points.append(point)
-            print(f"   {backend:5s} nnz {point['nnz']:>9,d}: {point['per_iter']:.3f} s/iteration, "
-                  f"peak driver RSS {point['peak_mb']:.0f} MB")
+            print(f"   {backend:5s} nnz {point['nnz']:>10,d}: {point['per_iter']:.3f} s/iteration, "
+                  f"peak RSS: Python driver {point['peak_mb']:.0f} MB, JVM + Python workers "
+                  f"{point['children_mb']:.0f} MB")
         x = np.log([p["nnz"] for p in points])
         y = np.log([p["per_iter"] for p in points])
         print(f"   {backend:5s} growth exponent d log(time)/d log(nnz) = {np.polyfit(x, y, 1)[0]:.2f}")
