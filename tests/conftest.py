@@ -55,6 +55,9 @@ def spark(request):
     kind = request.config.getoption("--spark-session")
     builder = SparkSession.builder.appName("sparknmf-tests").config("spark.sql.shuffle.partitions", "4")
     if kind == "connect":
+        # an ephemeral port for the local Connect server (pyspark's test mode), so that
+        # concurrent runs on one machine never reach each other's server on 15002
+        os.environ["SPARK_TESTING"] = "1"
         session = builder.remote("local[2]").getOrCreate()
     else:
         session = (builder.master("local[2]").config("spark.ui.enabled", "false")
