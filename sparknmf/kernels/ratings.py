@@ -32,7 +32,11 @@ import numpy as np
 
 from .rowsolve import solve_rows
 
-__all__ = ["EXTRA_KINDS", "Entries", "SideSpec", "half_step", "predict", "drift"]
+__all__ = [
+    "EXTRA_KINDS", "Entries", "SideSpec", "drift", "half_step", "implicit_sums", "implicit_offset", "implicit_system",
+    "implicit_apply",
+    "predict",
+]
 
 EXTRA_KINDS = ("none", "drift", "bins")
 
@@ -132,7 +136,7 @@ class SideSpec:
 
 
 def half_step(own: SideSpec, other: SideSpec, entries: Entries, P_other: np.ndarray, *, mu: float, reg: float,
-              bias_reg: float, scaled: bool, nonnegative: bool, init: np.ndarray | None = None):
+              bias_reg: float, scaled: bool, nonnegative: bool, init: np.ndarray | None = None, offset=None):
     """Update the rows of one side's P for one block of its ratings.
 
     Parameters
@@ -153,6 +157,8 @@ def half_step(own: SideSpec, other: SideSpec, entries: Entries, P_other: np.ndar
         Constrain the factor columns to be ≥ 0 (biases and extras stay free).
     init : ndarray of shape (b, own.width), optional
         The current rows (warm start for the non-negative solver).
+    offset : ndarray of shape (nnz,), optional
+        A further known part of each prediction (the implicit-feedback term).
 
     Returns
     -------
@@ -164,6 +170,8 @@ def half_step(own: SideSpec, other: SideSpec, entries: Entries, P_other: np.ndar
     """
     k = own.rank
     target = entries.ratings - mu - other.contribution(P_other, entries.cols, entries)
+    if offset is not None:
+        target = target - offset
     regs = np.r_[np.full(k, reg), np.full(own.width - k, bias_reg)]
     free = np.r_[np.zeros(k, bool), np.ones(own.width - k, bool)]
     X, loss, penalty = solve_rows(
@@ -178,3 +186,66 @@ def predict(user: SideSpec, item: SideSpec, P_user, P_item, users, items, entrie
     k = user.rank
     dot = np.einsum("nk,nk->n", P_user[users, :k], P_item[items, :k])
     return mu + user.contribution(P_user, users, entries) + item.contribution(P_item, items, entries) + dot
+
+
+# ---------------------------------------------------------------------------- implicit feedback (SVD++)
+#
+# With implicit feedback a user's factor is w_u + z_u, z_u = |N(u)|^-½ Σ_{j∈N(u)} y_j, N(u) the items the
+# user rated (Koren 2008).  Given everything else, Y (m×k) solves the ridge problem
+#     min_Y Σ_(u,i) c_ui (e_ui − h_iᵀ z_u)² + λ_y ‖Y‖²_F,   e_ui = r_ui − r̂_ui without z_u,
+# whose normal operator is Y ↦ Nᵀ D (G_u (D N Y)_u) + λ_y Y with N the n×m rated-indicator matrix,
+# D = diag(|N(u)|^-½) and G_u = Σ_i c_ui h_i h_iᵀ.  It is solved by a few conjugate-gradient steps; each
+# step needs one pass over the user blocks (:func:`implicit_apply`), summed over blocks.
+
+
+def implicit_sums(entries: Entries, Y: np.ndarray) -> np.ndarray:
+    """z_u = |N(u)|^-½ Σ_{j∈N(u)} y_j for the block's rows (b×k); N(u) = the row's entries."""
+    counts = np.diff(entries.indptr)
+    N = _indicator(entries, Y.shape[0])
+    return np.asarray(N @ Y) / np.sqrt(np.maximum(counts, 1))[:, None]
+
+
+def implicit_offset(entries: Entries, Z: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """h_iᵀ z_u for every entry (nnz,), Z (b×k) the block's implicit sums, H (m×k) the item factors."""
+    return np.einsum("nk,nk->n", Z[entries.rows], H[entries.cols])
+
+
+def _indicator(entries: Entries, m: int):
+    import scipy.sparse as sp
+
+    b = entries.indptr.size - 1
+    return sp.csr_matrix((np.ones(entries.cols.shape[0]), entries.cols, entries.indptr), shape=(b, m))
+
+
+def implicit_system(entries: Entries, H: np.ndarray, residual: np.ndarray):
+    """One user block's pieces of the Y problem that do not depend on Y.
+
+    Parameters
+    ----------
+    entries : Entries
+        A user block (rows users, cols items).
+    H : ndarray of shape (m, k)
+        Item factors.
+    residual : ndarray of shape (nnz,)
+        e_ui, the rating minus its prediction without the implicit term.
+
+    Returns
+    -------
+    grams : ndarray of shape (b, k, k)
+        G_u = Σ_i c_ui h_i h_iᵀ.
+    rhs : ndarray of shape (m, k)
+        The block's part of the right-hand side ``Nᵀ D (Σ_i c_ui e_ui h_i)_u``.
+    """
+    from .rowsolve import row_equations
+
+    eq = row_equations(entries.indptr, entries.cols, H, residual, weights=entries.weights)
+    scale = 1.0 / np.sqrt(np.maximum(np.diff(entries.indptr), 1))[:, None]
+    return eq.grams, np.asarray(_indicator(entries, H.shape[0]).T @ (scale * eq.rhs))
+
+
+def implicit_apply(entries: Entries, grams: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The block's part of the normal operator applied to v (m×k): ``Nᵀ D G (D N v)``."""
+    N = _indicator(entries, v.shape[0])
+    scale = 1.0 / np.sqrt(np.maximum(np.diff(entries.indptr), 1))[:, None]
+    s = scale * np.asarray(N @ v)
+    return np.asarray(N.T @ (scale * np.einsum("bij,bj->bi", grams, s)))

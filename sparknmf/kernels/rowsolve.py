@@ -329,7 +329,7 @@ def solve_rows(indptr, cols, Y, target, reg, *, extra=None, weights=None, scale_
         eq = row_equations(indptr[start : stop + 1] - lo, cols[part], Y, target[part],
                            extra=None if extra is None else extra[part],
                            weights=None if weights is None else weights[part])
-        lam = reg[None, :] * (eq.weight[:, None] if scale_by_weight else 1.0)
+        lam = reg[None, :] * (eq.weight[:, None] if scale_by_weight else np.ones((stop - start, 1)))
         X[start:stop] = solve(eq.grams, eq.rhs, lam, nonnegative=nonnegative, free=free,
                               init=None if init is None else init[start:stop])
         loss[start:stop] = eq.loss(X[start:stop])
