@@ -23,7 +23,7 @@ def test_movielens_100k_files(data_dir):
         assert train.num_rows + test.num_rows == 100_000
     items = load_movielens_items(folder)
     assert items.num_rows == 1682
-    row = items.filter(items["item"] == 543).to_pylist()[0]
+    row = items.to_pylist()[542]
     assert row["title"] == "Misérables, Les (1995)"
     assert items.to_pylist()[0]["genres"] == ["Animation", "Children's", "Comedy"]
     users = load_movielens_users(folder)
