@@ -147,9 +147,13 @@ def synthetic_ratings(path, scale=1.0, seed=0):
     counts = np.minimum(counts, m // 2)
     popularity = (np.arange(1, m + 1, dtype=np.float64)) ** -0.9
     popularity = rng.permutation(popularity / popularity.sum())
-    users = np.repeat(np.arange(n), counts)
-    items = rng.choice(m, size=users.size, p=popularity)
-    key = np.unique(users.astype(np.int64) * m + items)  # distinct pairs
+    key = np.zeros(0, np.int64)
+    for _ in range(8):  # draw, keep distinct pairs, top up each user's deficit
+        have = np.bincount(key // m, minlength=n)
+        users = np.repeat(np.arange(n), np.maximum(counts - have, 0))
+        if not users.size:
+            break
+        key = np.unique(np.r_[key, users.astype(np.int64) * m + rng.choice(m, size=users.size, p=popularity)])
     users, items = key // m, key % m
     W, H = rng.normal(0, 0.5, (n, 10)), rng.normal(0, 0.5, (m, 10))
     r = 3.5 + np.einsum("nk,nk->n", W[users], H[items]) + rng.normal(0, 0.8, users.size)
