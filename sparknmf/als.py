@@ -45,7 +45,7 @@ from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasCheckpointInterval, HasMaxIter, HasPredictionCol, HasSeed, HasTol, HasWeightCol
-from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
+from pyspark.ml.util import MLReadable, MLWritable
 
 from . import codec, io
 from .errors import ConvergenceWarning, ModelFitError
@@ -759,6 +759,32 @@ class MaskedALSModel(Model, _MaskedALSModelParams, MLWritable, MLReadable):
     def read(cls):
         return _Reader(cls)
 
+    def _load_arrays(self, path, spark, metadata):
+        """Restore the parameters, ids and fit record (called by the reader after the Params)."""
+        from .ratings import StepContext
+
+        try:
+            specs = {side: SideSpec(**metadata["specs"][side]) for side in SIDES}
+            (n, m), c, implicit = metadata["shape"], metadata["context"], bool(metadata["implicit"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}/metadata lacks the model's layout (specs, shape, context)") from None
+        k = specs["user"].rank
+        width_u = specs["user"].width + (k if implicit else 0) + int(c["drift"])
+        width_i = specs["item"].width + (k if implicit else 0)
+        users, user_ids = io.read_rows(spark, f"{path}/users", n, width_u)
+        items, item_ids = io.read_rows(spark, f"{path}/items", m, width_i)
+        wu, wi = specs["user"].width, specs["item"].width
+        context = StepContext(weighted=c["weighted"], timed=c["timed"], bins=c["bins"], day_range=tuple(c["dayRange"]),
+                              mean_days=users[:, -1].copy() if c["drift"] else None, beta=c["beta"])
+        self._state = {
+            "P": {"user": users[:, :wu].copy(), "item": items[:, :wi].copy()},
+            "Z": users[:, wu : wu + k].copy() if implicit else np.zeros((n, k)),
+            "Y": items[:, wi : wi + k].copy() if implicit else None, "specs": specs, "mu": float(metadata["mu"]),
+            "ids": {"user": user_ids, "item": item_ids}, "idTypes": metadata["idTypes"], "context": context,
+            "history": metadata["history"], "nIter": metadata["nIter"], "stopReason": metadata["stopReason"],
+            "elapsed": metadata["elapsed"],
+        }
+
 
 _QUERY_BLOCK = 4096  # queries scored together in one task group
 _TARGET_CHUNK = 8192  # targets per matrix product in top_n
@@ -852,18 +878,7 @@ class _Predictor:
 
 
 # -------------------------------------------------------------------------------- persistence
-class _ParamsWriter(MLWriter):
-    """Writes an Estimator's Params (metadata only)."""
-
-    def __init__(self, instance):
-        super().__init__()
-        self.instance = instance
-
-    def save(self, path):
-        self.saveImpl(path)
-
-    def saveImpl(self, path):
-        io.write_metadata(self.instance, path, self.sparkSession, {}, overwrite=self.shouldOverwrite)
+_ParamsWriter = io.ParamsWriter
 
 
 def _spec_dict(spec: SideSpec) -> dict:
@@ -897,39 +912,4 @@ class _ModelWriter(_ParamsWriter):
             io.write_rows(spark, f"{path}/{name}", np.hstack(parts), state["ids"][side], overwrite=self.shouldOverwrite)
 
 
-class _Reader(MLReader):
-    def __init__(self, cls):
-        super().__init__()
-        self.cls = cls
-
-    def load(self, path):
-        from .ratings import StepContext
-
-        spark = self.sparkSession
-        metadata = io.read_metadata(path, spark, self.cls)
-        instance = self.cls()
-        io.set_params(instance, metadata)
-        if self.cls is not MaskedALSModel:
-            return instance
-        try:
-            specs = {side: SideSpec(**metadata["specs"][side]) for side in SIDES}
-            (n, m), c, implicit = metadata["shape"], metadata["context"], bool(metadata["implicit"])
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{path}/metadata lacks the model's layout (specs, shape, context)") from None
-        k = specs["user"].rank
-        width_u = specs["user"].width + (k if implicit else 0) + int(c["drift"])
-        width_i = specs["item"].width + (k if implicit else 0)
-        users, user_ids = io.read_rows(spark, f"{path}/users", n, width_u)
-        items, item_ids = io.read_rows(spark, f"{path}/items", m, width_i)
-        wu, wi = specs["user"].width, specs["item"].width
-        context = StepContext(weighted=c["weighted"], timed=c["timed"], bins=c["bins"], day_range=tuple(c["dayRange"]),
-                              mean_days=users[:, -1].copy() if c["drift"] else None, beta=c["beta"])
-        instance._state = {
-            "P": {"user": users[:, :wu].copy(), "item": items[:, :wi].copy()},
-            "Z": users[:, wu : wu + k].copy() if implicit else np.zeros((n, k)),
-            "Y": items[:, wi : wi + k].copy() if implicit else None, "specs": specs, "mu": float(metadata["mu"]),
-            "ids": {"user": user_ids, "item": item_ids}, "idTypes": metadata["idTypes"], "context": context,
-            "history": metadata["history"], "nIter": metadata["nIter"], "stopReason": metadata["stopReason"],
-            "elapsed": metadata["elapsed"],
-        }
-        return instance
+_Reader = io.ParamsReader

@@ -47,7 +47,7 @@ import scipy.sparse as sp
 
 from . import codec
 from .errors import InvalidInputError
-from .ingest import check_columns, distinct_ids, index_frame
+from .ingest import check_columns, distinct_ids
 from .kernels.ratings import Entries, drift
 from .matrix import _spread
 from .session import describe_jobs, parallelism
@@ -56,9 +56,14 @@ __all__ = ["DUPLICATE_POLICIES", "RatingBlocks", "StepContext", "build_entries",
 
 DUPLICATE_POLICIES = ("error", "mean", "last")
 SECONDS_PER_DAY = 86400.0
-_BLOCK_DDL = "key int, block binary, aux binary, nnz long, wsum double, wrsum double, days binary, problem string"
+_BLOCK_DDL = (
+    "side int, key int, block binary, aux binary, nnz long, wsum double, wrsum double, days binary, problem string"
+)
+_PIECE_DDL = "side int, key int, piece binary"
+_PIECE_SCHEMA = pa.schema([("side", pa.int32()), ("key", pa.int32()), ("piece", pa.binary())])
+SIDES = ("user", "item")
 _BLOCK_SCHEMA = pa.schema([
-    ("key", pa.int32()), ("block", pa.binary()), ("aux", pa.binary()), ("nnz", pa.int64()),
+    ("side", pa.int32()), ("key", pa.int32()), ("block", pa.binary()), ("aux", pa.binary()), ("nnz", pa.int64()),
     ("wsum", pa.float64()), ("wrsum", pa.float64()), ("days", pa.binary()), ("problem", pa.string()),
 ])
 _TARGET_BLOCK_NNZ = 1 << 22
@@ -262,39 +267,84 @@ def _dedupe(frame, cols, policy):
     return frame.withColumn("_rank", F.row_number().over(window)).filter("_rank = 1").drop("_rank")
 
 
-def _block_builder(side, n_rows, n_other, step, weighted, timed, other_col, row_col, policy):
-    """applyInArrow body: one group of ratings -> one stored block (+ stats and duplicate check)."""
+def _piece_builder(user_col, item_col, user_ids, item_ids, steps, extra_cols):
+    """mapInArrow body: a partition's ratings cut into one piece per (side, block).
 
-    def build(table):
-        key = table.column("_key")[0].as_py()
-        rows = table.column(row_col).to_numpy() - key * step
-        cols = table.column(other_col).to_numpy()
-        vals = table.column("_r").to_numpy()
+    A piece (:func:`_pack`) holds the global row and column indices (``row``
+    on the side's own axis) and the values ``[rating, extras...]``, so only a
+    few binary rows per partition are shuffled, not the ratings one by one.
+    """
+
+    def run(batches):
+        batches = [b for b in batches if b.num_rows]
+        if not batches:
+            return
+        table = pa.Table.from_batches(batches)
+        users = pc.index_in(table.column(user_col), value_set=user_ids).to_numpy(zero_copy_only=False)
+        items = pc.index_in(table.column(item_col), value_set=item_ids).to_numpy(zero_copy_only=False)
+        values = [table.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in ("_r", *extra_cols)]
+        data = np.column_stack(values)
+        for side, rows, cols in ((0, users, items), (1, items, users)):
+            keys = rows // steps[SIDES[side]]
+            order = np.argsort(keys, kind="stable")
+            bounds = np.flatnonzero(np.diff(keys[order])) + 1
+            for chunk in np.split(order, bounds):
+                piece = _pack(rows[chunk], cols[chunk], data[chunk])
+                yield pa.RecordBatch.from_pydict({"side": [side], "key": [int(keys[chunk[0]])], "piece": [piece]},
+                                                 schema=_PIECE_SCHEMA)
+
+    return run
+
+
+def _pack(rows, cols, values) -> bytes:
+    """A piece as raw little-endian bytes: nnz and width (int64), rows and cols (int32), values (nnz × width f8)."""
+    nnz, width = values.shape
+    return b"".join((np.array([nnz, width], "<i8").tobytes(), rows.astype("<i4").tobytes(),
+                     cols.astype("<i4").tobytes(), np.ascontiguousarray(values, "<f8").tobytes()))
+
+
+def _unpack(payload: bytes):
+    """Inverse of :func:`_pack`: ``(rows, cols, values)``."""
+    nnz, width = (int(x) for x in np.frombuffer(payload, "<i8", count=2))
+    rows = np.frombuffer(payload, "<i4", count=nnz, offset=16)
+    cols = np.frombuffer(payload, "<i4", count=nnz, offset=16 + 4 * nnz)
+    values = np.frombuffer(payload, "<f8", count=nnz * width, offset=16 + 8 * nnz).reshape(nnz, width)
+    return rows, cols, values
+
+
+def _block_merger(sizes, weighted, timed, policy):
+    """applyInArrow body: the pieces of one (side, block) -> the stored block (+ stats and duplicate check)."""
+
+    def merge(table):
+        side, key = table.column("side")[0].as_py(), table.column("key")[0].as_py()
+        parts = [_unpack(p) for p in table.column("piece").to_pylist()]
+        name = SIDES[side]
+        step, n_rows, n_other = sizes[name][0], sizes[name][1], sizes[SIDES[1 - side]][1]
+        rows = np.concatenate([q[0] for q in parts]).astype(np.int64) - key * step
+        cols = np.concatenate([q[1] for q in parts]).astype(np.int64)
+        data = np.vstack([q[2] for q in parts])
         order = np.lexsort((cols, rows))
-        rows, cols, vals = rows[order], cols[order], vals[order]
-        aux = []
-        if weighted:
-            aux.append(table.column("_w").to_numpy()[order])
-        if timed:
-            aux.append(table.column("_day").to_numpy()[order])
+        rows, cols, data = rows[order], cols[order], data[order]
+        vals = data[:, 0]
+        aux = data[:, 1:]
         problem = None
         dup = np.flatnonzero((np.diff(rows) == 0) & (np.diff(cols) == 0))
         if policy == "error" and dup.size:
             pair = (rows[dup[0]] + key * step, cols[dup[0]])
-            user, item = pair if side == "user" else pair[::-1]
+            user, item = pair if name == "user" else pair[::-1]
             problem = f"{dup.size}:{user}:{item}"
         b = min(step, n_rows - key * step)
         indptr = np.searchsorted(rows, np.arange(b + 1))
         csr = sp.csr_matrix((vals, cols.astype(np.int32), indptr), shape=(b, n_other))
-        w = aux[0] if weighted else np.ones_like(vals)
-        days = b"" if not (timed and side == "user") else codec.encode(_mean_days(indptr, aux[-1])[:, None])
+        w = aux[:, 0] if weighted else np.ones_like(vals)
+        days = b"" if not (timed and name == "user") else codec.encode(_mean_days(indptr, aux[:, -1])[:, None])
         return pa.Table.from_pylist([{
-            "key": key, "block": codec.encode(csr), "aux": codec.encode(np.column_stack(aux)) if aux else b"",
+            "side": side, "key": key, "block": codec.encode(csr), "aux": codec.encode(aux) if aux.shape[1] else b"",
             "nnz": int(vals.size), "wsum": float(w.sum()), "wrsum": float(np.dot(w, vals)), "days": days,
             "problem": problem,
         }], schema=_BLOCK_SCHEMA)
 
-    return build
+    return merge
 
 
 def _mean_days(indptr, days):
@@ -304,7 +354,9 @@ def _mean_days(indptr, days):
 
 
 def _grid(spark, n, blocks, nnz):
-    count = blocks or max(parallelism(spark), math.ceil(nnz / _TARGET_BLOCK_NNZ))
+    """Rows per block: ``blocks`` blocks, or automatically a multiple of the cores with ≤ ~4M ratings each."""
+    cores = parallelism(spark)
+    count = blocks or cores * math.ceil(nnz / (_TARGET_BLOCK_NNZ * cores))
     count = max(1, min(count, n))
     return math.ceil(n / count)
 
@@ -317,14 +369,12 @@ def _local_ids(column, name, whom) -> pa.Array:
     return pc.take(ids, pc.sort_indices(ids))
 
 
-def _build_on_driver(table, builder, step):
-    """Run a block builder on the driver: one call per block key of a collected table."""
-    keys = table.column("_key").to_numpy()
-    order = np.argsort(keys, kind="stable")
-    table, keys = table.take(pa.array(order)), keys[order]
-    bounds = np.flatnonzero(np.diff(keys)) + 1
-    starts, stops = np.r_[0, bounds], np.r_[bounds, keys.size]
-    return pa.concat_tables([builder(table.slice(a, b - a)) for a, b in zip(starts, stops)])
+def _build_on_driver(table, pieces, merge):
+    """The same two steps on the driver: pieces of the collected table, merged per (side, block)."""
+    groups = {}
+    for batch in pieces(table.to_batches()):
+        groups.setdefault((batch.column(0)[0].as_py(), batch.column(1)[0].as_py()), []).append(batch)
+    return pa.concat_tables([merge(pa.Table.from_batches(groups[g])) for g in sorted(groups)])
 
 
 def _prepared(frame, cols):
@@ -379,45 +429,49 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
             table = prepared.toArrow()
         user_ids = _local_ids(table.column(user_col), user_col, whom)
         item_ids = _local_ids(table.column(item_col), item_col, whom)
-        table = table.append_column("_u", pc.index_in(table.column(user_col), value_set=user_ids).cast(pa.int64()))
-        table = table.append_column("_i", pc.index_in(table.column(item_col), value_set=item_ids).cast(pa.int64()))
     else:
         user_ids = distinct_ids(frame, user_col, whom)
         item_ids = distinct_ids(frame, item_col, whom)
-        mapped = (prepared.join(F.broadcast(index_frame(spark, user_ids, user_col, "_u")), user_col)
-                  .join(F.broadcast(index_frame(spark, item_ids, item_col, "_i")), item_col))
     n, m = len(user_ids), len(item_ids)
     steps = {"user": _grid(spark, n, user_blocks, stats["rows"]), "item": _grid(spark, m, item_blocks, stats["rows"])}
     timed = bool(time_col)
     context = StepContext(weighted=bool(weight_col), timed=timed, bins=bins if timed else 0,
                           day_range=(float(stats["dmin"]), float(stats["dmax"])) if timed else (0.0, 1.0), beta=beta)
     blocks = RatingBlocks(spark, user_ids, item_ids, {}, steps, 0, 0.0, context, id_types, {} if local else None)
-    for side, row_col, other_col, size, other_size in (("user", "_u", "_i", n, m), ("item", "_i", "_u", m, n)):
-        builder = _block_builder(side, size, other_size, steps[side], bool(weight_col), timed, other_col, row_col,
-                                 duplicates)
+    extra_cols = (["_w"] if weight_col else []) + (["_day"] if timed else [])
+    pieces = _piece_builder(user_col, item_col, user_ids, item_ids, steps, extra_cols)
+    merge = _block_merger({"user": (steps["user"], n), "item": (steps["item"], m)}, bool(weight_col), timed, duplicates)
+    if local:
+        info = _build_on_driver(table, pieces, merge)
+    else:
+        built = prepared.mapInArrow(pieces, _PIECE_DDL).groupBy("side", "key").applyInArrow(merge, _BLOCK_DDL).cache()
+        with describe_jobs(spark, "sparknmf: store ratings by user block and by item block"):
+            info = built.drop("block", "aux").toArrow()
+    info = info.sort_by([("side", "ascending"), ("key", "ascending")])
+    problems = any(info.column("problem").to_pylist())
+    for code, side in enumerate(SIDES):
+        if problems:
+            continue
         if local:
-            keys = pa.array(table.column(row_col).to_numpy() // steps[side], pa.int32())
-            info = _build_on_driver(table.append_column("_key", keys), builder, steps[side])
-            blocks.local[side] = info.select(["key", "block", "aux"]).to_pydict()
+            mine = info.filter(pc.equal(info.column("side"), code))
+            blocks.local[side] = mine.select(["key", "block", "aux"]).to_pydict()
         else:
-            keyed = mapped.withColumn("_key", (F.col(row_col) / steps[side]).cast("int"))
-            built = keyed.groupBy("_key").applyInArrow(builder, _BLOCK_DDL).cache()
-            with describe_jobs(spark, f"sparknmf: store ratings by {side} block"):
-                info = built.drop("block", "aux").toArrow().sort_by("key")
-            if not any(info.column("problem").to_pylist()):
-                spread = built.select(F.col("key").alias("bi"), F.lit(0).alias("bj"), "block", "aux")
-                blocks.frames[side] = _spread(spread, info.num_rows).withColumnRenamed("bi", "key")
-            built.unpersist()
-        _check_duplicates(info, blocks, whom, user_col, item_col)
-        if side == "user":
-            blocks.nnz = int(pc.sum(info.column("nnz")).as_py())
-            wsum = float(pc.sum(info.column("wsum")).as_py())
-            if wsum <= 0:
-                blocks.unpersist()
-                raise InvalidInputError(f"{whom}: every rating has weight 0")
-            blocks.mu = float(pc.sum(info.column("wrsum")).as_py()) / wsum
-            if timed and drift_on:
-                context.mean_days = np.concatenate([codec.decode(d)[:, 0] for d in info.column("days").to_pylist()])
+            spread = built.filter(F.col("side") == code).select(F.col("key").alias("bi"), F.lit(0).alias("bj"),
+                                                                "block", "aux")
+            count = int(pc.sum(pc.equal(info.column("side"), code)).as_py())
+            blocks.frames[side] = _spread(spread, count).withColumnRenamed("bi", "key")
+    if not local:
+        built.unpersist()
+    users = info.filter(pc.equal(info.column("side"), 0))
+    _check_duplicates(users, blocks, whom, user_col, item_col)
+    blocks.nnz = int(pc.sum(users.column("nnz")).as_py())
+    wsum = float(pc.sum(users.column("wsum")).as_py())
+    if wsum <= 0:
+        blocks.unpersist()
+        raise InvalidInputError(f"{whom}: every rating has weight 0")
+    blocks.mu = float(pc.sum(users.column("wrsum")).as_py()) / wsum
+    if timed and drift_on:
+        context.mean_days = np.concatenate([codec.decode(d)[:, 0] for d in users.column("days").to_pylist()])
     return blocks
 
 
