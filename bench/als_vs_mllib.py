@@ -14,6 +14,7 @@ Usage::
 
     SPARKNMF_DATA=../shared/data PYTHONPATH=$PWD python bench/als_vs_mllib.py            # both parts
     python bench/als_vs_mllib.py --part synthetic --scale 0.1 --ranks 10                 # a smaller run
+    python bench/als_vs_mllib.py --part synthetic --data /tmp/als-synthetic              # keep / reuse the data
 
 Figures are printed (and written to bench/results/als_vs_mllib.json).
 """
@@ -165,19 +166,21 @@ def synthetic_ratings(path, scale=1.0, seed=0):
     return int((~test).sum()), int(test.sum()), n, m
 
 
-def synthetic(spark, results, scale, ranks):
+def synthetic(spark, results, scale, ranks, data=None):
     from pyspark.ml.recommendation import ALS
 
     from sparknmf import MaskedALS
 
-    folder = Path(tempfile.mkdtemp(prefix="als-synthetic-"))
+    folder = Path(data) if data else Path(tempfile.mkdtemp(prefix="als-synthetic-"))
     start = time.perf_counter()
-    n_train, n_test, n, m = synthetic_ratings(folder, scale)
-    print(f"synthetic: {n_train} training and {n_test} test ratings, {n} users × {m} items "
-          f"(generated in {time.perf_counter() - start:.0f} s)", flush=True)
+    if not (folder / "train.parquet").exists():
+        synthetic_ratings(folder, scale)
     train = spark.read.parquet(str(folder / "train.parquet")).cache()
     test = spark.read.parquet(str(folder / "test.parquet")).cache()
-    train.count(), test.count()
+    n_train, n_test = train.count(), test.count()
+    n, m = (train.select(c).distinct().count() for c in ("user", "item"))
+    print(f"synthetic ({folder}): {n_train} training and {n_test} test ratings, {n} users × {m} items "
+          f"(ready in {time.perf_counter() - start:.0f} s)", flush=True)
     rows = []
     for rank in ranks:
         mllib = ALS(rank=rank, maxIter=10, regParam=0.1, userCol="user", itemCol="item", ratingCol="rating",
@@ -201,13 +204,14 @@ def main():
     parser.add_argument("--scale", type=float, default=1.0, help="synthetic size relative to 9M training ratings")
     parser.add_argument("--ranks", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--memory", default="8g", help="spark.driver.memory")
+    parser.add_argument("--data", help="folder for the synthetic train/test Parquet files (reused when present)")
     args = parser.parse_args()
     spark = session(args.memory)
     results = {"args": vars(args), "spark": spark.version}
     if args.part in ("movielens", "all"):
         movielens(spark, results)
     if args.part in ("synthetic", "all"):
-        synthetic(spark, results, args.scale, args.ranks)
+        synthetic(spark, results, args.scale, args.ranks, args.data)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "als_vs_mllib.json").write_text(json.dumps(results, indent=2, default=str))
