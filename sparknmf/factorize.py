@@ -38,7 +38,7 @@ from .checkpoint import LoopCheckpoint
 from .errors import ConvergenceWarning, ModelFitError
 from .kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, hals_sweeps
 
-__all__ = ["FitResult", "factorize", "initial_factors"]
+__all__ = ["FitResult", "check_weighted_options", "factorize", "initial_factors"]
 
 logger = logging.getLogger("sparknmf")
 
@@ -92,6 +92,16 @@ def _rule(algorithm: str, weighted: bool):
         raise ValueError(f"algorithm {algorithm!r} does not take weights; with weights use one of "
                          f"{sorted(WEIGHTED_RULES)} ('bpp': exact weighted ANLS, 'lee': weighted multiplicative)")
     raise ValueError(f"algorithm must be one of {sorted(rules)}, got {algorithm!r}")
+
+
+def check_weighted_options(algorithm: str, weighted: bool, reg: float, dtype) -> None:
+    """Raise ValueError for options that do not fit (un)weighted data; call before any work."""
+    _rule(algorithm, weighted)
+    if not weighted and reg:
+        raise ValueError(f"reg/regParam={reg} applies to weighted NMF only (weights, uncertainties or "
+                         "missing='missing'); use snmf/r or snmf/l for regularized ordinary NMF")
+    if weighted and np.dtype(dtype) != np.float64:
+        raise ValueError(f"weighted NMF computes in float64; got dtype {np.dtype(dtype).name}")
 
 
 def _check_custom(A, shape, whom):
@@ -186,7 +196,9 @@ def factorize(
     -------
     FitResult
     """
-    rule = _rule(algorithm, getattr(backend, "weighted", False))
+    weighted = getattr(backend, "weighted", False)
+    check_weighted_options(algorithm, weighted, reg, dtype)
+    rule = _rule(algorithm, weighted)
     params = _resolve_params(backend, k, eta, beta, reg)
     stat = rule.statistic
     v_stat = backend.stats["sumsq"] if stat.name == "frobenius" else backend.stats["sum"]

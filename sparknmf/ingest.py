@@ -25,7 +25,10 @@ import scipy.sparse as sp
 
 from . import codec
 from .errors import InvalidInputError
+from .kernels.weighted import WeightedBlock
+from .local import matrix_stats
 from .matrix import BlockMatrix, _local_frame, _spread, _steps, default_grid
+from .validation import MISSING_POLICIES, to_weights, weight_checks
 
 __all__ = ["from_coordinates", "from_vectors", "distinct_ids", "check_columns", "index_frame"]
 
@@ -81,26 +84,36 @@ def _payload(csr, dtype):
     return codec.encode(csr)
 
 
-def _block_row(bi, bj, csr, dtype, problem=None):
-    vals = csr.data.astype(np.float64, copy=False)
-    row = {
-        "bi": bi, "bj": bj, "block": _payload(csr, dtype), "nnz": int(csr.nnz), "sum": float(vals.sum()),
-        "sumsq": float(np.dot(vals, vals)), "max": float(vals.max()) if vals.size else 0.0,
-        "problem": None, "problem_count": 0, "problem_i": -1, "problem_j": -1, "problem_value": 0.0,
-    }
+def _row(bi, bj, payload, stats, problem=None):
+    row = {"bi": bi, "bj": bj, "block": payload, **{key: stats[key] for key in ("nnz", "sum", "sumsq", "max")},
+           "problem": None, "problem_count": 0, "problem_i": -1, "problem_j": -1, "problem_value": 0.0}
     if problem is not None:
         row.update(problem)
     return row
 
 
-def _first_problem(rows, cols, vals, dup_policy):
-    """The first data problem among coordinates (global indices), or None."""
-    checks = [("null or NaN/inf value", ~np.isfinite(vals)), ("negative value", vals < 0)]
-    for name, mask in checks:
+def _block_row(bi, bj, csr, dtype, problem=None):
+    return _row(bi, bj, _payload(csr, dtype), matrix_stats(csr), problem)
+
+
+def _weighted_row(bi, bj, block, problem=None):
+    return _row(bi, bj, codec.encode(block), matrix_stats(block), problem)
+
+
+def _first_problem(rows, cols, vals, dup_policy, raw_weights=None, weight_kind="weight"):
+    """The first data problem among coordinates (global indices), or None.
+
+    ``raw_weights``: the entries' weights or uncertainties (``weight_kind``), checked too.
+    """
+    checks = [(name, mask, vals) for name, mask in
+              (("null or NaN/inf value", ~np.isfinite(vals)), ("negative value", vals < 0))]
+    if raw_weights is not None:
+        checks += [(name, mask, raw_weights) for name, mask in weight_checks(raw_weights, weight_kind)]
+    for name, mask, shown in checks:
         if mask.any():
             i = int(np.flatnonzero(mask)[0])
             return {"problem": name, "problem_count": int(mask.sum()), "problem_i": int(rows[i]),
-                    "problem_j": int(cols[i]), "problem_value": float(vals[i])}
+                    "problem_j": int(cols[i]), "problem_value": float(shown[i])}
     if dup_policy == "error" and rows.size:
         key = rows.astype(np.int64) * (int(cols.max()) + 1) + cols
         order = np.argsort(key, kind="stable")
@@ -112,7 +125,32 @@ def _first_problem(rows, cols, vals, dup_policy):
     return None
 
 
-def _coordinate_builder(value_col, shape, steps, duplicates, dtype):
+def _empty_block(shape_b, missing):
+    """An all-absent block: CSR zeros (plain), no observed entry (missing), or observed zeros of weight 1."""
+    if missing is None:
+        return sp.csr_matrix(shape_b)
+    if missing == "missing":
+        none = np.zeros(0)
+        return WeightedBlock.from_coordinates(none, none, none, none, shape_b)
+    return WeightedBlock.dense(np.zeros(shape_b), np.ones(shape_b))
+
+
+def _weighted_block(rows, cols, vals, weights, shape_b, missing):
+    """The WeightedBlock of these local coordinates; with missing='zero' absent entries are zeros of weight 1."""
+    if missing == "missing":
+        return WeightedBlock.from_coordinates(rows, cols, vals, weights, shape_b)
+    values, full = np.zeros(shape_b), np.ones(shape_b)
+    values[rows, cols], full[rows, cols] = vals, weights
+    return WeightedBlock.dense(values, full)
+
+
+def _coordinate_builder(value_col, shape, steps, duplicates, dtype, weight_col=None, weight_kind="weight",
+                        missing=None):
+    """Arrow function: the coordinates of one block → its payload and statistics (or its first problem).
+
+    ``missing`` None builds a plain block; "zero" / "missing" a WeightedBlock
+    with weights from ``weight_col`` (of ``weight_kind``) or 1.
+    """
     n, m = shape
     row_step, col_step = steps
 
@@ -121,12 +159,20 @@ def _coordinate_builder(value_col, shape, steps, duplicates, dtype):
         rows = table.column("_i").to_numpy()
         cols = table.column("_j").to_numpy()
         vals = pc.cast(table.column(value_col), pa.float64()).to_numpy(zero_copy_only=False)  # null -> NaN
-        problem = _first_problem(rows, cols, vals, duplicates)
         shape_b = (min(row_step, n - bi * row_step), min(col_step, m - bj * col_step))
+        local = rows - bi * row_step, cols - bj * col_step
+        if missing is not None:
+            raw = (pc.cast(table.column(weight_col), pa.float64()).to_numpy(zero_copy_only=False) if weight_col
+                   else np.ones(vals.size))
+            problem = _first_problem(rows, cols, vals, "error", raw, weight_kind)
+            block = (_empty_block(shape_b, missing) if problem is not None else
+                     _weighted_block(*local, vals, to_weights(raw, weight_kind), shape_b, missing))
+            return pa.Table.from_pylist([_weighted_row(bi, bj, block, problem)], schema=_BUILD_SCHEMA)
+        problem = _first_problem(rows, cols, vals, duplicates)
         if problem is not None:
             csr = sp.csr_matrix(shape_b)
         else:
-            csr = sp.csr_matrix((vals, (rows - bi * row_step, cols - bj * col_step)), shape=shape_b)
+            csr = sp.csr_matrix((vals, local), shape=shape_b)
             csr.sum_duplicates()
             csr.eliminate_zeros()
         return pa.Table.from_pylist([_block_row(bi, bj, csr, dtype, problem)], schema=_BUILD_SCHEMA)
@@ -142,8 +188,8 @@ def _layout(spark, shape, grid, check_shape):
     return grid, _steps(shape, grid)
 
 
-def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_position):
-    """Collect the build statistics, raise on the first problem, fill empty blocks."""
+def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_position, missing=None):
+    """Collect the build statistics, raise on the first problem, fill empty blocks (see :func:`_empty_block`)."""
     built = built.cache()
     try:
         stats = built.drop("block").toArrow().to_pylist()
@@ -158,14 +204,13 @@ def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_p
         present = {(s["bi"], s["bj"]) for s in stats}
         n, m = shape
         p, q = -(-n // steps[0]), -(-m // steps[1])
-        missing = [(i, j) for i in range(p) for j in range(q) if (i, j) not in present]
         blocks = built.select("bi", "bj", "block")
-        if missing:
-            empty = [
-                (i, j, codec.encode(sp.csr_matrix((min(steps[0], n - i * steps[0]), min(steps[1], m - j * steps[1])))))
-                for i, j in missing
-            ]
-            blocks = blocks.unionByName(_local_frame(spark, empty))
+        absent = [(i, j) for i in range(p) for j in range(q) if (i, j) not in present]
+        if absent:
+            empty = [(i, j, _empty_block((min(steps[0], n - i * steps[0]), min(steps[1], m - j * steps[1])), missing))
+                     for i, j in absent]
+            stats += [{**matrix_stats(block), "bi": i, "bj": j} for i, j, block in empty]
+            blocks = blocks.unionByName(_local_frame(spark, [(i, j, codec.encode(b)) for i, j, b in empty]))
         blocks = _spread(blocks, p * q)
     finally:
         built.unpersist()
@@ -175,12 +220,15 @@ def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_p
         "sumsq": float(sum(s["sumsq"] for s in stats)),
         "max": float(max(s["max"] for s in stats)),
     }
-    return BlockMatrix(spark, blocks, shape, grid, totals, row_ids, col_ids)
+    if missing is not None:
+        totals["mean"] = totals["sum"] / max(totals["nnz"], 1)
+    return BlockMatrix(spark, blocks, shape, grid, totals, row_ids, col_ids, weighted=missing is not None)
 
 
 def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, grid=None,
-                     duplicates="error", whom="NMF (input V)", check_shape=None, dtype=np.float64):
-    """V from a DataFrame of coordinates ``(row id, column id, value)``.
+                     duplicates="error", whom="NMF (input V)", check_shape=None, dtype=np.float64,
+                     weight_col=None, weight_kind="weight", missing="zero"):
+    """V from a DataFrame of coordinates ``(row id, column id, value)``, optionally weighted.
 
     Parameters
     ----------
@@ -196,6 +244,13 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
         built (e.g. to reject a rank k > min(n, m) early).
     dtype : float64 (default) or float32
         Precision of the stored blocks.
+    weight_col : str, optional
+        Per-entry weights ``w ≥ 0`` (``weight_kind="weight"``) or
+        uncertainties ``s > 0``, ``w = 1/s²`` (``"uncertainty"``).
+    missing : {"zero", "missing"}
+        Absent coordinates are observed zeros (weight 1) or unknown (weight
+        0).  With a weight column or ``"missing"`` the blocks are
+        WeightedBlocks (float64; duplicates are an error).
 
     Returns
     -------
@@ -203,8 +258,15 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
     """
     from pyspark.sql import functions as F
 
-    check_columns(frame, [row_col, col_col, value_col], whom)
-    _check_numeric(frame, value_col, whom)
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
+    weighted = bool(weight_col) or missing == "missing"
+    if weighted and duplicates != "error":
+        raise ValueError("weighted input (weights or missing='missing') takes duplicates='error' only")
+    value_cols = [value_col] + ([weight_col] if weight_col else [])
+    check_columns(frame, [row_col, col_col, *value_cols], whom)
+    for column in value_cols:
+        _check_numeric(frame, column, whom)
     spark = frame.sparkSession
     row_ids = distinct_ids(frame, row_col, whom)
     col_ids = distinct_ids(frame, col_col, whom)
@@ -213,20 +275,21 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
         raise InvalidInputError(f"{whom} is empty (no coordinates)")
     grid, steps = _layout(spark, shape, grid, check_shape)
     mapped = (
-        frame.select(row_col, col_col, value_col)
+        frame.select(row_col, col_col, *value_cols)
         .join(F.broadcast(index_frame(spark, row_ids, row_col, "_i")), row_col)
         .join(F.broadcast(index_frame(spark, col_ids, col_col, "_j")), col_col)
         .withColumn("bi", (F.col("_i") / steps[0]).cast("int"))
         .withColumn("bj", (F.col("_j") / steps[1]).cast("int"))
     )
     built = mapped.groupBy("bi", "bj").applyInArrow(
-        _coordinate_builder(value_col, shape, steps, duplicates, dtype), _BUILD_DDL
+        _coordinate_builder(value_col, shape, steps, duplicates, dtype, weight_col, weight_kind,
+                            missing if weighted else None), _BUILD_DDL
     )
 
     def position(i, j):
         return f"({row_col}={row_ids[i].as_py()!r}, {col_col}={col_ids[j].as_py()!r})"
 
-    return _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, position)
+    return _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, position, missing if weighted else None)
 
 
 def _vectors_to_csr(column: pa.Array, size: int):

@@ -240,7 +240,7 @@ class BlockMatrix:
         frame, _, ys = self._route(side, None, Y)
         table = frame.mapInArrow(_product_task(side, other, ys), _PIECE_DDL).toArrow()
         rows = self.shape[0] if side == "W" else self.shape[1]
-        return _sum_pieces(table, (rows, Y.shape[1]), self._orient(side)[2])
+        return _sum_pieces(table, rows, self._orient(side)[2])
 
 
 def _assemble(table, rule):
@@ -259,19 +259,23 @@ def _carry(table):
     return cross, float(np.sum(table.column("carry_data").to_numpy()))
 
 
-def _sum_pieces(pieces, shape, step):
-    """Add the ``cross`` pieces into rows ``key*step...``, in (key, part) order (task order never matters)."""
+def _sum_pieces(pieces, rows, step):
+    """Add the ``cross`` pieces (r_b × any width) into rows ``key*step...`` of a (rows × width) array.
+
+    Summed in (key, part) order, so task order never matters.
+    """
     pieces = pieces.sort_by([("key", "ascending"), ("part", "ascending")])
-    out = np.zeros(shape)
+    out = None
     for key, payload in zip(pieces.column("key").to_pylist(), pieces.column("cross").to_pylist()):
         piece = codec.decode(payload)
+        out = np.zeros((rows, piece.shape[1])) if out is None else out
         out[key * step : key * step + piece.shape[0]] += piece
     return out
 
 
 def _reduce_on_driver(pieces, rule, params, side, gram_y, X, step, update):
     """Sum collected cross pieces by key and run the update on the driver: ``(X_new, gram, data)``."""
-    cross = _sum_pieces(pieces, X.shape, step).astype(X.dtype, copy=False)
+    cross = _sum_pieces(pieces, X.shape[0], step).astype(X.dtype, copy=False)
     X_new, gram = update_block(rule, params, side, gram_y, cross, X, update=update)
     return X_new, gram, float(np.sum(pieces.column("data").to_numpy()))
 

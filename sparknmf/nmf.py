@@ -18,15 +18,18 @@ import functools
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasCheckpointInterval, HasFeaturesCol, HasMaxIter, HasOutputCol, HasSeed, HasTol
+from pyspark.ml.param.shared import (HasCheckpointInterval, HasFeaturesCol, HasMaxIter, HasOutputCol,
+                                     HasPredictionCol, HasSeed, HasTol)
 from pyspark.ml.util import MLReadable, MLReader, MLWritable
 
 from . import io
-from .factorize import FitResult, factorize
+from .errors import InvalidInputError
+from .factorize import FitResult, check_weighted_options, factorize
 from .ingest import _vectors_to_csr, check_columns, from_coordinates, from_vectors
 from .kernels.nnls import nnls_bpp
 from .kernels.updates import UPDATE_RULES
@@ -35,7 +38,7 @@ from .matrix import BlockMatrix
 from .params import Interval, OneOf, check_params, with_accessors
 from .seeding import INITS
 from .session import get_session
-from .validation import as_matrix, check_rank
+from .validation import MISSING_POLICIES, as_matrix, as_weighted, check_rank
 
 __all__ = ["NMF", "NMFModel", "nmf"]
 
@@ -43,7 +46,7 @@ _DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
 @with_accessors
-class _NMFModelParams(HasFeaturesCol, HasOutputCol):
+class _NMFModelParams(HasFeaturesCol, HasOutputCol, HasPredictionCol):
     """Column Params shared by :class:`NMF` and :class:`NMFModel`."""
 
     rowCol = Param(Params._dummy(), "rowCol", "coordinate input: column of row (feature) ids",
@@ -58,7 +61,7 @@ class _NMFModelParams(HasFeaturesCol, HasOutputCol):
     def __init__(self, *args):
         super().__init__(*args)
         self._setDefault(featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col",
-                         valueCol="value", idCol="")
+                         valueCol="value", idCol="", predictionCol="prediction")
 
 
 @with_accessors
@@ -90,6 +93,17 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
     checkpointDir = Param(Params._dummy(), "checkpointDir",
                           "driver-local directory for loop checkpoints every checkpointInterval iterations ('' = none)",
                           typeConverter=TypeConverters.toString)
+    weightCol = Param(Params._dummy(), "weightCol",
+                      "coordinate input: column of per-entry weights w >= 0 (weighted NMF; '' = none)",
+                      typeConverter=TypeConverters.toString)
+    uncertaintyCol = Param(Params._dummy(), "uncertaintyCol",
+                           "coordinate input: column of per-entry uncertainties s > 0, w = 1/s^2 ('' = none)",
+                           typeConverter=TypeConverters.toString)
+    missing = Param(Params._dummy(), "missing",
+                    "entries absent from sparse input (NaN in numpy input): 'zero' (observed zeros) or 'missing' "
+                    "(weight 0, weighted NMF)", typeConverter=TypeConverters.toString)
+    regParam = Param(Params._dummy(), "regParam", "weighted NMF: L2 weight lambda on W and H",
+                     typeConverter=TypeConverters.toFloat)
 
     _constraints = {
         "k": Interval(1, integer=True),
@@ -107,13 +121,16 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
         "backend": OneOf(("auto", "local", "spark")),
         "checkpointInterval": Interval(1, integer=True),
         "seed": Interval(0, integer=True),
+        "missing": OneOf(MISSING_POLICIES),
+        "regParam": Interval(0),
     }
 
     def __init__(self, *args):
         super().__init__(*args)
         self._setDefault(k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
                          numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error",
-                         backend="auto", checkpointInterval=10, checkpointDir="")
+                         backend="auto", checkpointInterval=10, checkpointDir="", weightCol="", uncertaintyCol="",
+                         missing="zero", regParam=0.0)
 
 
 class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
@@ -147,7 +164,8 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
     def __init__(self, *, k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
                  numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error", backend="auto",
                  checkpointInterval=10, checkpointDir="", featuresCol="features", outputCol="coefficients",
-                 rowCol="row", colCol="col", valueCol="value", idCol=""):
+                 rowCol="row", colCol="col", valueCol="value", idCol="", weightCol="", uncertaintyCol="",
+                 missing="zero", regParam=0.0, predictionCol="prediction"):
         super().__init__()
         self._set(**self._input_kwargs)
 
@@ -155,7 +173,8 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
     def setParams(self, *, k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
                   numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error", backend="auto",
                   checkpointInterval=10, checkpointDir="", featuresCol="features", outputCol="coefficients",
-                  rowCol="row", colCol="col", valueCol="value", idCol=""):
+                  rowCol="row", colCol="col", valueCol="value", idCol="", weightCol="", uncertaintyCol="",
+                  missing="zero", regParam=0.0, predictionCol="prediction"):
         """Set Params by keyword."""
         return self._set(**self._input_kwargs)
 
@@ -164,36 +183,58 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
         p, q = self.getNumRowBlocks(), self.getNumColBlocks()
         return (p or 1, q or 1) if (p or q) else None
 
-    def _backend(self, dataset):
-        """V as a LocalMatrix or BlockMatrix, validated, with k checked against its shape."""
-        k, dtype = self.getK(), _DTYPES[self.getDtype()]
+    def _weight_column(self):
+        """``(column, "weight" | "uncertainty")`` of coordinate input, or ``(None, None)``."""
+        weight, uncertainty = self.getWeightCol(), self.getUncertaintyCol()
+        if weight and uncertainty:
+            raise ValueError(f"NMF: set weightCol ({weight!r}) or uncertaintyCol ({uncertainty!r}), not both")
+        return (weight, "weight") if weight else (uncertainty, "uncertainty") if uncertainty else (None, None)
+
+    def _backend(self, dataset, weights=None, uncertainty=None):
+        """V as a LocalMatrix or BlockMatrix, validated, with k and the weighted options checked."""
+        k, dtype, missing = self.getK(), _DTYPES[self.getDtype()], self.getMissing()
+        column, kind = self._weight_column()
         if _is_frame(dataset):
+            weighted = column is not None or missing == "missing"
+            check_weighted_options(self.getAlgorithm(), weighted, self.getRegParam(), dtype)
+            if weights is not None or uncertainty is not None:
+                raise ValueError("NMF: with DataFrame input give weights as a column (weightCol or uncertaintyCol)")
             if self.getBackend() == "local":
                 raise ValueError("NMF: backend='local' needs numpy or scipy input, got a DataFrame")
             check_shape = functools.partial(check_rank, k)
             if self.getFeaturesCol() in dataset.columns:
+                if weighted:
+                    raise InvalidInputError("NMF: weights and missing='missing' need coordinate input "
+                                            f"(rowCol, colCol, valueCol), not the vector column {self.getFeaturesCol()!r}")
                 return from_vectors(dataset, self.getFeaturesCol(), self.getIdCol() or None, grid=self._grid(),
                                     check_shape=check_shape, dtype=dtype)
-            check_columns(dataset, [self.getRowCol(), self.getColCol(), self.getValueCol()],
+            check_columns(dataset, [self.getRowCol(), self.getColCol(), self.getValueCol()] + ([column] if column else []),
                           f"NMF (no vector column {self.getFeaturesCol()!r}; coordinates)")
             return from_coordinates(dataset, self.getRowCol(), self.getColCol(), self.getValueCol(),
                                     grid=self._grid(), duplicates=self.getDuplicates(), check_shape=check_shape,
-                                    dtype=dtype)
-        V = as_matrix(dataset, dtype=dtype, duplicates=self.getDuplicates())
+                                    dtype=dtype, weight_col=column, weight_kind=kind, missing=missing)
+        if column is not None:
+            raise ValueError(f"NMF: {kind}Col names a DataFrame column; with numpy input use "
+                             f"fitWith(V, {kind}={kind}s_array)")
+        weighted = weights is not None or uncertainty is not None or missing == "missing"
+        check_weighted_options(self.getAlgorithm(), weighted, self.getRegParam(), dtype)
+        V = as_weighted(dataset, weights, uncertainty, missing=missing)
+        if V is None:
+            V = as_matrix(dataset, dtype=dtype, duplicates=self.getDuplicates())
         check_rank(k, V.shape)
         if self.getBackend() == "spark":
             return BlockMatrix.from_array(get_session(), V, self._grid())
         return LocalMatrix(V)
 
-    def _fit(self, dataset, W0=None, H0=None, callback=None, resume=False):
+    def _fit(self, dataset, W0=None, H0=None, callback=None, resume=False, weights=None, uncertainty=None):
         check_params(self)
-        backend = self._backend(dataset)
+        backend = self._backend(dataset, weights, uncertainty)
         try:
             result = factorize(
                 backend, self.getK(), algorithm=self.getAlgorithm(), init=self.getInit(), seed=self.getSeed(),
                 max_iter=self.getMaxIter(), tol=self.getTol(), time_limit=self.getTimeLimit() or None,
-                eta=self.getEta(), beta=self.getBeta(), W0=W0, H0=H0, dtype=_DTYPES[self.getDtype()],
-                callback=callback, checkpoint_dir=self.getCheckpointDir() or None,
+                eta=self.getEta(), beta=self.getBeta(), reg=self.getRegParam(), W0=W0, H0=H0,
+                dtype=_DTYPES[self.getDtype()], callback=callback, checkpoint_dir=self.getCheckpointDir() or None,
                 checkpoint_interval=self.getCheckpointInterval(), resume=resume,
             )
         finally:
@@ -203,11 +244,15 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
         self._copyValues(model)
         return model
 
-    def fitWith(self, dataset, *, W0=None, H0=None, callback=None, resume=False):
+    def fitWith(self, dataset, *, W0=None, H0=None, callback=None, resume=False, weights=None, uncertainty=None):
         """Fit with options that are not Params.
 
         Parameters
         ----------
+        weights, uncertainty : ndarray or sparse matrix of V's shape
+            numpy / scipy input only: per-entry weights ``w ≥ 0`` or
+            uncertainties ``s > 0`` (``w = 1/s²``) for weighted NMF, see
+            :func:`sparknmf.validation.as_weighted` and the ``missing`` Param.
         W0 : ndarray of shape (n, k), H0 : ndarray of shape (k, m)
             Starting factors for ``init='custom'``.
         callback : callable
@@ -218,7 +263,8 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
         """
         if resume and not self.getCheckpointDir():
             raise ValueError("NMF.fitWith(resume=True) needs checkpointDir")
-        return self._fit(dataset, W0=W0, H0=H0, callback=callback, resume=resume)
+        return self._fit(dataset, W0=W0, H0=H0, callback=callback, resume=resume, weights=weights,
+                         uncertainty=uncertainty)
 
     # ---------------------------------------------------------------- persistence
     def write(self):
@@ -398,6 +444,65 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
         out_type = dataset.schema[col_col].dataType.simpleString()
         return coords.groupBy(col_col).applyInArrow(project, f"{col_col} {out_type}, {out_col} array<double>")
 
+    # ---------------------------------------------------------------- completion
+    def complete(self, positions=None, *, limit: int = 10_000_000):
+        """The fitted values ``(WH)_ij``: the filled-in matrix for missing entries.
+
+        Parameters
+        ----------
+        positions : None, (rows, cols) or DataFrame
+            * None: the dense n×m matrix ``W H``, only when n·m ≤ ``limit``
+              (small data); otherwise ask for positions.
+            * ``(rows, cols)``: integer index arrays of equal length; returns
+              an ndarray of their values.
+            * DataFrame with ``rowCol`` and ``colCol`` (ids as in the fitted
+              input): returns it with ``predictionCol`` (double) appended,
+              NaN where an id was not in the fit; computed by blocks of rows
+              in Arrow functions, never as a dense matrix.
+        """
+        W, Ht = self.W, np.ascontiguousarray(self.H.T)
+        n, m = W.shape[0], Ht.shape[0]
+        if positions is None:
+            if n * m > limit:
+                raise ValueError(f"complete(): the dense {n}×{m} matrix has more than limit={limit} entries; "
+                                 "pass the positions you need (index arrays or a DataFrame of ids)")
+            return W @ Ht.T
+        if _is_frame(positions):
+            return self._complete_frame(positions, W, Ht)
+        rows, cols = (np.asarray(a) for a in positions)
+        if rows.shape != cols.shape or not (np.issubdtype(rows.dtype, np.integer) and np.issubdtype(cols.dtype, np.integer)):
+            raise ValueError("complete((rows, cols)) needs two integer index arrays of the same length")
+        for name, index, size in (("row", rows, n), ("column", cols, m)):
+            if index.size and (index.min() < 0 or index.max() >= size):
+                raise IndexError(f"complete(): {name} indices must be in [0, {size}), got {index.min()}..{index.max()}")
+        return np.einsum("ij,ij->i", W[rows], Ht[cols])
+
+    def _complete_frame(self, dataset, W, Ht):
+        from pyspark.sql.types import DoubleType, StructField, StructType
+
+        row_col, col_col, out_col = self.getRowCol(), self.getColCol(), self.getPredictionCol()
+        check_columns(dataset, [row_col, col_col], "NMFModel.complete")
+        row_ids, col_ids = self.rowIds, self.colIds
+        positions = dataset.columns.index(row_col), dataset.columns.index(col_col)
+
+        def index(column, ids, size):
+            if ids is None:  # positional ids 0..size-1
+                values = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False) if len(column) else np.zeros(0)
+                found = ~column.is_null().to_numpy(zero_copy_only=False) & (values >= 0) & (values < size)
+                return np.where(found, values, 0).astype(np.int64), found
+            found = pc.index_in(column, value_set=ids)
+            return pc.fill_null(found, 0).to_numpy(zero_copy_only=False), ~found.is_null().to_numpy(zero_copy_only=False)
+
+        def run(batches):
+            for batch in batches:
+                i, row_found = index(batch.column(positions[0]), row_ids, W.shape[0])
+                j, col_found = index(batch.column(positions[1]), col_ids, Ht.shape[0])
+                values = np.where(row_found & col_found, np.einsum("ij,ij->i", W[i], Ht[j]), np.nan)
+                yield batch.append_column(out_col, pa.array(values, pa.float64()))
+
+        schema = StructType([*dataset.schema.fields, StructField(out_col, DoubleType())])
+        return dataset.mapInArrow(run, schema)
+
     # ---------------------------------------------------------------- persistence
     def _extra_metadata(self) -> dict:
         """Subclass hook: more metadata fields to save (see sparknmf.consensus)."""
@@ -470,7 +575,7 @@ class _Reader(MLReader):
 
 def nmf(V, k, *, algorithm="bpp", init="random", seed=0, max_iter=200, tol=1e-4, time_limit=None, eta=-1.0,
         beta=0.01, W0=None, H0=None, dtype="float64", duplicates="error", callback=None, checkpoint_dir=None,
-        checkpoint_interval=10, resume=False, nrun=None):
+        checkpoint_interval=10, resume=False, nrun=None, weights=None, uncertainty=None, missing="zero", reg=0.0):
     """Factorise a numpy array or scipy sparse matrix V (n×m) ≈ W (n×k) · H (k×m) locally.
 
     The same kernels and loop as :class:`NMF`, on one block, without Spark.
@@ -479,6 +584,13 @@ def nmf(V, k, *, algorithm="bpp", init="random", seed=0, max_iter=200, tol=1e-4,
     tasks when a session is active), returning a
     :class:`~sparknmf.consensus.MultiFit` (best fit, assignments, consensus,
     ``summary(labels)``).
+
+    Weighted NMF (Paatero's PMF): ``weights`` (w ≥ 0) or ``uncertainty``
+    (s > 0, w = 1/s²) of V's shape, and/or ``missing="missing"`` (entries
+    absent from sparse V, or NaN in dense V, are unknown), minimise
+    ½ Σ w_ij (v_ij − (WH)_ij)² + ½ reg (‖W‖² + ‖H‖²) with ``algorithm``
+    ``"bpp"`` (exact weighted ANLS) or ``"lee"`` (weighted multiplicative);
+    see :func:`sparknmf.validation.as_weighted`.
 
     Returns
     -------
@@ -494,7 +606,13 @@ def nmf(V, k, *, algorithm="bpp", init="random", seed=0, max_iter=200, tol=1e-4,
     >>> fit.W.shape, fit.H.shape, bool(fit.objective < 1e-6 * 0.5 * (V ** 2).sum())
     ((30, 3), (3, 40), True)
     """
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+    weighted = weights is not None or uncertainty is not None or missing == "missing"
+    check_weighted_options(algorithm, weighted, reg, _DTYPES[dtype])
     if nrun is not None:
+        if weighted:
+            raise ValueError("nmf(..., nrun=...) does not take weights or missing='missing'")
         if W0 is not None or H0 is not None or callback is not None or checkpoint_dir is not None or resume:
             raise ValueError("nmf(..., nrun=...) runs from random starts: W0, H0, callback, checkpoint_dir and "
                              "resume are not supported")
@@ -502,11 +620,10 @@ def nmf(V, k, *, algorithm="bpp", init="random", seed=0, max_iter=200, tol=1e-4,
 
         return multistart(as_matrix(V, duplicates=duplicates), k, nrun, algorithm=algorithm, init=init, seed=seed,
                           max_iter=max_iter, tol=tol, time_limit=time_limit, eta=eta, beta=beta, dtype=dtype)
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {dtype!r}")
-    V = as_matrix(V, dtype=_DTYPES[dtype], duplicates=duplicates)
+    data = as_weighted(V, weights, uncertainty, missing=missing)
+    V = data if data is not None else as_matrix(V, dtype=_DTYPES[dtype], duplicates=duplicates)
     k = check_rank(k, V.shape)
     return factorize(LocalMatrix(V), k, algorithm=algorithm, init=init, seed=seed, max_iter=max_iter, tol=tol,
-                     time_limit=time_limit, eta=eta, beta=beta, W0=W0, H0=H0, dtype=_DTYPES[dtype],
+                     time_limit=time_limit, eta=eta, beta=beta, reg=reg, W0=W0, H0=H0, dtype=_DTYPES[dtype],
                      callback=callback, checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
                      resume=resume)
