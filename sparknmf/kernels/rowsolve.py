@@ -185,6 +185,22 @@ def row_equations(indptr, cols, Y, target, *, extra=None, weights=None) -> Norma
     return out
 
 
+def dense_row_equations(Y, target, weights) -> NormalEquations:
+    """:func:`row_equations` for a block where every row has an entry in every column of Y.
+
+    ``target``, ``weights`` : ndarrays of shape (b, m); Y (m×k).  The Grams
+    ``G_r = Σ_j w_rj y_j y_jᵀ`` of all rows are one matrix product
+    ``weights @ [y_j ⊗ y_j]_j`` (b×m times m×k²), BLAS-bound, instead of a
+    gather per row.
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    m, k = Y.shape
+    outer = (Y[:, :, None] * Y[:, None, :]).reshape(m, k * k)
+    wt = weights * target
+    grams = (weights @ outer).reshape(-1, k, k)
+    return NormalEquations(grams, wt @ Y, weights.sum(axis=1), np.einsum("ij,ij->i", wt, target))
+
+
 def _as_lam(lam, b, d):
     """λ as a (b, d) array: a scalar, a per-row (b,) or per-variable (d,) vector, or (b, d)."""
     lam = np.asarray(lam, dtype=np.float64)

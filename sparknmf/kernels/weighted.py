@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .objective import Statistic
-from .rowsolve import row_equations
+from .rowsolve import dense_row_equations, row_equations
 
 __all__ = ["WeightedBlock", "WEIGHTED_LS", "WEIGHTED_MU", "pack_equations", "unpack_equations"]
 
@@ -109,16 +109,6 @@ class WeightedBlock:
         return rows.ravel(), cols.ravel(), self.values.ravel(), self.weights.ravel()
 
 
-def _row_structure(block: WeightedBlock):
-    """CSR-shaped (indptr, columns, values, weights) of the observed entries, row by row."""
-    if block.sparse:
-        return block.values.indptr, block.values.indices, block.values.data, block.weights.data
-    n, m = block.shape
-    indptr = np.arange(0, n * m + 1, m, dtype=np.int64)
-    return indptr, np.tile(np.arange(m), n), np.ascontiguousarray(block.values).ravel(), \
-        np.ascontiguousarray(block.weights).ravel()
-
-
 def pack_equations(eq) -> np.ndarray:
     """NormalEquations (grams b×k×k, rhs b×k) as one (b × (k² + k)) array."""
     b = eq.rhs.shape[0]
@@ -134,8 +124,10 @@ def unpack_equations(packed: np.ndarray):
 
 def _ls_cross(V: WeightedBlock, X, Y):
     """Packed per-row normal equations for the rows of X, and ``½ Σ w (v − xᵀy)²`` at X."""
-    indptr, cols, values, weights = _row_structure(V)
-    eq = row_equations(indptr, cols, Y, values, weights=weights)
+    if V.sparse:
+        eq = row_equations(V.values.indptr, V.values.indices, Y, V.values.data, weights=V.weights.data)
+    else:
+        eq = dense_row_equations(Y, V.values, V.weights)
     loss = 0.5 * float(eq.loss(np.asarray(X, dtype=eq.grams.dtype)).sum())
     return pack_equations(eq), loss
 
