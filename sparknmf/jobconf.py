@@ -71,7 +71,7 @@ class Option:
     check : callable, optional
         ``check(value) -> bool`` with a ``describe()`` method (see :mod:`sparknmf.params`).
     choices : tuple, optional
-        The allowed values.
+        The allowed values (of every element, for a list).
     param : str, optional
         The Estimator Param this key sets (:meth:`Conf.params`).
     """
@@ -129,8 +129,12 @@ def check_value(option: Option, key: str, value, source: str):
             return os.environ[name]
 
         value = _ENV.sub(expand, value)
-    if option.choices is not None and value not in option.choices:
-        raise ConfError(f"{source}: {key} must be one of {list(option.choices)}, got {value!r}")
+    if option.choices is not None:
+        bad = [v for v in value if v not in option.choices] if isinstance(value, list) else (
+            [] if value in option.choices else [value])
+        if bad:
+            what = "contain only values among" if isinstance(value, list) else "be one of"
+            raise ConfError(f"{source}: {key} must {what} {list(option.choices)}, got {value!r}")
     if option.check is not None and not option.check(value):
         raise ConfError(f"{source}: {key} must be {option.check.describe()}, got {value!r}")
     return value
