@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from .errors import InvalidInputError
 
-__all__ = ["select_terms", "read_vocabulary", "term_names", "top_terms", "document_topics"]
+__all__ = ["select_terms", "read_vocabulary", "term_names", "top_terms", "document_topics", "prominent_terms"]
 
 
 def select_terms(V, *, first_documents: int = 0, min_document_fraction: float = 0.0,
@@ -163,3 +163,13 @@ def document_topics(H, ids) -> pa.Table:
         "document": pa.array(list(ids)), "weights": pa.array(list(H.T), pa.list_(pa.float64())),
         "topic": pa.array(np.argmax(H, axis=0) + 1, pa.int32()), "share": share,
     })
+
+
+def prominent_terms(W, factors, count: int) -> np.ndarray:
+    """The ``count`` terms with the largest weight on any of ``factors`` (0-based), heaviest first.
+
+    Used to pick the terms worth labelling on a factor scatter or clustering in a dendrogram.
+    """
+    W = np.asarray(W)
+    weight = W[:, list(factors)].max(axis=1)
+    return np.argsort(-weight, kind="stable")[: min(int(count), W.shape[0])]
