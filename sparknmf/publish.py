@@ -16,7 +16,7 @@ which the next run puts back).
 refresh)::
 
     root/
-      CURRENT              {"version": "v000007", "history": ["v000005", "v000006", "v000007"], ...}
+      CURRENT              {"version": "v000007", "history": ["v000005", "v000006", "v000007"], "last": 7}
       versions/v000005/ ... v000007/     complete, validated publications
       staging/<id>/        a run in progress (never read)
       LOCK                 held by the running refresh (pid, host)
@@ -276,7 +276,12 @@ class Publication:
     def _next_number(self) -> int:
         names = [p.name for p in self.versions_dir.iterdir()] if self.versions_dir.exists() else []
         numbers = [int(n[1:]) for n in names if _is_version(n)] + [int(n[1:]) for n in self.history()]
-        return max(numbers, default=0) + 1
+        return max(numbers + [self._last()], default=0) + 1
+
+    def _last(self) -> int:
+        """The highest version number ever published (rolled-back numbers are not reused)."""
+        data = self.pointer()
+        return 0 if data is None else int(data.get("last", 0))
 
     def commit(self, stage: Path, meta: dict, validate=None) -> Version:
         """Validate ``stage``, make it the next version and switch ``CURRENT`` to it.
@@ -307,17 +312,18 @@ class Publication:
         _fsync_dir(self.versions_dir)
         self._hook("moved")
         history = [v for v in self.history() if v != name] + [name]
-        self._switch(name, history[-self.keep:])
+        self._switch(name, history[-self.keep:], int(name[1:]))
         self._hook("switched")
         self.prune()
         return self._version(name)
 
-    def _switch(self, name: str, history: list) -> None:
+    def _switch(self, name: str, history: list, last: int) -> None:
         pointer = self.root / _POINTER
         fd, tmp = tempfile.mkstemp(prefix=".CURRENT.", suffix=".tmp", dir=self.root)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({"version": name, "history": history, "switched": _now()}, handle, indent=1)
+                json.dump({"version": name, "history": history, "last": last, "switched": _now()}, handle,
+                          indent=1)
                 handle.flush()
                 os.fsync(handle.fileno())
             self._hook("pointer_written")
@@ -333,7 +339,7 @@ class Publication:
         if len(history) < 2:
             raise PublishError(f"{self.root}: no previous version to roll back to (history: {history})")
         previous = self._version(history[-2])  # must be complete before we switch to it
-        self._switch(previous.name, history[:-1])
+        self._switch(previous.name, history[:-1], self._last())
         self.prune()
         return previous
 
