@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import time
 
@@ -183,7 +184,9 @@ class Job:
             "counts": self.counts, "metrics": self.metrics,
             "conf_files": self.conf.files, "overrides": list(getattr(self.args, "set", None) or []),
             "conf": self.conf.to_dict(),
-            "versions": {"sparknmf": __version__, "spark": self._spark.version if self._spark is not None else None},
+            "versions": {"sparknmf": __version__, "sparknmf_from": os.path.dirname(os.path.abspath(__file__)),
+                         "spark": self._spark.version if self._spark is not None else None},
+            "master": self._spark.conf.get("spark.master", None) if self._spark is not None else None,
         }
         out.update(extra)
         return out
