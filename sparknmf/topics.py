@@ -123,7 +123,8 @@ def top_terms(W, names, n: int) -> pa.Table:
     Returns
     -------
     pyarrow.Table ``factor int (1-based), rank int (1-based), term string, weight double``,
-    ordered by factor then rank (ties by term index).
+    ordered by factor then rank (ties by term index).  Terms of weight 0 are left out, so a
+    topic that the fit left empty has no rows.
     """
     W = np.asarray(W)
     if len(names) != W.shape[0]:
@@ -136,9 +137,11 @@ def top_terms(W, names, n: int) -> pa.Table:
     factor = np.repeat(np.arange(1, k + 1), n)
     rank = np.tile(np.arange(1, n + 1), k)
     index = order.T.ravel()
+    weight = W[index, factor - 1].astype(np.float64)
+    keep = weight > 0
     return pa.table({
-        "factor": pa.array(factor, pa.int32()), "rank": pa.array(rank, pa.int32()),
-        "term": [names[i] for i in index], "weight": W[index, factor - 1].astype(np.float64),
+        "factor": pa.array(factor[keep], pa.int32()), "rank": pa.array(rank[keep], pa.int32()),
+        "term": [names[i] for i in index[keep]], "weight": weight[keep],
     })
 
 
