@@ -77,7 +77,8 @@ def survey(job):
                 write_report(stage / "report", survey=table, fits=fits, labels=data.labels, features=names,
                              measures=output["measures"] or None, parameters=conf.flat("input", "survey", "nmf",
                                                                                        "multistart"),
-                             timings=job.timings, title=f"Rank survey of {conf['input']['path']}")
+                             timings=job.timings,
+                             title=f"Rank survey: {nmf['algorithm']}, {runs['nrun']} runs per k")
         job.finish(out)
 
 

@@ -112,7 +112,8 @@ def report_topics(folder, conf, model, names, labels, scatter, timings):
     output = conf["output"]
     report = Report(folder, f"Topics of {conf['input']['path']} (k = {model.rank})")
     report.add_parameters(conf.flat("input", "select", "nmf"))
-    report.add_figure("top_terms", plots.top_features(model.W, names, n=min(output["top_terms"], 20)),
+    report.add_figure("top_terms", plots.top_features(model.W, names, n=min(output["top_terms"], 20),
+                                                      title=f"Top terms of each topic (k = {model.rank})"),
                       "The heaviest terms of each topic.")
     if scatter:
         prominent = prominent_terms(model.W, scatter, max(output["labels"], output["dendrogram"]))

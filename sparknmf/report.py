@@ -242,7 +242,7 @@ def write_report(folder, *, fit=None, survey=None, labels=None, features=None, p
     if parameters:
         report.add_parameters(parameters)
     if survey is not None:
-        report.add_figure("survey", plots.survey_plot(survey, measures=measures, dpi=dpi),
+        report.add_figure("survey", plots.survey_plot(survey, measures=measures, dpi=dpi, title=title),
                           "Every measure against k; dashed: the same survey on randomised data.")
         report.add_table("Rank survey", survey)
     if fit is not None:
