@@ -122,8 +122,10 @@ def report_topics(folder, conf, model, names, labels, scatter, timings):
                           f"Terms on topics {scatter[0] + 1} and {scatter[1] + 1}, the most prominent labelled.")
         if output["dendrogram"] >= 2:
             chosen = prominent[: output["dendrogram"]]
-            report.add_figure("dendrogram", plots.factor_dendrogram(model.W[chosen], names=[names[i] for i in chosen],
-                                                                    factors=scatter),
+            tree = plots.factor_dendrogram(model.W[chosen], names=[names[i] for i in chosen], factors=scatter,
+                                           title=f"The {chosen.size} terms most prominent on topics {scatter[0] + 1} "
+                                                 f"and {scatter[1] + 1}")
+            report.add_figure("dendrogram", tree,
                               "Ward tree (Manhattan distances) of those terms on the same two topics.")
     report.add_fit(model, labels=labels, features=names)
     report.add_timings(timings)
