@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
+import importlib
 import json
 import shutil
 import sys
@@ -34,10 +34,9 @@ IMAGES = ROOT / "docs" / "images"
 
 
 def job(name):
-    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"jobs.{name}")
 
 
 def run(name, confs, out, *overrides):

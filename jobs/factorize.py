@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from sparknmf import NMF, MultiStartNMF
-from sparknmf.inputs import INPUT_SECTION, check_input, read_input
+from sparknmf.inputs import INPUT_SECTION
 from sparknmf.jobrun import multistart_section, nmf_section, output_section, run_job
 from sparknmf.metrics import fit_measures
 from sparknmf.publish import write_json
@@ -39,11 +39,7 @@ SCHEMA = {
 
 def factorize(job):
     conf = job.conf
-    check_input(conf)
-    out = job.output()
-    spark = job.spark()
-    with job.step("read input"):
-        data = read_input(conf, spark)
+    out, data = job.start()
     params = {**conf.params("nmf"), **data.params}
     nrun = conf["multistart"]["nrun"]
     checkpoint = conf["spark"]["checkpoint_dir"] if nrun == 1 else ""

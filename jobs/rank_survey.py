@@ -21,7 +21,7 @@ maps of every k).
 import sys
 
 from sparknmf.consensus import ConnectivityStop
-from sparknmf.inputs import INPUT_SECTION, check_input, read_input
+from sparknmf.inputs import INPUT_SECTION
 from sparknmf.jobconf import Option
 from sparknmf.jobrun import multistart_section, nmf_section, output_section, run_job
 from sparknmf.plots.rank import PANELS
@@ -44,11 +44,7 @@ SCHEMA = {
 
 def survey(job):
     conf = job.conf
-    check_input(conf)
-    out = job.output()
-    spark = job.spark()
-    with job.step("read input"):
-        data = read_input(conf, spark).to_driver()
+    out, data = job.start(driver=True)
     nmf, runs, output = conf["nmf"], conf["multistart"], conf["output"]
     stop = ConnectivityStop(runs["stop_checks"], runs["check_interval"]) if runs["stop_checks"] else None
     fits = {}
@@ -64,7 +60,7 @@ def survey(job):
             on_fit=keep if output["report"] and output["maps"] else None, algorithm=nmf["algorithm"], init=nmf["init"],
             max_iter=nmf["max_iter"], tol=nmf["tol"], time_limit=nmf["time_limit"] or None, eta=nmf["eta"],
             beta=nmf["beta"], dtype=nmf["dtype"], mode=runs["run_mode"], stop=stop,
-            consensus_limit=runs["consensus_limit"], consensus_sample=runs["consensus_sample"], spark=spark)
+            consensus_limit=runs["consensus_limit"], consensus_sample=runs["consensus_sample"], spark=job.spark())
     job.counts.update(rows=data.shape[0], columns=data.shape[1], fits=len(table) * runs["nrun"])
     with job.staged(out) as stage:
         table.write_csv(stage / "survey.csv")

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from sparknmf import NMF, plots
-from sparknmf.inputs import INPUT_SECTION, check_input, read_input
+from sparknmf.inputs import INPUT_SECTION
 from sparknmf.jobconf import Option
 from sparknmf.jobrun import nmf_section, output_section, run_job
 from sparknmf.metrics import fit_measures
@@ -58,17 +58,14 @@ SCHEMA = {
 
 def topics(job):
     conf = job.conf
-    check_input(conf)
     vocabulary, output = conf["vocabulary"], conf["output"]
     scatter = [q - 1 for q in output["scatter"]]
     if scatter and (len(scatter) != 2 or min(scatter) < 0 or max(scatter) >= conf["nmf"]["k"]):
         raise conf.error("output.scatter", f"needs two topics between 1 and nmf.k = {conf['nmf']['k']}")
     if vocabulary["path"] and not Path(vocabulary["path"]).is_file():
         raise conf.error("vocabulary.path", "no such file")
-    out = job.output()
-    spark = job.spark()
-    with job.step("read input"):
-        data = read_input(conf, spark).to_driver()
+    out, data = job.start(driver=True)
+    with job.step("read vocabulary"):
         n, m = data.shape
         term_ids = data.row_ids if data.row_ids is not None else list(range(1, n + 1))
         doc_ids = data.col_ids if data.col_ids is not None else list(range(1, m + 1))
@@ -98,7 +95,7 @@ def topics(job):
             model.write().save(out.uri())
             pacsv.write_csv(table, stage / "top_terms.csv")
             write_json(stage / "top_terms.json", table.to_pylist())
-            spark.createDataFrame(document_topics(model.H, doc_ids)).write.parquet(out.uri("document_topics"))
+            job.spark().createDataFrame(document_topics(model.H, doc_ids)).write.parquet(out.uri("document_topics"))
             write_json(stage / "measures.json", measures)
         if output["report"]:
             with job.step("report"):

@@ -136,6 +136,21 @@ class Job:
                                           config=s["conf"])
         return self._spark
 
+    def start(self, *, driver: bool = False):
+        """Check ``[input]`` and ``[output]`` (before any work), start the session and read V.
+
+        Returns ``(output, input)``: the :class:`~sparknmf.publish.StagedDirectory` and the
+        :class:`~sparknmf.inputs.MatrixInput` (collected to the driver with ``driver=True``).
+        """
+        from .inputs import check_input, read_input
+
+        check_input(self.conf)
+        out = self.output()
+        spark = self.spark()
+        with self.step("read input"):
+            data = read_input(self.conf, spark)
+            return out, (data.to_driver() if driver else data)
+
     def output(self, section: str = "output") -> StagedDirectory:
         """The job's staged output folder, checked before any work (exists without overwrite, not a folder...)."""
         values = self.conf[section]

@@ -1,6 +1,6 @@
 """Job configuration: layered TOML files, --set overrides, errors naming the key and the file; the conf/ files."""
 
-import importlib.util
+import importlib
 import re
 from pathlib import Path
 
@@ -128,10 +128,7 @@ def test_params_section_follows_the_estimator():
 
 
 def _job(name):
-    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"jobs.{name}")
 
 
 @pytest.mark.parametrize("name", JOBS)

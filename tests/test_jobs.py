@@ -6,7 +6,7 @@ terms, document weights); configuration and input errors reported before any wor
 """
 
 import csv
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 
@@ -25,10 +25,7 @@ pytestmark = pytest.mark.spark
 
 
 def load_job(name):
-    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"jobs.{name}")
 
 
 def run(name, tmp_path, text, *overrides):
@@ -131,15 +128,16 @@ def test_existing_output_is_refused_before_work_and_replaced_only_when_complete(
     job = load_job("factorize")
     conf = tmp_path / "f.toml"
     conf.write_text(text)
-    monkeypatch.setattr(job, "read_input", lambda *a, **k: pytest.fail("input read before the output was checked"))
-    assert job.main([str(conf)]) == 2
+    with monkeypatch.context() as patch:
+        patch.setattr("sparknmf.inputs.read_input", lambda *a, **k: pytest.fail("input read before the output check"))
+        assert job.main([str(conf)]) == 2
     err = capsys.readouterr().err
     assert f"factorize: error: {conf}: output.path = '{tmp_path / 'out'}': exists already" in err
     # a failure after the fit leaves the old output exactly as it was
-    job = load_job("factorize")
-    monkeypatch.setattr(job, "write_json", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError, match="disk full"):
-        job.main([str(conf), "--set", "output.overwrite=true"])
+    with monkeypatch.context() as patch:
+        patch.setattr(job, "write_json", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+        with pytest.raises(OSError, match="disk full"):
+            job.main([str(conf), "--set", "output.overwrite=true"])
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["old.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
     assert load_job("factorize").main([str(conf), "--set", "output.overwrite=true"]) == 0
