@@ -32,7 +32,10 @@ import scipy.sparse as sp
 from .errors import InvalidInputError
 from .jobconf import Option
 
-__all__ = ["FORMATS", "INPUT_SECTION", "MatrixInput", "check_input", "read_input", "read_labels", "is_local"]
+__all__ = [
+    "FORMATS", "INPUT_SECTION", "RATINGS_SECTION", "MatrixInput", "check_input", "read_input", "read_labels", "is_local",
+    "read_ratings", "check_ratings", "holdout_split", "content_digest",
+]
 
 FORMATS = ("matrix_market", "dense", "coordinates", "vectors")
 DRIVER_FORMATS = ("matrix_market", "dense")
@@ -191,13 +194,7 @@ def read_input(conf, spark=None, section: str = "input") -> MatrixInput:
             return MatrixInput(np.ascontiguousarray(text.matrix.T), row_ids=cols, col_ids=rows,
                                labels=labels or text.labels, duplicates=duplicates)
         return MatrixInput(text.matrix, row_ids=rows, col_ids=cols, labels=labels, duplicates=duplicates)
-    reader = spark.read
-    if values["file_format"] == "csv":
-        reader = reader.option("header", values["header"]).option("sep", values["delimiter"] or ",")
-        reader = reader.schema(values["schema"]) if values["schema"] else reader.option("inferSchema", True)
-        frame = reader.csv(path)
-    else:
-        frame = reader.parquet(path)
+    frame = _read_frame(spark, values)
     if fmt == "vectors":
         return MatrixInput(frame, {"featuresCol": values["features_col"], "idCol": values["id_col"],
                                    "duplicates": duplicates}, labels=labels, duplicates=duplicates)
@@ -206,3 +203,83 @@ def read_input(conf, spark=None, section: str = "input") -> MatrixInput:
         row, col = col, row
     return MatrixInput(frame, {"rowCol": row, "colCol": col, "valueCol": values["value_col"], "duplicates": duplicates},
                        labels=labels, duplicates=duplicates)
+
+
+def _read_frame(spark, values):
+    """A Parquet or CSV table as ``[input]``-like ``values`` describe it (path, file_format, header, ...)."""
+    reader = spark.read
+    if values["file_format"] == "csv":
+        reader = reader.option("header", values["header"]).option("sep", values["delimiter"] or ",")
+        reader = reader.schema(values["schema"]) if values["schema"] else reader.option("inferSchema", True)
+        return reader.csv(values["path"])
+    return reader.parquet(values["path"])
+
+
+RATINGS_SECTION = {
+    "path": Option("path", doc="Parquet or CSV file/folder of ratings, one (user, item, rating) per row"),
+    "file_format": Option("str", "parquet", "parquet | csv", choices=("parquet", "csv")),
+    "delimiter": Option("str", "", "CSV field separator ('' = ',')"),
+    "header": Option("bool", False, "CSV: the first line names the columns"),
+    "schema": Option("str", "", "CSV: columns as a Spark DDL string ('' = infer)"),
+    "user_col": Option("str", "user", "column of user ids (any type)"),
+    "item_col": Option("str", "item", "column of item ids (any type)"),
+    "rating_col": Option("str", "rating", "column of ratings"),
+    "timestamp_col": Option("str", "", "column of rating times, for the time terms ('' = none)"),
+}
+
+
+def read_ratings(conf, spark, *, path: str | None = None, section: str = "input"):
+    """The ratings DataFrame that ``conf[section]`` (:data:`RATINGS_SECTION`) describes, or the file at
+    ``path`` in the same format (e.g. held-out ratings)."""
+    values = conf[section] if path is None else {**conf[section], "path": path}
+    return _read_frame(spark, values)
+
+
+def check_ratings(conf, section: str = "input") -> None:
+    """Fail before any work when ``conf[section]["path"]`` is set but does not exist (local paths only)."""
+    path = conf[section]["path"]
+    if path and is_local(path) and not _local(path).exists():
+        raise conf.error(f"{section}.path", "no such file or folder")
+
+
+def holdout_split(frame, fraction: float, seed: int, columns):
+    """Split rows into ``(train, held_out)`` by a seeded hash of ``columns``: the same rows always land on
+    the same side, whatever the partitioning or the order of the data.
+
+    Parameters
+    ----------
+    frame : DataFrame
+    fraction : float in (0, 1)
+        Expected share of held-out rows.
+    seed : int
+    columns : sequence of str
+        Columns identifying a row, e.g. (user, item).
+    """
+    from pyspark.sql import functions as F
+
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction!r}")
+    bucket = F.pmod(F.xxhash64(*[F.col(c) for c in columns], F.lit(int(seed))), F.lit(1_000_000))
+    held = bucket < F.lit(int(round(fraction * 1_000_000)))
+    return frame.filter(~held), frame.filter(held)
+
+
+def content_digest(*paths) -> str | None:
+    """A hash of the bytes of local files or folders (every file below, in sorted order); None when a path
+    is not on the driver's file system (its content cannot be hashed cheaply)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        if not path:
+            continue
+        if not is_local(path):
+            return None
+        root = _local(path)
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for file in files:
+            digest.update(str(file.relative_to(root) if file != root else file.name).encode())
+            with file.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()

@@ -457,7 +457,8 @@ def validate_table(spark, uri: str, *, schema, rows: int, numeric=()) -> None:
     uri : str
         The table's location.
     schema : pyspark StructType
-        The exact schema expected (names, types, nesting).
+        The schema expected: names, types and nesting (nullability is not compared: Parquet
+        files read back as nullable).
     rows : int
         The exact row count expected.
     numeric : sequence of str
@@ -471,14 +472,14 @@ def validate_table(spark, uri: str, *, schema, rows: int, numeric=()) -> None:
         frame = spark.read.parquet(uri)
     except Exception as err:  # AnalysisException and friends: unreadable output
         raise PublishError(f"staged table {uri} cannot be read: {type(err).__name__}: {err}") from None
-    if frame.schema != schema:
+    if frame.schema.simpleString() != schema.simpleString():
         raise PublishError(f"staged table {uri} has schema {frame.schema.simpleString()}, "
                            f"expected {schema.simpleString()}")
     checks = [F.count(F.lit(1)).alias("rows")]
     for i, expression in enumerate(numeric):
         array, _, member = expression.partition(".")
         if member:
-            values = F.transform(F.col(array), lambda e, m=member: e[m].cast("double"))
+            values = F.transform(F.col(array), _field(member))
             bad = F.size(F.filter(values, lambda v: v.isNull() | F.isnan(v) | (F.abs(v) == float("inf"))))
         else:
             v = F.col(expression).cast("double")
@@ -491,3 +492,8 @@ def validate_table(spark, uri: str, *, schema, rows: int, numeric=()) -> None:
         if stats[f"bad{i}"]:
             raise PublishError(f"staged table {uri} has {stats[f'bad{i}']} null, NaN or infinite values in "
                                f"{expression}")
+
+
+def _field(name):
+    """``element -> element.name`` as double, for ``F.transform`` (which reads the lambda's arity)."""
+    return lambda element: element.getField(name).cast("double")

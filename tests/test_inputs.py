@@ -50,3 +50,31 @@ def test_dataframes_are_collected_in_sorted_id_order(spark):
     data = MatrixInput(vectors, {"featuresCol": "f", "idCol": "id"}).to_driver()
     assert data.col_ids == ["s1", "s2"]  # samples are the columns of V
     np.testing.assert_array_equal(data.data.toarray(), [[0, 1], [3, 0], [0, 2]])
+
+
+@pytest.mark.spark
+def test_holdout_split_is_a_stable_seeded_hash(spark):
+    from sparknmf.inputs import holdout_split
+
+    frame = spark.range(2000).selectExpr("id % 97 as user", "id as item", "1.0 as rating")
+    train, held = holdout_split(frame, 0.25, 3, ("user", "item"))
+    held_items = {r["item"] for r in held.collect()}
+    assert train.count() + len(held_items) == 2000 and 400 < len(held_items) < 600
+    shuffled = frame.repartition(7).orderBy("rating")  # another partitioning and order: the same split
+    assert {r["item"] for r in holdout_split(shuffled, 0.25, 3, ("user", "item"))[1].collect()} == held_items
+    assert {r["item"] for r in holdout_split(frame, 0.25, 4, ("user", "item"))[1].collect()} != held_items
+    with pytest.raises(ValueError, match=r"held-out fraction must be in \(0, 1\)"):
+        holdout_split(frame, 1.0, 3, ("user", "item"))
+
+
+def test_content_digest_follows_the_bytes(tmp_path):
+    from sparknmf.inputs import content_digest
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "part-0.parquet").write_bytes(b"abc")
+    (tmp_path / "t.csv").write_text("1,2,3\n")
+    first = content_digest(str(tmp_path / "d"), str(tmp_path / "t.csv"))
+    assert first == content_digest(str(tmp_path / "d"), str(tmp_path / "t.csv"), "")
+    (tmp_path / "t.csv").write_text("1,2,4\n")
+    assert content_digest(str(tmp_path / "d"), str(tmp_path / "t.csv")) != first
+    assert content_digest("hdfs://namenode/ratings") is None

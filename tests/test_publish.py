@@ -174,3 +174,30 @@ def test_metric_gate_compares_with_margins_in_the_right_direction():
     assert metric_gate({"rmse": 0.99}, None, {"rmse": 0.0}) == []           # nothing published yet
     assert metric_gate({"rmse": float("nan")}, published, {"rmse": 1.0})     # NaN never passes
     assert metric_gate({"rmse": 2.0}, published, {}) == []                   # no margin: no gate
+
+
+@pytest.mark.spark
+def test_validate_table_checks_rows_schema_and_values(spark, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sparknmf.publish import validate_table
+
+    recs = pa.array([[{"item": 1, "rating": 4.5}], [{"item": 2, "rating": float("nan")}, {"item": 3, "rating": 1.0}]],
+                    pa.list_(pa.struct([("item", pa.int64()), ("rating", pa.float32())])))
+    pq.write_table(pa.table({"user": [1, 2], "recommendations": recs}), tmp_path / "bad.parquet")
+    pq.write_table(pa.table({"user": [1], "recommendations": recs[:1]}), tmp_path / "good.parquet")
+    good = (tmp_path / "good.parquet").as_uri()
+    schema = spark.read.parquet(good).schema
+    validate_table(spark, good, schema=schema, rows=1, numeric=["recommendations.rating", "user"])
+    with pytest.raises(PublishError, match=r"has 1 rows, expected 2"):
+        validate_table(spark, good, schema=schema, rows=2)
+    with pytest.raises(PublishError, match=r"has 1 null, NaN or infinite values in recommendations\.rating"):
+        validate_table(spark, (tmp_path / "bad.parquet").as_uri(), schema=schema, rows=2,
+                       numeric=["recommendations.rating"])
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    with pytest.raises(PublishError, match=r"has schema struct<user:bigint,recommendations:.*expected struct<user"):
+        validate_table(spark, good, schema=StructType([StructField("user", LongType())]), rows=1)
+    with pytest.raises(PublishError, match=r"cannot be read"):
+        validate_table(spark, (tmp_path / "none").as_uri(), schema=schema, rows=1)
