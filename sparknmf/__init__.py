@@ -8,8 +8,11 @@ V (n×m) ≈ W (n×k) · H (k×m), W, H ≥ 0.  Samples are the columns of V.
 * :class:`MultiStartNMF`, :func:`multistart`, :func:`rank_survey` --
   clustering and model selection (:mod:`sparknmf.consensus`,
   :mod:`sparknmf.metrics`, :mod:`sparknmf.survey`).
+* :class:`MaskedALS` / :class:`MaskedALSModel` -- ratings: masked ALS with biases,
+  time terms and implicit feedback, top-N recommendations.
 """
 
+from .als import MaskedALS, MaskedALSModel
 from .consensus import MultiStartNMF, MultiStartNMFModel, multistart
 from .errors import ConvergenceWarning, InvalidInputError, ModelFitError
 from .factorize import FitResult
@@ -23,5 +26,5 @@ ALGORITHMS = tuple(sorted(UPDATE_RULES))
 
 __all__ = [
     "ALGORITHMS", "ConvergenceWarning", "FitResult", "InvalidInputError", "ModelFitError", "NMF", "NMFModel", "nmf",
-    "MultiStartNMF", "MultiStartNMFModel", "multistart", "rank_survey",
+    "MultiStartNMF", "MultiStartNMFModel", "multistart", "rank_survey", "MaskedALS", "MaskedALSModel",
 ]

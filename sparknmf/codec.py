@@ -13,6 +13,11 @@ raw arrays::
     CSR:   data (nnz values), indices (nnz int32), indptr (rows+1 int64)
 
 Decoding is zero-copy (``np.frombuffer``); the result is read-only.
+
+A :class:`~sparknmf.kernels.weighted.WeightedBlock` is a short header
+(``b"SNW1"``, dense 0 / sparse 1, the number of parts and their lengths as
+int64) followed by its parts, each encoded as above: values and weights
+(dense), or values, weights and their transposes (CSR).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import scipy.sparse as sp
 __all__ = ["encode", "decode"]
 
 _MAGIC = b"SNB1"
+_WEIGHTED = b"SNW1"
 _HEADER = struct.Struct("<4sBcxxqqq")
 _DTYPES = {b"f": np.dtype("<f4"), b"d": np.dtype("<f8")}
 _CODES = {v: k for k, v in _DTYPES.items()}
@@ -38,8 +44,37 @@ def _dtype_code(dtype) -> bytes:
         raise ValueError(f"blocks must be float32 or float64, got {dtype}") from None
 
 
+def _encode_weighted(block) -> bytes:
+    if block.sparse:
+        parts = [encode(p) for p in (block.values, block.weights, block.values_t, block.weights_t)]
+    else:
+        parts = [encode(block.values), encode(block.weights)]
+    header = _WEIGHTED + struct.pack(f"<Bq{len(parts)}q", int(block.sparse), len(parts), *map(len, parts))
+    return header + b"".join(parts)
+
+
+def _decode_weighted(view):
+    from .kernels.weighted import WeightedBlock
+
+    sparse, count = struct.unpack_from("<Bq", view, 4)
+    if count not in (2, 4):
+        raise ValueError("malformed weighted block payload")
+    lengths = struct.unpack_from(f"<{count}q", view, 13)
+    offset, parts = 13 + 8 * count, []
+    for length in lengths:
+        parts.append(decode(view[offset : offset + length]))
+        offset += length
+    if offset != len(view):
+        raise ValueError("weighted block payload has the wrong length")
+    if sparse:
+        return WeightedBlock(*parts)
+    return WeightedBlock(parts[0], parts[1], parts[0].T, parts[1].T)
+
+
 def encode(block) -> bytes:
-    """Serialise a 2-D ndarray or scipy sparse matrix (stored as CSR)."""
+    """Serialise a 2-D ndarray, a scipy sparse matrix (stored as CSR) or a WeightedBlock."""
+    if hasattr(block, "weights_t"):
+        return _encode_weighted(block)
     if sp.issparse(block):
         csr = sp.csr_matrix(block)
         csr.sum_duplicates()
@@ -65,8 +100,10 @@ def encode(block) -> bytes:
 
 
 def decode(payload: bytes):
-    """Inverse of :func:`encode`: an ndarray (dense) or ``csr_matrix``."""
+    """Inverse of :func:`encode`: an ndarray (dense), a ``csr_matrix`` or a WeightedBlock."""
     view = memoryview(payload)
+    if bytes(view[:4]) == _WEIGHTED:
+        return _decode_weighted(view)
     if len(view) < _HEADER.size:
         raise ValueError("block payload is truncated (no header)")
     magic, kind, code, rows, cols, nnz = _HEADER.unpack_from(view)

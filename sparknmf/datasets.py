@@ -20,6 +20,8 @@ from .validation import as_matrix
 
 __all__ = [
     "data_dir", "read_matrix_market", "load_associated_press", "load_iris", "planted_nmf", "block_diagonal",
+    "MOVIELENS_SPLITS", "read_movielens_ratings", "load_movielens_100k", "load_movielens_items", "load_movielens_users",
+    "load_movielens_csv", "planted_ratings",
 ]
 __all__ += ["DenseText", "read_dense_text"]
 
@@ -267,3 +269,167 @@ def block_diagonal(sizes=(10, 10, 10), features: int = 30, *, signal: float = 1.
     for c, rows in enumerate(feature_blocks):
         V[np.ix_(rows, np.flatnonzero(labels == c))] += signal * (0.5 + rng.random((rows.size, sizes[c])))
     return V, labels
+
+
+# ------------------------------------------------------------------------------------------ MovieLens
+MOVIELENS_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+_ML_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
+    "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)
+
+
+def _split_lines(path, text, sep, width):
+    """Rows of a separated text file, each checked to have ``width`` fields."""
+    rows = [line.split(sep) for line in text.splitlines() if line.strip()]
+    for number, row in enumerate(rows, 1):
+        if len(row) != width:
+            raise InvalidInputError(f"{path}: line {number} has {len(row)} fields, expected {width}")
+    return rows
+
+
+def _ratings_table(path, rows, user, item, rating, stamp):
+    import pyarrow as pa
+
+    try:
+        columns = {
+            "user": pa.array([int(r[user]) for r in rows], pa.int64()),
+            "item": pa.array([int(r[item]) for r in rows], pa.int64()),
+            "rating": pa.array([float(r[rating]) for r in rows], pa.float64()),
+            "timestamp": pa.array([int(r[stamp]) for r in rows], pa.int64()),
+        }
+    except ValueError as err:
+        raise InvalidInputError(f"{path}: non-numeric field ({err})") from None
+    return pa.table(columns)
+
+
+def read_movielens_ratings(path):
+    """A MovieLens 100K ratings file (``u.data``, ``u1.base``, ...): tab-separated, no header.
+
+    Returns
+    -------
+    pyarrow.Table with columns ``user long, item long, rating double, timestamp long`` (seconds).
+    """
+    path = Path(path)
+    return _ratings_table(path, _split_lines(path, _read_text(path), "\t", 4), 0, 1, 2, 3)
+
+
+def _ml_folder(folder):
+    return Path(folder) if folder else data_dir() / "ml-100k"
+
+
+def load_movielens_100k(split=None, folder=None):
+    """MovieLens 100K ratings: all of ``u.data``, or a ``(train, test)`` split.
+
+    Parameters
+    ----------
+    split : {None, "u1", ..., "u5", "ua", "ub"}
+        None: ``u.data`` (100,000 ratings).  Otherwise ``(u?.base, u?.test)``.
+    folder : path, optional
+        The ``ml-100k`` folder (default ``data_dir() / "ml-100k"``).
+
+    Returns
+    -------
+    pyarrow.Table, or a pair of them (columns of :func:`read_movielens_ratings`);
+    turn one into a DataFrame with ``spark.createDataFrame(table)``.
+    """
+    base = _ml_folder(folder)
+    if split is None:
+        return read_movielens_ratings(base / "u.data")
+    if split not in MOVIELENS_SPLITS:
+        raise ValueError(f"split must be None or one of {list(MOVIELENS_SPLITS)}, got {split!r}")
+    return read_movielens_ratings(base / f"{split}.base"), read_movielens_ratings(base / f"{split}.test")
+
+
+def load_movielens_items(folder=None):
+    """``u.item`` (``|``-separated, latin-1): ``item long, title, release_date, video_release_date, url,
+    genres list<string>`` with the genre names of ``u.genre`` order."""
+    import pyarrow as pa
+
+    path = _ml_folder(folder) / "u.item"
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    rows = _split_lines(path, path.read_bytes().decode("latin-1"), "|", 5 + len(_ML_GENRES))
+    try:
+        items = [int(r[0]) for r in rows]
+        flags = np.array([[int(f) for f in r[5:]] for r in rows], dtype=bool)
+    except ValueError as err:
+        raise InvalidInputError(f"{path}: non-numeric id or genre flag ({err})") from None
+    return pa.table({
+        "item": pa.array(items, pa.int64()), "title": [r[1] for r in rows], "release_date": [r[2] for r in rows],
+        "video_release_date": [r[3] for r in rows], "url": [r[4] for r in rows],
+        "genres": [[g for g, on in zip(_ML_GENRES, row) if on] for row in flags],
+    })
+
+
+def load_movielens_users(folder=None):
+    """``u.user`` (``|``-separated): ``user long, age long, gender, occupation, zip_code``."""
+    import pyarrow as pa
+
+    path = _ml_folder(folder) / "u.user"
+    rows = _split_lines(path, _read_text(path), "|", 5)
+    try:
+        users, ages = [int(r[0]) for r in rows], [int(r[1]) for r in rows]
+    except ValueError as err:
+        raise InvalidInputError(f"{path}: non-numeric user id or age ({err})") from None
+    return pa.table({"user": pa.array(users, pa.int64()), "age": pa.array(ages, pa.int64()),
+                     "gender": [r[2] for r in rows], "occupation": [r[3] for r in rows], "zip_code": [r[4] for r in rows]})
+
+
+def load_movielens_csv(folder):
+    """MovieLens CSV releases (``ratings.csv``, ``movies.csv`` with headers), e.g. ml-latest-small.
+
+    Returns
+    -------
+    (ratings, movies) : pyarrow Tables; ratings has the columns of
+    :func:`read_movielens_ratings`, movies ``item long, title, genres list<string>``.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    base = Path(folder)
+    for name in ("ratings.csv", "movies.csv"):
+        if not (base / name).is_file():
+            raise FileNotFoundError(f"no such file: {base / name}")
+    try:
+        ratings = pacsv.read_csv(base / "ratings.csv")
+        movies = pacsv.read_csv(base / "movies.csv", convert_options=pacsv.ConvertOptions(
+            column_types={"movieId": pa.int64(), "title": pa.string(), "genres": pa.string()}))
+    except pa.ArrowInvalid as err:
+        raise InvalidInputError(f"{base}: malformed CSV ({err})") from None
+    expected = {"ratings.csv": ["userId", "movieId", "rating", "timestamp"], "movies.csv": ["movieId", "title", "genres"]}
+    for name, table in (("ratings.csv", ratings), ("movies.csv", movies)):
+        if table.column_names[: len(expected[name])] != expected[name]:
+            raise InvalidInputError(f"{base / name}: expected columns {expected[name]}, got {table.column_names}")
+    ratings = pa.table({"user": ratings["userId"].cast(pa.int64()), "item": ratings["movieId"].cast(pa.int64()),
+                        "rating": ratings["rating"].cast(pa.float64()), "timestamp": ratings["timestamp"].cast(pa.int64())})
+    genres = [[] if g in (None, "(no genres listed)") else g.split("|") for g in movies["genres"].to_pylist()]
+    movies = pa.table({"item": movies["movieId"], "title": movies["title"], "genres": genres})
+    return ratings, movies
+
+
+def planted_ratings(n_users, n_items, rank, *, density=0.3, noise=0.0, biases=True, seed=0):
+    """Synthetic ratings from a planted biased low-rank model, for tests and benchmarks.
+
+    ``r_ui = μ + b_u + b_i + w_uᵀh_i + noise·N(0, 1)`` on a random ``density``
+    fraction of the pairs (every user and item keeps at least one rating).
+
+    Returns
+    -------
+    (table, truth) : a pyarrow Table ``user long, item long, rating double`` and a
+    dict with ``mu``, ``user_bias`` (n), ``item_bias`` (m), ``W`` (n×rank), ``H`` (m×rank).
+    """
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    W, H = rng.normal(0, 1, (n_users, rank)), rng.normal(0, 1, (n_items, rank))
+    bu = rng.normal(0, 1, n_users) if biases else np.zeros(n_users)
+    bi = rng.normal(0, 1, n_items) if biases else np.zeros(n_items)
+    mu = 3.0 if biases else 0.0
+    mask = rng.random((n_users, n_items)) < density
+    mask[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
+    mask[rng.integers(0, n_users, n_items), np.arange(n_items)] = True
+    u, i = np.nonzero(mask)
+    r = mu + bu[u] + bi[i] + np.einsum("nk,nk->n", W[u], H[i]) + noise * rng.standard_normal(u.size)
+    table = pa.table({"user": pa.array(u, pa.int64()), "item": pa.array(i, pa.int64()), "rating": r})
+    return table, {"mu": mu, "user_bias": bu, "item_bias": bi, "W": W, "H": H}

@@ -36,7 +36,7 @@ import numpy as np
 from . import seeding
 from .checkpoint import LoopCheckpoint
 from .errors import ConvergenceWarning, ModelFitError
-from .kernels.updates import UPDATE_RULES, RuleParams, hals_sweeps
+from .kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, hals_sweeps
 
 __all__ = ["FitResult", "factorize", "initial_factors"]
 
@@ -78,9 +78,20 @@ class FitResult:
     init: str = "random"
 
 
-def _resolve_params(backend, k: int, eta: float, beta: float) -> RuleParams:
+def _resolve_params(backend, k: int, eta: float, beta: float, lam: float) -> RuleParams:
     return RuleParams(eta=backend.stats["max"] if eta < 0 else float(eta), beta=float(beta),
-                      sweeps=hals_sweeps(backend.shape, backend.stats["nnz"], k))
+                      sweeps=hals_sweeps(backend.shape, backend.stats["nnz"], k), lam=float(lam))
+
+
+def _rule(algorithm: str, weighted: bool):
+    """The update rule for ``algorithm``; weighted data has its own registry."""
+    rules = WEIGHTED_RULES if weighted else UPDATE_RULES
+    if algorithm in rules:
+        return rules[algorithm]
+    if weighted and algorithm in UPDATE_RULES:
+        raise ValueError(f"algorithm {algorithm!r} does not take weights; with weights use one of "
+                         f"{sorted(WEIGHTED_RULES)} ('bpp': exact weighted ANLS, 'lee': weighted multiplicative)")
+    raise ValueError(f"algorithm must be one of {sorted(rules)}, got {algorithm!r}")
 
 
 def _check_custom(A, shape, whom):
@@ -95,7 +106,7 @@ def _check_custom(A, shape, whom):
 def initial_factors(backend, k: int, init: str, seed: int, W0=None, H0=None):
     """Starting W (n×k) and Hᵀ (m×k) for ``init`` (see :mod:`sparknmf.seeding`)."""
     n, m = backend.shape
-    mean = backend.stats["sum"] / (n * m)
+    mean = backend.stats.get("mean", backend.stats["sum"] / (n * m))
     if init == "custom":
         if W0 is None or H0 is None:
             raise ValueError("init='custom' needs both W0 (n×k) and H0 (k×m)")
@@ -135,6 +146,7 @@ def factorize(
     time_limit: float | None = None,
     eta: float = -1.0,
     beta: float = 0.01,
+    reg: float = 0.0,
     W0=None,
     H0=None,
     dtype=np.float64,
@@ -159,6 +171,8 @@ def factorize(
         Stopping rule (module docstring).
     eta, beta : float
         SNMF parameters; ``eta < 0`` means ``max(V)`` as in R's NMF.
+    reg : float
+        Weighted data only: L2 weight λ on both factors.
     dtype : float32 or float64
         Precision of the factors and of the kernels.
     callback : callable, optional
@@ -172,17 +186,14 @@ def factorize(
     -------
     FitResult
     """
-    try:
-        rule = UPDATE_RULES[algorithm]
-    except KeyError:
-        raise ValueError(f"algorithm must be one of {sorted(UPDATE_RULES)}, got {algorithm!r}") from None
-    params = _resolve_params(backend, k, eta, beta)
+    rule = _rule(algorithm, getattr(backend, "weighted", False))
+    params = _resolve_params(backend, k, eta, beta, reg)
     stat = rule.statistic
     v_stat = backend.stats["sumsq"] if stat.name == "frobenius" else backend.stats["sum"]
     checkpoint = None
     if checkpoint_dir:
         fingerprint = {"shape": list(backend.shape), "k": k, "algorithm": algorithm, "init": init, "seed": seed,
-                       "eta": params.eta, "beta": params.beta, "dtype": np.dtype(dtype).name,
+                       "eta": params.eta, "beta": params.beta, "reg": params.lam, "dtype": np.dtype(dtype).name,
                        **{key: backend.stats[key] for key in ("nnz", "sum", "sumsq")}}
         checkpoint = LoopCheckpoint(checkpoint_dir, checkpoint_interval, fingerprint)
     state = checkpoint.load() if checkpoint is not None and resume else None

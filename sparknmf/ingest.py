@@ -27,7 +27,7 @@ from . import codec
 from .errors import InvalidInputError
 from .matrix import BlockMatrix, _local_frame, _spread, _steps, default_grid
 
-__all__ = ["from_coordinates", "from_vectors", "distinct_ids", "check_columns"]
+__all__ = ["from_coordinates", "from_vectors", "distinct_ids", "check_columns", "index_frame"]
 
 _DENSE_FILL = 0.5  # blocks at least this full are stored dense
 _BUILD_DDL = (
@@ -67,7 +67,8 @@ def distinct_ids(frame, column, whom) -> pa.Array:
     return pc.take(ids, pc.sort_indices(ids))
 
 
-def _index_frame(spark, ids, column, index):
+def index_frame(spark, ids, column, index):
+    """DataFrame ``(column, index long)`` mapping each id to its position in ``ids`` (for a broadcast join)."""
     return spark.createDataFrame(pa.table({column: ids, index: pa.array(np.arange(len(ids)), pa.int64())}))
 
 
@@ -213,8 +214,8 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
     grid, steps = _layout(spark, shape, grid, check_shape)
     mapped = (
         frame.select(row_col, col_col, value_col)
-        .join(F.broadcast(_index_frame(spark, row_ids, row_col, "_i")), row_col)
-        .join(F.broadcast(_index_frame(spark, col_ids, col_col, "_j")), col_col)
+        .join(F.broadcast(index_frame(spark, row_ids, row_col, "_i")), row_col)
+        .join(F.broadcast(index_frame(spark, col_ids, col_col, "_j")), col_col)
         .withColumn("bi", (F.col("_i") / steps[0]).cast("int"))
         .withColumn("bj", (F.col("_j") / steps[1]).cast("int"))
     )
@@ -331,7 +332,7 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
         grid, steps = _layout(spark, shape, grid, check_shape)
         mapped = (
             frame.select(id_col, features_col)
-            .join(F.broadcast(_index_frame(spark, col_ids, id_col, "_j")), id_col)
+            .join(F.broadcast(index_frame(spark, col_ids, id_col, "_j")), id_col)
             .withColumn("bj", (F.col("_j") / steps[1]).cast("int"))
         )
         built = mapped.groupBy("bj").applyInArrow(_vector_builder(features_col, shape, steps, dtype), _BUILD_DDL)

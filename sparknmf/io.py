@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 import pyarrow as pa
+from pyspark.ml.util import MLReader, MLWriter
 
-__all__ = ["FORMAT_VERSION", "write_metadata", "read_metadata", "write_rows", "read_rows"]
+__all__ = ["FORMAT_VERSION", "ParamsReader", "ParamsWriter", "write_metadata", "read_metadata", "write_rows", "read_rows"]
 
 FORMAT_VERSION = 1
 
@@ -107,3 +108,40 @@ def read_rows(spark, path: str, rows: int, k: int):
     if values.size != rows * k:
         raise ValueError(f"{path} is malformed: expected {k} values per row")
     return values.reshape(rows, k), table.column("id").combine_chunks()
+
+
+class ParamsWriter(MLWriter):
+    """Writes an instance's Params only (metadata): the writer of every sparknmf Estimator, and the base of
+    the model writers, which add their arrays in ``saveImpl``."""
+
+    def __init__(self, instance):
+        super().__init__()
+        self.instance = instance
+
+    def save(self, path):
+        self.saveImpl(path)
+
+    def saveImpl(self, path):
+        write_metadata(self.instance, path, self.sparkSession, {}, overwrite=self.shouldOverwrite)
+
+
+class ParamsReader(MLReader):
+    """Reads what :class:`ParamsWriter` (or a model writer) wrote, for the class ``cls``.
+
+    The class must be constructible with no arguments.  When it has a
+    ``_load_arrays(path, spark, metadata)`` method (models), that method
+    restores the fitted state after the Params.
+    """
+
+    def __init__(self, cls):
+        super().__init__()
+        self.cls = cls
+
+    def load(self, path):
+        spark = self.sparkSession
+        metadata = read_metadata(path, spark, self.cls)
+        instance = self.cls()
+        set_params(instance, metadata)
+        if hasattr(instance, "_load_arrays"):
+            instance._load_arrays(path, spark, metadata)
+        return instance

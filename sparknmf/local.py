@@ -13,12 +13,24 @@ import numpy as np
 import scipy.sparse as sp
 
 from .kernels.updates import update_block
+from .kernels.weighted import WeightedBlock
 
 __all__ = ["LocalMatrix", "matrix_stats"]
 
 
 def matrix_stats(V) -> dict:
-    """nnz, sum, sum of squares and max of a validated ndarray or CSR matrix."""
+    """nnz, sum, sum of squares and max of a validated ndarray, CSR matrix or WeightedBlock.
+
+    For a WeightedBlock they are over the observed entries (weight > 0), and
+    ``mean`` is their mean (the scale of random starting factors).
+    """
+    if isinstance(V, WeightedBlock):
+        _, _, values, weights = V.entries()
+        vals = np.asarray(values, dtype=np.float64)[np.asarray(weights) > 0]
+        stats = matrix_stats(sp.csr_matrix(vals.reshape(1, -1)) if vals.size else np.zeros((1, 1)))
+        stats["nnz"] = int(vals.size)
+        stats["mean"] = float(vals.mean()) if vals.size else 0.0
+        return stats
     vals = V.data if sp.issparse(V) else np.asarray(V).ravel()
     vals = vals.astype(np.float64, copy=False)
     return {
@@ -34,14 +46,19 @@ class LocalMatrix:
 
     Parameters
     ----------
-    V : ndarray or csr_matrix of shape (n, m)
-        Already validated (:func:`sparknmf.validation.as_matrix`).
+    V : ndarray, csr_matrix or WeightedBlock of shape (n, m)
+        Already validated (:func:`sparknmf.validation.as_matrix`,
+        :func:`sparknmf.validation.as_weighted`).
     """
 
     def __init__(self, V):
         self.V = V
+        self.weighted = isinstance(V, WeightedBlock)
         # Vᵀ in CSR once, so the H half-step reads rows too
-        self.Vt = V.T.tocsr() if sp.issparse(V) else np.ascontiguousarray(V.T)
+        if self.weighted:
+            self.Vt = V.T
+        else:
+            self.Vt = V.T.tocsr() if sp.issparse(V) else np.ascontiguousarray(V.T)
         self.shape = V.shape
         self.stats = matrix_stats(V)
 

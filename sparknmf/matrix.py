@@ -46,6 +46,7 @@ import scipy.sparse as sp
 
 from . import codec
 from .kernels.updates import half_step_block, update_block
+from .kernels.weighted import WeightedBlock
 from .session import describe_jobs, parallelism
 
 __all__ = ["BlockMatrix", "default_grid"]
@@ -107,12 +108,14 @@ class BlockMatrix:
     stats : dict with ``nnz``, ``sum``, ``sumsq``, ``max``
     row_ids, col_ids : pyarrow Array or None
         User ids of the rows / columns in index order (None: the indices).
+    weighted : bool
+        The blocks are WeightedBlocks (per-entry weights; weighted rules).
     """
 
     broadcast_bytes = 64 << 20  # factors up to this size travel in the task closure
     driver_reduce_rows = 1 << 20  # cross pieces for up to this many rows are summed on the driver
 
-    def __init__(self, spark, blocks, shape, grid, stats, row_ids=None, col_ids=None):
+    def __init__(self, spark, blocks, shape, grid, stats, row_ids=None, col_ids=None, weighted=False):
         n, m = shape
         if n < 1 or m < 1:
             raise ValueError(f"shape must be positive, got {shape}")
@@ -123,6 +126,7 @@ class BlockMatrix:
                 raise ValueError(f"{what} has {len(ids)} entries for {size} indices")
         self.spark = spark
         self.blocks = blocks
+        self.weighted = weighted
         self.shape = (int(n), int(m))
         self.stats = stats
         self.row_ids = row_ids
@@ -131,7 +135,7 @@ class BlockMatrix:
     # ------------------------------------------------------------------ builders
     @classmethod
     def from_array(cls, spark, V, grid=None, row_ids=None, col_ids=None):
-        """Distribute a validated ndarray or CSR matrix (n×m) from the driver."""
+        """Distribute a validated ndarray, CSR matrix or WeightedBlock (n×m) from the driver."""
         from .local import matrix_stats
 
         stats = matrix_stats(V)
@@ -140,14 +144,18 @@ class BlockMatrix:
         V = V.tocsr() if sp.issparse(V) else V
         rows = []
         for bi, first_row in enumerate(range(0, V.shape[0], row_step)):
-            band = V[first_row : first_row + row_step]
+            band = V if isinstance(V, WeightedBlock) else V[first_row : first_row + row_step]
             if sp.issparse(band):
                 band = band.tocsc()
             for bj, first_col in enumerate(range(0, V.shape[1], col_step)):
-                block = band[:, first_col : first_col + col_step]
-                rows.append((bi, bj, codec.encode(block.tocsr() if sp.issparse(block) else block)))
+                if isinstance(V, WeightedBlock):
+                    block = V.block(slice(first_row, first_row + row_step), slice(first_col, first_col + col_step))
+                else:
+                    block = band[:, first_col : first_col + col_step]
+                    block = block.tocsr() if sp.issparse(block) else block
+                rows.append((bi, bj, codec.encode(block)))
         blocks = _spread(_local_frame(spark, rows), len(rows))
-        return cls(spark, blocks, V.shape, grid, stats, row_ids, col_ids)
+        return cls(spark, blocks, V.shape, grid, stats, row_ids, col_ids, weighted=isinstance(V, WeightedBlock))
 
     # ------------------------------------------------------------------ lifecycle
     def unpersist(self):

@@ -23,7 +23,7 @@ from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasCheckpointInterval, HasFeaturesCol, HasMaxIter, HasOutputCol, HasSeed, HasTol
-from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
+from pyspark.ml.util import MLReadable, MLReader, MLWritable
 
 from . import io
 from .factorize import FitResult, factorize
@@ -417,18 +417,7 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
         return _Reader(cls)
 
 
-class _ParamsWriter(MLWriter):
-    """Writes an Estimator's Params (metadata only)."""
-
-    def __init__(self, instance):
-        super().__init__()
-        self.instance = instance
-
-    def save(self, path):
-        self.saveImpl(path)
-
-    def saveImpl(self, path):
-        io.write_metadata(self.instance, path, self.sparkSession, {}, overwrite=self.shouldOverwrite)
+_ParamsWriter = io.ParamsWriter
 
 
 class _ModelWriter(_ParamsWriter):

@@ -53,7 +53,7 @@ def random_factors(n: int, m: int, k: int, seed: int, mean: float):
     return W, Ht
 
 
-def randomized_svd(multiply, shape, k: int, seed: int, *, oversample: int = 10, power_iter: int = 4):
+def randomized_svd(multiply, shape, k: int, seed: int, *, oversample: int = 10, power_iter: int = 2):
     """Top-k singular triplets of V from products with V and Vᵀ only.
 
     Parameters
@@ -63,6 +63,10 @@ def randomized_svd(multiply, shape, k: int, seed: int, *, oversample: int = 10, 
         n×l) and ``Vᵀ @ Y`` for ``side == "H"`` (Y n×l, result m×l).
     shape : (n, m)
     k : int
+    oversample, power_iter : int
+        Extra sampled directions and power iterations (Halko et al.).  Two
+        power iterations are plenty for a starting point: each costs two
+        passes over V, i.e. two Spark jobs.
 
     Returns
     -------

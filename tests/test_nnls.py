@@ -117,3 +117,12 @@ def test_bpp_kkt_property(m, k, r, seed, conditioning):
     X = nnls_bpp(gram, cross)
     assert (X >= 0).all()
     assert _kkt_violation(gram, cross, X) < 1e-6
+
+
+def test_bpp_rank_deficient_gram_does_not_cycle():
+    """Regression (found by test_bpp_kkt_property): fewer rows than columns gave a singular Gram on which the
+    pivoting cycled and returned a non-optimal X (KKT violation 0.09)."""
+    rng = np.random.default_rng(4)
+    A, B = rng.standard_normal((4, 5)), rng.standard_normal((4, 2))
+    X = nnls_bpp(A.T @ A, A.T @ B)
+    assert (X >= 0).all() and _kkt_violation(A.T @ A, A.T @ B, X) < 1e-9

@@ -122,6 +122,23 @@ def _solve_grouped(gram, cross, passive, cols):
     return out
 
 
+_SINGULAR_COND = 1e12  # Grams worse conditioned than this get a relative ridge of 1 / _SINGULAR_COND
+
+
+def _strictly_convex(gram: np.ndarray) -> np.ndarray:
+    """``gram`` plus a ridge of 1e-12 of its largest diagonal entry when it is (numerically) singular.
+
+    Block principal pivoting assumes a non-singular Gram and can cycle on a
+    rank-deficient one (e.g. fewer rows than columns in A); the ridge makes
+    the problem strictly convex and moves the KKT residual by about 1e-12·|x|.
+    A zero Gram is left alone (its solution is 0).
+    """
+    top = float(np.abs(np.diag(gram)).max(initial=0.0))
+    if top == 0.0 or np.linalg.cond(gram) <= _SINGULAR_COND:
+        return gram
+    return gram + (top / _SINGULAR_COND) * np.eye(gram.shape[0], dtype=gram.dtype)
+
+
 def nnls_bpp(
     gram: np.ndarray,
     cross: np.ndarray,
@@ -156,6 +173,7 @@ def nnls_bpp(
     if gram.shape != (k, k):
         raise ValueError(f"gram must have shape ({k}, {k}), got {gram.shape}")
     max_iter = 5 * k if max_iter is None else max_iter
+    gram = _strictly_convex(gram)
     scale = np.abs(cross).max(axis=0) + np.finfo(cross.dtype).tiny
     every = np.arange(r)
 

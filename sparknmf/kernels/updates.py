@@ -20,6 +20,10 @@ Objectives (V n×m, W n×k, H k×m):
 * ``snmf/r``: ½(‖V − WH‖² + η²‖W‖²_F + β Σ_j ‖H_{·j}‖₁²), sparse H.
 * ``snmf/l``: ½(‖V − WH‖² + β Σ_i ‖W_{i·}‖₁² + η²‖H‖²_F), sparse W.
 
+With per-entry weights (:data:`WEIGHTED_RULES`): ``bpp`` is exact weighted
+ANLS and ``lee`` the weighted multiplicative update, both minimising
+½ Σ w (v − WH)² + ½λ(‖W‖² + ‖H‖²).
+
 References
 ----------
 J. Kim and H. Park (2011), SIAM J. Sci. Comput. 33(6). https://doi.org/10.1137/110821172
@@ -40,8 +44,10 @@ from threadpoolctl import ThreadpoolController
 
 from .nnls import nnls_bpp
 from .objective import FROBENIUS, KL, Statistic
+from .rowsolve import solve_nnls
+from .weighted import WEIGHTED_LS, WEIGHTED_MU, unpack_equations
 
-__all__ = ["UPDATE_RULES", "Rule", "RuleParams", "half_step_block", "hals_sweeps", "update_block"]
+__all__ = ["UPDATE_RULES", "WEIGHTED_RULES", "Rule", "RuleParams", "half_step_block", "hals_sweeps", "update_block"]
 
 EPS = float(np.finfo(np.float64).eps)
 _BLAS = ThreadpoolController()  # finds the BLAS libraries once; limiting is then cheap
@@ -66,6 +72,9 @@ class RuleParams:
         expensive part, so it is reused while a sweep still changes X by
         more than ``sweep_delta`` times the first sweep's change.
     sweep_delta : float
+    lam : float
+        Weighted rules: L2 weight λ, the objective gains ½λ(‖W‖² + ‖H‖²) so
+        that rows with few observed entries stay defined.
     """
 
     eta: float = 0.0
@@ -73,6 +82,7 @@ class RuleParams:
     eps: float = EPS
     sweeps: dict = field(default_factory=lambda: {"W": 1, "H": 1})
     sweep_delta: float = 0.1
+    lam: float = 0.0
 
 
 def hals_sweeps(shape, nnz: int, k: int, alpha: float = 1.0) -> dict:
@@ -178,6 +188,26 @@ class Rule:
     positive: bool = False
 
 
+def _update_weighted_anls(*, gram, cross, X, side, params):
+    """Weighted ANLS: each row's own NNLS ``(G_i + λI) x = b_i``, batched (``cross`` packs G_i, b_i)."""
+    grams, rhs = unpack_equations(cross)
+    return solve_nnls(grams, rhs, params.lam, init=X).astype(X.dtype, copy=False)
+
+
+def _update_weighted_mu(*, gram, cross, X, side, params):
+    """Weighted multiplicative update (Wang, Kossenkov & Ochs 2006; R's ls-nmf), with L2 weight λ.
+
+    ``cross`` holds ``(W ⊙ V) Y`` and ``(W ⊙ XYᵀ) Y`` side by side.
+    """
+    k = X.shape[1]
+    return np.maximum(X * cross[:, :k] / (cross[:, k:] + params.lam * X + params.eps), params.eps)
+
+
+def _l2_penalty(gram_w, gram_h, params):
+    """½λ(‖W‖²_F + ‖H‖²_F) from the two Frobenius Grams."""
+    return 0.5 * params.lam * (float(np.trace(gram_w)) + float(np.trace(gram_h)))
+
+
 UPDATE_RULES = {
     "bpp": Rule(_update_bpp, FROBENIUS),
     "hals": Rule(_update_hals, FROBENIUS),
@@ -185,6 +215,13 @@ UPDATE_RULES = {
     "brunet": Rule(_update_brunet, KL, positive=True),
     "snmf/r": Rule(_snmf("H"), FROBENIUS, _snmf_penalty("H")),
     "snmf/l": Rule(_snmf("W"), FROBENIUS, _snmf_penalty("W")),
+}
+
+# Rules for V with per-entry weights (uncertainties, missing entries): objective
+# ½ Σ_ij w_ij (v_ij − (WH)_ij)² + ½λ(‖W‖² + ‖H‖²), see sparknmf.kernels.weighted.
+WEIGHTED_RULES = {
+    "bpp": Rule(_update_weighted_anls, WEIGHTED_LS, _l2_penalty),
+    "lee": Rule(_update_weighted_mu, WEIGHTED_MU, _l2_penalty, positive=True),
 }
 
 
