@@ -11,7 +11,7 @@ from sparknmf.jobconf import REQUIRED, ConfError, Option, load_conf, params_sect
 from sparknmf.jobrun import SPARK_SECTION, nmf_section
 
 ROOT = Path(__file__).resolve().parents[1]
-JOBS = ("factorize", "rank_survey", "topics")
+JOBS = ("factorize", "rank_survey", "topics", "recommend")
 
 SCHEMA = {
     "input": {"path": Option("path"), "header": Option("bool", False)},

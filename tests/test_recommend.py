@@ -58,6 +58,7 @@ def test_publish_rerun_warm_start_gate_crash_and_rollback(spark, tmp_path, ratin
     summary = last_run(tmp_path)
     assert summary["status"] == "published" and summary["current"] == "v000001"
     assert summary["metrics"]["published"] is None and summary["warm_start"] is None
+    assert summary["cold_start"] == "nothing is published yet"
     spread = float(np.std(pq.read_table(ratings / "day1.parquet").column("rating").to_numpy()))
     assert 0 < summary["metrics"]["new"]["rmse"] < 0.5 * spread  # far better than predicting the mean
     assert 0 < summary["metrics"]["new"]["ndcg"] <= 1
@@ -74,19 +75,24 @@ def test_publish_rerun_warm_start_gate_crash_and_rollback(spark, tmp_path, ratin
     # day 2, no iterations: the model is the published one (warm start), carried to the known ids
     assert job().main([conf(tmp_path, ratings, 2), "--set", "als.max_iter=0"]) == 0
     summary = last_run(tmp_path)
-    assert summary["warm_start"] == "v000001" and summary["current"] == "v000002"
+    assert summary["warm_start"] == "v000001" and summary["current"] == "v000002" and summary["cold_start"] is None
     pub = Publication(tmp_path / "pub")
     first = MaskedALSModel.load(str(pub.versions_dir / "v000001" / "model"))
     second = MaskedALSModel.load(str(pub.current().path / "model"))
     np.testing.assert_array_equal(first.userIds.to_numpy(), second.userIds.to_numpy())
     np.testing.assert_allclose(second.userParams, first.userParams)
 
-    # the metric gate: a much worse model (huge regularisation) is refused, exit code 3, nothing switched
-    assert job().main([conf(tmp_path, ratings, 2), "--set", "als.reg_param=1000.0"]) == 3
+    # the metric gate: a much worse model (huge regularisation) is refused, exit code 3, nothing switched;
+    # another rank cannot start from the published model
+    assert job().main([conf(tmp_path, ratings, 2), "--set", "als.reg_param=1000.0", "--set", "als.rank=3"]) == 3
     err = capsys.readouterr().err
     assert "recommend: refused: held-out rmse" in err and "more than the margin 0.05" in err
     assert "v000002 stays published" in err
-    assert last_run(tmp_path)["status"] == "refused" and pub.current().name == "v000002"
+    summary = last_run(tmp_path)
+    assert summary["status"] == "refused" and summary["current"] == pub.current().name == "v000002"
+    assert summary["warm_start"] is None
+    assert summary["cold_start"] == "the model of v000002 has other parameters (rank 2 -> 3)"
+    assert summary["metrics"]["new"]["rmse"] > summary["metrics"]["published"]["rmse"] + 0.05
 
     # a crash between writing the new version and switching CURRENT leaves v000002 readable
     with monkeypatch.context() as patch:
@@ -95,6 +101,7 @@ def test_publish_rerun_warm_start_gate_crash_and_rollback(spark, tmp_path, ratin
             job().main([conf(tmp_path, ratings, 2)])
     assert current_recommendations(spark, tmp_path)[0] == "v000002"
     assert (pub.versions_dir / "v000003").exists()  # the orphan, never read
+    assert last_run(tmp_path)["status"] == "failed" and last_run(tmp_path)["error"] == "RuntimeError: crash"
     assert job().main([conf(tmp_path, ratings, 2)]) == 0  # the rerun publishes and removes the orphan
     name4, recs4 = current_recommendations(spark, tmp_path)
     assert name4 == "v000004" and not (pub.versions_dir / "v000003").exists()
@@ -122,4 +129,10 @@ def test_bad_configuration_is_reported_before_any_work(tmp_path, capsys):
     assert "gate.metrics must contain only values among ['rmse', 'ndcg']" in capsys.readouterr().err
     assert job().main([str(path), "--set", "publish.keep=1"]) == 2
     assert "--set publish.keep=1: publish.keep must be an integer >= 2, got 1" in capsys.readouterr().err
+    assert job().main([str(path), "--set", "holdout.fraction=1"]) == 2
+    assert "holdout.fraction must be a number > 0 and < 1, got 1.0" in capsys.readouterr().err
+    (tmp_path / "nope.parquet").mkdir()
+    assert job().main([str(path), "--set", "als.cold_start_strategy='nan'"]) == 2
+    assert ("--set als.cold_start_strategy='nan': als.cold_start_strategy = 'nan': the held-out RMSE needs a "
+            "prediction for every held-out rating") in capsys.readouterr().err
     assert not (tmp_path / "pub").exists()
