@@ -10,9 +10,12 @@ docs/images/walkthrough_*.png and prints the tables shown there (Markdown).
 * ``ap`` -- AssociatedPress topics: the first 20 documents, terms in at least
   10% of them, k = 4 by ``snmf/r``, 40 terms per topic (conf/topics.toml); then
   every document and term with k = 10 (conf/walkthroughs/ap_full.toml).
-* ``movielens`` -- MovieLens 100K: NMF with k = 19 of the movies × users
-  ratings, the 20 heaviest movies per factor by title, factor 1 against factor
-  2, a dendrogram (conf/walkthroughs/movielens_nmf.toml).
+* ``movielens`` -- MovieLens 100K: masked ALS with biases trained on u1.base,
+  RMSE on u1.test and top-10 recommendations published by the refresh job
+  (conf/recommend.toml), run twice to show that a rerun publishes nothing new;
+  then NMF with k = 19 of the movies × users ratings, the 20 heaviest movies per
+  factor by title, factor 1 against factor 2, a dendrogram
+  (conf/walkthroughs/movielens_nmf.toml).
 * ``iris`` -- rank surveys k = 2, 3, 4 with 10 runs of ``lee`` and of
   ``snmf/r``: purity, entropy, dispersion, cophenetic; consensus, basis and
   coefficient maps (conf/rank_survey.toml + conf/walkthroughs/iris.toml).
@@ -39,8 +42,9 @@ def job(name):
     return importlib.import_module(f"jobs.{name}")
 
 
-def run(name, confs, out, *overrides):
-    argv = [str(ROOT / "conf" / c) for c in confs] + ["--set", f"output.path={out}", "--set", "output.overwrite=true"]
+def run(name, confs, *overrides):
+    """``python jobs/<name>.py conf/<confs> --set <overrides>`` through the job's ``main``; stops on failure."""
+    argv = [str(ROOT / "conf" / c) for c in confs]
     for item in overrides:
         argv += ["--set", item]
     print(f"$ python jobs/{name}.py {' '.join(confs)} {' '.join('--set ' + o for o in overrides)}".rstrip(),
@@ -49,7 +53,12 @@ def run(name, confs, out, *overrides):
     code = job(name).main(argv)
     if code:
         raise SystemExit(f"jobs/{name}.py failed with exit code {code}")
-    print(f"  {time.perf_counter() - start:.0f} s -> {out}", file=sys.stderr)
+    print(f"  {time.perf_counter() - start:.0f} s", file=sys.stderr)
+
+
+def run_to(name, confs, out, *overrides):
+    """:func:`run` a job that writes one output folder, replacing ``out``; returns it."""
+    run(name, confs, f"output.path={out}", "output.overwrite=true", *overrides)
     return Path(out)
 
 
@@ -68,8 +77,8 @@ def top_terms(folder: Path, per_topic: int):
 
 
 def ap(out: Path):
-    first = run("topics", ["topics.toml"], out / "topics-ap-20")
-    full = run("topics", ["topics.toml", "walkthroughs/ap_full.toml"], out / "topics-ap-full")
+    first = run_to("topics", ["topics.toml"], out / "topics-ap-20")
+    full = run_to("topics", ["topics.toml", "walkthroughs/ap_full.toml"], out / "topics-ap-full")
     copy(first / "report" / "top_terms.png", "ap20_top_terms")
     copy(full / "report" / "top_terms.png", "ap_full_top_terms")
     for folder in (first, full):
@@ -82,7 +91,41 @@ def ap(out: Path):
 
 
 def movielens(out: Path):
-    folder = run("topics", ["walkthroughs/movielens_nmf.toml"], out / "movielens-nmf")
+    movielens_als(out / "movielens-recommend")
+    movielens_nmf(out / "movielens-nmf")
+
+
+def movielens_als(root: Path):
+    import pyarrow.parquet as pq
+
+    from sparknmf.datasets import load_movielens_items
+    from sparknmf.publish import Publication
+
+    shutil.rmtree(root, ignore_errors=True)  # a new publication: the first run starts from random factors
+    for _ in range(2):  # the second run finds this input and configuration published and does nothing
+        run("recommend", ["recommend.toml"], f"publish.root={root}")
+    version = Publication(root).current()
+    published = json.loads((version.path / "summary.json").read_text())
+    rerun = json.loads((root / "last_run.json").read_text())
+    metrics, counts = version.meta["metrics"], version.meta["counts"]
+    print(f"\n{version.name}: {counts['train_ratings']} ratings of {counts['users']} users and {counts['items']} "
+          f"items (u1.base), {counts['held_out_ratings']} held out (u1.test); fit "
+          f"{published['timings']['fit']:.1f} s; rerun: {rerun['status']}\n")
+    print("| held-out RMSE | NDCG@10 | precision@10 | recall@10 | users with a held-out rating >= 4 |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| {metrics['rmse']:.4f} | {metrics['ndcg']:.4f} | {metrics['precision']:.4f} | {metrics['recall']:.4f} "
+          f"| {metrics['queries']} |")
+    items = load_movielens_items()
+    titles = dict(zip(items.column("item").to_pylist(), items.column("title").to_pylist()))
+    recommendations = pq.read_table(version.path / "recommendations").to_pylist()
+    user1 = next(row for row in recommendations if row["user"] == 1)
+    print("\n| user 1's top 10 | predicted rating |\n| --- | --- |")
+    for rec in user1["recommendations"]:
+        print(f"| {titles[rec['item']]} | {rec['rating']:.2f} |")
+
+
+def movielens_nmf(folder: Path):
+    run_to("topics", ["walkthroughs/movielens_nmf.toml"], folder)
     copy(folder / "report" / "scatter.png", "movielens_scatter")
     copy(folder / "report" / "dendrogram.png", "movielens_dendrogram")
     measures = json.loads((folder / "measures.json").read_text())
@@ -97,8 +140,8 @@ def iris(out: Path):
     tables = {}
     for algorithm in ("lee", "snmf/r"):
         name = algorithm.replace("/", "-")
-        folder = run("rank_survey", ["rank_survey.toml", "walkthroughs/iris.toml"], out / f"iris-{name}",
-                     f"nmf.algorithm={algorithm}")
+        folder = run_to("rank_survey", ["rank_survey.toml", "walkthroughs/iris.toml"], out / f"iris-{name}",
+                        f"nmf.algorithm={algorithm}")
         copy(folder / "report" / "survey.png", f"iris_{name}_survey")
         copy(folder / "report" / "consensus_k3.png", f"iris_{name}_consensus_k3")
         if algorithm == "lee":

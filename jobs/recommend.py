@@ -171,8 +171,9 @@ def _refresh(job, pub, fingerprint, summary_path):
         write_json(summary_path, job.summary("unchanged", current=current.name, history=pub.history()))
         print(f"recommend: {current.name} was made from the same input and configuration; nothing to do")
         return 0
+    spark = job.spark()
     with job.step("read ratings"):
-        train, test = _read(conf, job.spark())
+        train, test = _read(conf, spark)
         job.counts.update(train_ratings=train.count(), held_out_ratings=test.count())
     try:
         published = MaskedALSModel.load((current.path / "model").as_uri()) if current is not None else None

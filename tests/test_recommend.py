@@ -12,7 +12,7 @@ from sparknmf import MaskedALSModel
 from sparknmf.datasets import planted_ratings
 from sparknmf.publish import Publication
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]
 
 
 def job():
