@@ -1,64 +1,86 @@
-"""spark-submit entry point: rank survey of a Matrix Market file; writes the table as CSV and JSON.
+"""spark-submit job: rank survey of a matrix -> the survey table as CSV and JSON, a report with plots.
 
-    spark-submit jobs/rank_survey.py --input V.mtx --ks 2-6 --nrun 30 --output out/survey \
-        [--labels labels.txt] [--algorithm bpp] [--seed 0] [--rows-are-samples] [--no-randomized] \
-        [--report out/report]
+    python jobs/rank_survey.py conf/local.toml conf/rank_survey.toml [--set survey.ks=[2,3,4] ...]
+    spark-submit --py-files dist/sparknmf-0.1.0.zip jobs/rank_survey.py conf/rank_survey.toml
 
-V is read on the driver (:func:`sparknmf.datasets.read_matrix_market`);
-samples are its columns unless ``--rows-are-samples``.  ``--labels`` names a
-text file with one class per sample.  Outputs ``<output>.csv`` and
-``<output>.json`` (see :class:`sparknmf.survey.Survey`); ``--report DIR``
-also writes a static HTML report there (:func:`sparknmf.report.write_report`:
-the survey plot and table, the parameters and the timings; needs the
-``plot`` extra).
+For each k in ``survey.ks``, ``multistart.nrun`` runs from derived seeds
+(:func:`sparknmf.rank_survey`), on V and, with ``survey.randomized``, on V
+with the entries of each column permuted.  V is held on the driver (a
+DataFrame input is collected).  Configuration: ``[input]``, ``[survey]``,
+``[nmf]`` (the update rule and its settings), ``[multistart]`` (runs, where
+they execute, Brunet's stopping rule, consensus limit), ``[output]``,
+``[spark]``; every key is documented in conf/rank_survey.toml.
+
+Output folder: ``survey.csv`` and ``survey.json`` (one row per (data, k):
+cophenetic, dispersion, silhouettes, RSS, evar, sparseness, purity and
+entropy with labels), ``summary.json`` and ``report/index.html`` (the survey
+plot and table; with ``output.maps`` the consensus, basis and coefficient
+maps of every k).
 """
 
-import argparse
-import time
-from pathlib import Path
+import sys
 
-from sparknmf.datasets import read_matrix_market
-from sparknmf.session import get_session
+from sparknmf.consensus import ConnectivityStop
+from sparknmf.inputs import INPUT_SECTION
+from sparknmf.jobconf import Option
+from sparknmf.jobrun import multistart_section, nmf_section, output_section, run_job
+from sparknmf.plots.rank import PANELS
 from sparknmf.survey import rank_survey
 
+SCHEMA = {
+    "input": INPUT_SECTION,
+    "survey": {
+        "ks": Option("list[int]", doc="the ranks to survey, each in [2, min(n, m)]"),
+        "randomized": Option("bool", True, "also survey V with each column's entries permuted (baseline)"),
+    },
+    "nmf": nmf_section(only=("algorithm", "init", "maxIter", "tol", "seed", "eta", "beta", "dtype", "timeLimit")),
+    "multistart": multistart_section(defaults={"nrun": 30}),
+    "output": output_section(
+        maps=Option("bool", False, "the report also shows the consensus, basis and coefficient maps of every k"),
+        measures=Option("list[str]", [], "panels of the survey plot ([] = every measure)", choices=tuple(PANELS)),
+    ),
+}
 
-def _ks(text):
-    low, _, high = text.partition("-")
-    return list(range(int(low), int(high or low) + 1))
+
+def survey(job):
+    conf = job.conf
+    out, data = job.start(driver=True)
+    nmf, runs, output = conf["nmf"], conf["multistart"], conf["output"]
+    stop = ConnectivityStop(runs["stop_checks"], runs["check_interval"]) if runs["stop_checks"] else None
+    fits = {}
+
+    def keep(name, k, fit):  # the fits of the original data, for the report's maps
+        if name == "original":
+            fits[f"k = {k}"] = fit
+
+    with job.step("rank survey"):
+        table = rank_survey(
+            data.data, conf["survey"]["ks"], runs["nrun"], labels=data.labels, randomized=conf["survey"]["randomized"],
+            seed=nmf["seed"], samples=runs["samples"],
+            on_fit=keep if output["report"] and output["maps"] else None, algorithm=nmf["algorithm"], init=nmf["init"],
+            max_iter=nmf["max_iter"], tol=nmf["tol"], time_limit=nmf["time_limit"] or None, eta=nmf["eta"],
+            beta=nmf["beta"], dtype=nmf["dtype"], mode=runs["run_mode"], stop=stop,
+            consensus_limit=runs["consensus_limit"], consensus_sample=runs["consensus_sample"], spark=job.spark())
+    job.counts.update(rows=data.shape[0], columns=data.shape[1], fits=len(table) * runs["nrun"])
+    with job.staged(out) as stage:
+        table.write_csv(stage / "survey.csv")
+        table.write_json(stage / "survey.json")
+        if output["report"]:
+            from sparknmf.report import write_report
+
+            with job.step("report"):
+                names = None if data.row_ids is None else [str(v) for v in data.row_ids]
+                write_report(stage / "report", survey=table, fits=fits, labels=data.labels, features=names,
+                             measures=output["measures"] or None, parameters=conf.flat("input", "survey", "nmf",
+                                                                                       "multistart"),
+                             timings=job.timings,
+                             title=f"Rank survey: {nmf['algorithm']}, {runs['nrun']} runs per k")
+        job.finish(out)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="NMF rank survey (cophenetic, dispersion, silhouettes, ...)")
-    parser.add_argument("--input", required=True, help="Matrix Market file of V (n×m)")
-    parser.add_argument("--ks", type=_ks, required=True, help="ranks, e.g. 2-6")
-    parser.add_argument("--nrun", type=int, default=30)
-    parser.add_argument("--output", required=True, help="path prefix of the .csv and .json tables")
-    parser.add_argument("--labels", help="file with one known class per sample")
-    parser.add_argument("--algorithm", default="bpp")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rows-are-samples", action="store_true")
-    parser.add_argument("--no-randomized", action="store_true")
-    parser.add_argument("--report", help="folder for a static HTML report (survey plot, table, parameters, timings)")
-    args = parser.parse_args(argv)
-
-    start = time.perf_counter()
-    V = read_matrix_market(args.input)
-    read = time.perf_counter()
-    labels = Path(args.labels).read_text().split() if args.labels else None
-    survey = rank_survey(V, args.ks, args.nrun, labels=labels, randomized=not args.no_randomized, seed=args.seed,
-                         samples="rows" if args.rows_are_samples else "columns", algorithm=args.algorithm,
-                         spark=get_session())
-    surveyed = time.perf_counter()
-    survey.write_csv(f"{args.output}.csv")
-    survey.write_json(f"{args.output}.json")
-    if args.report:
-        from sparknmf.report import write_report
-
-        parameters = {key: value for key, value in vars(args).items() if key != "report"}
-        parameters.update(shape=f"{V.shape[0]}×{V.shape[1]}", ks=f"{args.ks[0]}-{args.ks[-1]}")
-        write_report(args.report, survey=survey, parameters=parameters, title=f"Rank survey of {args.input}",
-                     timings={"read input": read - start, "rank survey": surveyed - read})
+def main(argv=None) -> int:
+    return run_job("rank_survey", SCHEMA, survey, argv, description=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

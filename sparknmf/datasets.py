@@ -9,6 +9,7 @@ parsed on the driver and validated; a malformed file raises
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ __all__ = [
     "MOVIELENS_SPLITS", "read_movielens_ratings", "load_movielens_100k", "load_movielens_items", "load_movielens_users",
     "load_movielens_csv", "planted_ratings",
 ]
+__all__ += ["DenseText", "read_dense_text"]
 
 _FIELDS = ("real", "integer", "pattern", "double")
 
@@ -121,6 +123,92 @@ def _is_number(token: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@dataclass
+class DenseText:
+    """A dense matrix read from a delimited text file (:func:`read_dense_text`).
+
+    Attributes
+    ----------
+    matrix : ndarray of shape (n, m)
+        One row per line of the file.
+    row_names : list of str or None
+        The first field of each line, with ``row_names=True``.
+    col_names : list of str or None
+        The header's names of the matrix's columns, with ``header=True``.
+    labels : list of str or None
+        The values of ``label_column``, one per line.
+    """
+
+    matrix: np.ndarray
+    row_names: list | None = None
+    col_names: list | None = None
+    labels: list | None = None
+
+
+def read_dense_text(path, *, delimiter: str = "\t", header: bool = False, row_names: bool = False,
+                    label_column=None) -> DenseText:
+    """Read a dense matrix from delimited text (TSV by default; ``delimiter=","`` for CSV).
+
+    Parameters
+    ----------
+    path : path
+    delimiter : str
+        Field separator.
+    header : bool
+        The first line names the columns.
+    row_names : bool
+        The first field of every line is the row's name (not a value).
+    label_column : str or int, optional
+        A column of class labels to take out of the matrix: its header name,
+        or its 1-based position among the fields.
+
+    Returns
+    -------
+    DenseText
+        ``matrix`` (n lines × m values) validated like any NMF input
+        (finite, non-negative), plus names and labels.  Every line must have
+        the same number of fields; a bad field raises
+        :class:`~sparknmf.errors.InvalidInputError` naming the line and field.
+    """
+    if not delimiter:
+        raise ValueError("delimiter must be a non-empty string")
+    lines = [line for line in _read_text(path).splitlines() if line.strip()]
+    names = lines.pop(0).split(delimiter) if header and lines else None
+    rows = [line.split(delimiter) for line in lines]
+    if not rows:
+        raise InvalidInputError(f"{path}: no data lines")
+    width = len(names) if names is not None else len(rows[0])
+    for number, row in enumerate(rows, 2 if header else 1):
+        if len(row) != width:
+            raise InvalidInputError(f"{path}: line {number} has {len(row)} fields, expected {width}")
+    skip = [0] if row_names else []
+    labels = None
+    if label_column is not None:
+        if isinstance(label_column, str) and not label_column.isdigit():
+            if names is None or label_column not in names:
+                raise InvalidInputError(f"{path}: no column named {label_column!r} (header: {names})")
+            position = names.index(label_column)
+        else:
+            position = int(label_column) - 1
+            if not 0 <= position < width:
+                raise InvalidInputError(f"{path}: label column {label_column} is outside the {width} fields")
+        skip.append(position)
+        labels = [row[position].strip() for row in rows]
+    keep = [j for j in range(width) if j not in skip]
+    try:
+        values = np.array([[row[j] for j in keep] for row in rows], dtype=np.float64)
+    except ValueError:
+        i, j = next((i, j) for i, row in enumerate(rows) for j in keep if not _is_number(row[j]))
+        raise InvalidInputError(f"{path}: line {i + (2 if header else 1)}, field {j + 1}: "
+                                f"non-numeric value {rows[i][j]!r}") from None
+    return DenseText(
+        matrix=as_matrix(values, str(path)),
+        row_names=[row[0].strip() for row in rows] if row_names else None,
+        col_names=[names[j].strip() for j in keep] if names is not None else None,
+        labels=labels,
+    )
 
 
 def load_associated_press(folder=None):

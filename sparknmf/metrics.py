@@ -57,7 +57,7 @@ __all__ = [
     "consensus_linkage", "consensus_clusters", "silhouette", "silhouette_widths", "consensus_silhouette",
     "coefficient_silhouette", "basis_silhouette",
     "correlation_distance", "rss", "explained_variance", "sparseness", "feature_scores", "extract_features",
-    "predict",
+    "predict", "fit_measures",
 ]
 
 _MAD_SCALE = 1.4826  # R's mad(): consistent estimator of σ for normal data
@@ -456,3 +456,29 @@ def predict(W, H, samples: str = "columns"):
     with np.errstate(divide="ignore", invalid="ignore"):
         prob = np.where(totals > 0, top / totals, np.nan)
     return clusters, prob
+
+
+def fit_measures(W, H, V=None) -> dict:
+    """The measures of one fit that need no runs: sparseness of W and H, and with V the RSS and evar.
+
+    Parameters
+    ----------
+    W : ndarray of shape (n, k)
+    H : ndarray of shape (k, m)
+    V : ndarray, scipy sparse matrix or backend of shape (n, m), optional
+
+    Returns
+    -------
+    dict with ``sparseness_basis``, ``sparseness_coef`` (+ ``rss``, ``evar`` with V).
+    """
+    out = {"sparseness_basis": sparseness(W), "sparseness_coef": sparseness(H)}
+    if V is not None:
+        residual = rss(V, W, H)
+        if isinstance(V, np.ndarray):
+            sumsq = float(np.sum(np.asarray(V, dtype=np.float64) ** 2))
+        elif sp.issparse(V):
+            sumsq = float(V.multiply(V).sum())
+        else:
+            sumsq = V.stats["sumsq"]
+        out.update(rss=residual, evar=explained_variance(residual, sumsq))
+    return out

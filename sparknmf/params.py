@@ -18,15 +18,16 @@ __all__ = ["Interval", "OneOf", "check_params", "with_accessors"]
 
 
 class Interval:
-    """A number in [low, high] (either bound may be None); ``integer`` demands an int."""
+    """A number in [low, high] (either bound may be None, either may be open); ``integer`` demands an int."""
 
-    def __init__(self, low=None, high=None, *, integer=False, open_low=False):
-        self.low, self.high, self.integer, self.open_low = low, high, integer, open_low
+    def __init__(self, low=None, high=None, *, integer=False, open_low=False, open_high=False):
+        self.low, self.high, self.integer = low, high, integer
+        self.open_low, self.open_high = open_low, open_high
 
     def describe(self):
         kind = "an integer" if self.integer else "a number"
         low = "" if self.low is None else f" {'>' if self.open_low else '>='} {self.low}"
-        high = "" if self.high is None else f"{' and' if low else ''} <= {self.high}"
+        high = "" if self.high is None else f"{' and' if low else ''} {'<' if self.open_high else '<='} {self.high}"
         return f"{kind}{low}{high}"
 
     def __call__(self, value) -> bool:
@@ -35,7 +36,7 @@ class Interval:
             return False
         if self.low is not None and (value <= self.low if self.open_low else value < self.low):
             return False
-        return self.high is None or value <= self.high
+        return self.high is None or (value < self.high if self.open_high else value <= self.high)
 
 
 class OneOf:

@@ -141,6 +141,35 @@ class Report:
         """Wall-clock seconds per step, as a name/seconds table."""
         self.add_table("Timings", [{"step": key, "seconds": float(value)} for key, value in timings.items()])
 
+    def add_fit(self, fit, *, labels=None, features=None, dpi: int = 100, suffix: str = "", heading=None) -> None:
+        """The figures of one fit: clustering summary and consensus map (multi-start fits), basis and
+        coefficient maps, objective history.
+
+        Parameters
+        ----------
+        fit : MultiFit, MultiStartNMFModel, FitResult or NMFModel
+        labels, features :
+            As :func:`write_report`.
+        dpi : int
+        suffix : str
+            Appended to the figure names (``consensus_k3``), so that several fits share one report.
+        heading : str, optional
+            A heading above them.
+        """
+        from . import plots
+
+        self._heading(heading)
+        runs = getattr(fit, "runs", fit)
+        if hasattr(runs, "summary") and hasattr(runs, "assignments"):
+            self.add_table("Clustering summary", runs.summary(labels))
+            self.add_figure(f"consensus{suffix}", plots.consensus_map(runs, labels=labels, dpi=dpi),
+                            f"Consensus of {runs.nrun} runs, ordered by average linkage on 1 − C.")
+        self.add_figure(f"basis{suffix}", plots.basis_map(fit, features=features, dpi=dpi),
+                        "Basis W, features clustered.")
+        self.add_figure(f"coefficients{suffix}", plots.coef_map(fit, labels=labels, dpi=dpi),
+                        "Coefficients H, samples clustered.")
+        self.add_figure(f"history{suffix}", plots.history_plot(fit, dpi=dpi), "Objective by iteration (best run).")
+
     def _heading(self, heading):
         if heading:
             self._parts.append(("html", f"<h2>{html.escape(str(heading))}</h2>"))
@@ -173,7 +202,7 @@ class Report:
 
 
 def write_report(folder, *, fit=None, survey=None, labels=None, features=None, parameters=None, timings=None,
-                 title: str = "sparknmf report", formats=("png",), dpi: int = 100) -> Path:
+                 title: str = "sparknmf report", formats=("png",), dpi: int = 100, fits=None, measures=None) -> Path:
     """The usual report of a fit and/or a rank survey, written to ``folder/index.html``.
 
     Parameters
@@ -190,6 +219,11 @@ def write_report(folder, *, fit=None, survey=None, labels=None, features=None, p
         Names of the features (rows of V) for the basis map.
     parameters, timings : dict, optional
         Job settings; seconds per step.
+    fits : dict, optional
+        More fits by name (e.g. ``{"k = 3": fit}`` for each rank of a survey),
+        each shown like ``fit`` under its name as a heading.
+    measures : sequence of str, optional
+        Panels of the survey plot (:func:`sparknmf.plots.survey_plot`; default all).
     title, formats :
         As :class:`Report`.
     dpi : int
@@ -199,7 +233,7 @@ def write_report(folder, *, fit=None, survey=None, labels=None, features=None, p
     -------
     Path of the page.
     """
-    if fit is None and survey is None:
+    if fit is None and survey is None and not fits:
         raise ValueError("write_report needs a fit, a survey or both")
     from . import plots
 
@@ -208,19 +242,14 @@ def write_report(folder, *, fit=None, survey=None, labels=None, features=None, p
     if parameters:
         report.add_parameters(parameters)
     if survey is not None:
-        report.add_figure("survey", plots.survey_plot(survey, dpi=dpi),
+        report.add_figure("survey", plots.survey_plot(survey, measures=measures, dpi=dpi, title=title),
                           "Every measure against k; dashed: the same survey on randomised data.")
         report.add_table("Rank survey", survey)
     if fit is not None:
-        runs = getattr(fit, "runs", fit)
-        if hasattr(runs, "summary") and hasattr(runs, "assignments"):
-            report.add_table("Clustering summary", runs.summary(labels))
-            report.add_figure("consensus", plots.consensus_map(runs, labels=labels, dpi=dpi),
-                              f"Consensus of {runs.nrun} runs, ordered by average linkage on 1 − C.")
-        report.add_figure("basis", plots.basis_map(fit, features=features, dpi=dpi), "Basis W, features clustered.")
-        report.add_figure("coefficients", plots.coef_map(fit, labels=labels, dpi=dpi),
-                          "Coefficients H, samples clustered.")
-        report.add_figure("history", plots.history_plot(fit, dpi=dpi), "Objective by iteration (best run).")
+        report.add_fit(fit, labels=labels, features=features, dpi=dpi)
+    for number, (name, other) in enumerate((fits or {}).items(), 1):
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "", str(name)) or str(number)  # "k = 3" -> basis_k3.png
+        report.add_fit(other, labels=labels, features=features, dpi=dpi, suffix=f"_{stem}", heading=str(name))
     if timings:
         report.add_timings(timings)
     return report.write()

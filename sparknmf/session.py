@@ -12,7 +12,7 @@ import os
 import re
 import sys
 
-__all__ = ["get_session", "is_connect", "parallelism", "describe_jobs", "blas_threads"]
+__all__ = ["get_session", "is_connect", "parallelism", "describe_jobs", "blas_threads", "launched_by_spark_submit"]
 
 logger = logging.getLogger("sparknmf")
 _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
@@ -26,10 +26,27 @@ def _python_env():
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
-def get_session(master: str | None = None):
-    """The active SparkSession, or a new embedded one on ``master`` (default ``local[*]``).
+def launched_by_spark_submit() -> bool:
+    """True when this driver was started by ``spark-submit`` (which then owns the master URL)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
 
-    The embedded session keeps BLAS at one thread per task
+
+def get_session(master: str | None = None, *, remote: str | None = None, app_name: str = "sparknmf",
+                config: dict | None = None):
+    """The active SparkSession, or a new one.
+
+    Parameters
+    ----------
+    master : str, optional
+        Master URL of a new classic session (default ``local[*]``).  Under
+        ``spark-submit`` its ``--master`` decides and this is ignored.
+    remote : str, optional
+        A Spark Connect URL (``sc://host:15002``) instead of a classic session.
+    app_name : str
+    config : dict, optional
+        More Spark properties for a new session (``{"spark.executor.memory": "8g"}``).
+
+    A new classic session keeps BLAS at one thread per task
     (``spark.executorEnv.OPENBLAS_NUM_THREADS`` etc.) so that numpy kernels in
     parallel tasks do not oversubscribe the cores, and gives the driver JVM
     (which runs the tasks in local mode) ``SPARKNMF_DRIVER_MEMORY`` (4g).
@@ -38,17 +55,27 @@ def get_session(master: str | None = None):
 
     _python_env()
     active = SparkSession.getActiveSession()
-    if active is not None and master is None:
+    if active is not None and master is None and remote is None:
         return active
-    builder = SparkSession.builder.master(master or "local[*]").appName("sparknmf")
-    # local mode runs tasks in the driver JVM, whose 1 GB default is small for cached blocks
-    builder = builder.config("spark.driver.memory", os.environ.get("SPARKNMF_DRIVER_MEMORY", "4g"))
+    builder = SparkSession.builder.appName(app_name)
+    if remote:
+        builder = builder.remote(remote)
+    elif launched_by_spark_submit() or os.environ.get("SPARK_REMOTE"):
+        if master:
+            logger.info("the master URL comes from spark-submit (or SPARK_REMOTE); master=%r is not applied", master)
+    else:
+        builder = builder.master(master or "local[*]")
+        # local mode runs tasks in the driver JVM, whose 1 GB default is small for cached blocks
+        builder = builder.config("spark.driver.memory", os.environ.get("SPARKNMF_DRIVER_MEMORY", "4g"))
     builder = builder.config("spark.ui.showConsoleProgress", "false")
     # few, small shuffles (block keys, ids): a handful of partitions per core, not 200
     builder = builder.config("spark.sql.shuffle.partitions", str(2 * (os.cpu_count() or 2)))
     builder = builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
-    for var in _BLAS_VARS:
-        builder = builder.config(f"spark.executorEnv.{var}", "1")
+    if not remote:
+        for var in _BLAS_VARS:
+            builder = builder.config(f"spark.executorEnv.{var}", "1")
+    for key, value in (config or {}).items():
+        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
     spark = builder.getOrCreate()
     _log_blas_once()
     return spark

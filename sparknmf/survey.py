@@ -122,7 +122,7 @@ class Survey:
 
 
 def rank_survey(V, ks, nrun: int = 30, *, labels=None, randomized: bool = True, seed: int = 0,
-                samples: str = "columns", **options) -> Survey:
+                samples: str = "columns", on_fit=None, **options) -> Survey:
     """Every clustering measure for each rank in ``ks``, on V and on a randomised V.
 
     Parameters
@@ -140,6 +140,10 @@ def rank_survey(V, ks, nrun: int = 30, *, labels=None, randomized: bool = True, 
     seed : int
         Seeds the runs (the same run seeds for every k) and the randomisation.
     samples : {"columns", "rows"}
+    on_fit : callable, optional
+        ``on_fit(data, k, fit)`` with ``data`` "original" or "randomized" and
+        the :class:`~sparknmf.consensus.MultiFit` of each rank, as soon as it
+        is done (e.g. to draw its maps without keeping every fit).
     **options :
         Any other keyword of :func:`~sparknmf.consensus.multistart`
         (``algorithm``, ``max_iter``, ``tol``, ``mode``, ``stop``,
@@ -153,6 +157,8 @@ def rank_survey(V, ks, nrun: int = 30, *, labels=None, randomized: bool = True, 
     Every argument is checked before the first run.
     """
     nrun = _check_nrun(nrun)
+    if on_fit is not None and not callable(on_fit):
+        raise TypeError(f"rank_survey: on_fit must be callable, got {on_fit!r}")
     try:
         inspect.signature(multistart).bind(V, 2, nrun, seed=seed, samples=samples, **options)
     except TypeError as err:
@@ -177,4 +183,6 @@ def rank_survey(V, ks, nrun: int = 30, *, labels=None, randomized: bool = True, 
         for k in ks:
             fit = multistart(data, k, nrun, seed=seed, samples=samples, **options)
             rows.append({"data": name, **fit.summary(labels)})
+            if on_fit is not None:
+                on_fit(name, k, fit)
     return Survey(rows)

@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# the repository root, so that tests import the jobs as jobs.<name> however pytest is started
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 def pytest_addoption(parser):
     parser.addoption("--spark-session", choices=("classic", "connect"), default="classic",

@@ -101,6 +101,10 @@ def test_default_sizes_are_documented(survey, tmp_path):
     # top_features: (2.4·ncols, (0.2·n + 0.8)·nrows + 0.4)
     plots.top_features(X, n=5, dpi=DPI, save=tmp_path / "t.png")
     check_png(tmp_path / "t.png", (7.2, 2.2))
+    # long names widen the panels (1.2 + 0.065·longest) and keep the figure within 15 inches
+    names = [f"{i:02d} " + "x" * 57 for i in range(30)]  # 60 characters: 5.1-inch panels, 2 per row
+    plots.top_features(X, names, n=5, dpi=DPI, save=tmp_path / "long.png")
+    check_png(tmp_path / "long.png", (2 * (1.2 + 0.065 * 60), 2 * 1.8 + 0.4))
 
 
 def test_svg_and_headless(clustered, tmp_path):

@@ -1,14 +1,10 @@
 """Static HTML report: links only to files that exist, no scripts, tables, bad input, the job's --report."""
 
-import functools
-import importlib.util
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import scipy.io
-import scipy.sparse as sp
 
 from sparknmf.consensus import multistart
 from sparknmf.datasets import block_diagonal
@@ -126,18 +122,13 @@ def test_write_report_of_a_fit_and_a_survey(tmp_path, small):
         write_report(tmp_path / "none")
 
 
-def test_survey_job_writes_a_report(tmp_path, monkeypatch):
+def test_write_report_of_several_fits_and_chosen_panels(tmp_path, small):
     pytest.importorskip("matplotlib")
-    V, labels = block_diagonal((5, 5), features=8, seed=2)
-    scipy.io.mmwrite(str(tmp_path / "v.mtx"), sp.coo_matrix(V))
-    spec = importlib.util.spec_from_file_location("job", Path(__file__).parents[1] / "jobs" / "rank_survey.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
-    monkeypatch.setattr(job, "get_session", lambda: None)  # no Spark needed here: runs in this process
-    monkeypatch.setattr(job, "rank_survey", functools.partial(rank_survey, mode="local"))
-    job.main(["--input", str(tmp_path / "v.mtx"), "--ks", "2-3", "--nrun", "2", "--output", str(tmp_path / "out"),
-              "--report", str(tmp_path / "report")])
-    page = tmp_path / "report" / "index.html"
-    assert check_page(page) == ["survey.png", "survey.png"]
-    text = page.read_text()
-    assert "<td>read input</td>" in text and "<td>nrun</td>" in text
+    V, labels, fit = small
+    survey = rank_survey(V, [2, 3], nrun=2, labels=labels, mode="local")
+    other = multistart(V, 3, nrun=2, mode="local", seed=0)
+    page = write_report(tmp_path, survey=survey, fits={"k = 2": fit, "k = 3": other}, labels=labels,
+                        measures=["purity", "entropy", "dispersion"], dpi=30)
+    assert set(check_page(page)) == {"survey.png"} | {f"{name}_k{k}.png" for k in (2, 3) for name in
+                                                      ("consensus", "basis", "coefficients", "history")}
+    assert "<h2>k = 3</h2>" in page.read_text()

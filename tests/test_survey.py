@@ -74,23 +74,11 @@ def test_bad_input_before_any_run(no_fits, kwargs, error, message):
         rank_survey(V, **args)
 
 
-@pytest.mark.spark
-def test_survey_job_writes_csv_and_json(spark, tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    import scipy.io
-
+def test_on_fit_sees_every_fit_as_it_is_done():
     V, labels = block_diagonal((5, 5), features=8, seed=2)
-    scipy.io.mmwrite(str(tmp_path / "v.mtx"), sp.coo_matrix(V))
-    (tmp_path / "labels.txt").write_text("\n".join(map(str, labels)))
-    spec = importlib.util.spec_from_file_location("job", Path(__file__).parents[1] / "jobs" / "rank_survey.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
-    job.main(["--input", str(tmp_path / "v.mtx"), "--ks", "2-3", "--nrun", "2", "--output", str(tmp_path / "out"),
-              "--labels", str(tmp_path / "labels.txt")])
-    rows = json.loads((tmp_path / "out.json").read_text())
-    assert [(r["data"], r["k"]) for r in rows] == [("original", 2), ("original", 3), ("randomized", 2),
-                                                   ("randomized", 3)]
-    assert rows[0]["mode"] == "tasks" and rows[0]["purity"] == 1.0
-    assert len(list(csv.DictReader((tmp_path / "out.csv").open()))) == 4
+    seen = []
+    survey = rank_survey(V, [2, 3], nrun=2, mode="local", on_fit=lambda data, k, fit: seen.append((data, k, fit.k)))
+    assert seen == [("original", 2, 2), ("original", 3, 3), ("randomized", 2, 2), ("randomized", 3, 3)]
+    assert len(survey) == 4
+    with pytest.raises(TypeError, match=r"rank_survey: on_fit must be callable"):
+        rank_survey(V, [2], nrun=1, mode="local", on_fit=3)

@@ -224,9 +224,11 @@ def top_features(W, names=None, *, n=10, factors=None, ncols=None, figsize=None,
     factors : sequence of int, optional
         Factors to show (default all).
     ncols : int, optional
-        Panels per row (default ``min(5, number of factors)``).
+        Panels per row (default ``min(5, number of factors)``, fewer when long names need wider panels:
+        at most 15 inches in all).
     figsize : (width, height), optional
-        Default ``(2.4·ncols, (0.2·n + 0.8)·nrows + 0.4)`` inches; the PNG is ``figsize × dpi`` pixels.
+        Default ``(w·ncols, (0.2·n + 0.8)·nrows + 0.4)`` inches with a panel width
+        ``w = max(2.4, 1.2 + 0.065·longest name shown)``; the PNG is ``figsize × dpi`` pixels.
     dpi, title, save :
         As :func:`sparknmf.plots.basis_map`.
 
@@ -239,13 +241,16 @@ def top_features(W, names=None, *, n=10, factors=None, ncols=None, figsize=None,
     names = as_names(names, features, "names", "feature")
     n = min(check_count(n, "n"), features)
     cols = _columns(range(k) if factors is None else factors, k)
-    ncols = min(5, cols.size) if ncols is None else check_count(ncols, "ncols")
+    tops = {q: np.argsort(-W[:, q], kind="stable")[:n] for q in cols}
+    longest = max(len(names[i]) for top in tops.values() for i in top)
+    panel = max(2.4, 1.2 + 0.065 * longest)  # inches: the names sit left of the bars
+    ncols = min(5, cols.size, max(1, int(15 // panel))) if ncols is None else check_count(ncols, "ncols")
     nrows = math.ceil(cols.size / ncols)
-    fig = new_figure(figsize or (2.4 * ncols, (0.2 * n + 0.8) * nrows + 0.4), dpi)
+    fig = new_figure(figsize or (panel * ncols, (0.2 * n + 0.8) * nrows + 0.4), dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     colors = palette_colors("basis", k)
     for ax, q in zip(axes.flat, cols):
-        top = np.argsort(-W[:, q], kind="stable")[:n]
+        top = tops[q]
         ax.barh(np.arange(top.size), W[top, q], color=colors[q])
         ax.set_yticks(np.arange(top.size), [names[i] for i in top], fontsize="small")
         ax.set_ylim(top.size - 0.5, -0.5)

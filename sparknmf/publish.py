@@ -1,0 +1,499 @@
+"""Job outputs that never leave a half-written state: staged directories and versioned publications.
+
+Both work on a file system the driver sees as paths (a local disk, or on a
+cluster a shared mount such as NFS at the same path on every node): they
+rely on POSIX ``rename`` replacing a name atomically.  Spark writes into the
+staged folders through ``file://`` URIs.
+
+:class:`StagedDirectory` -- a job's output folder.  Everything is written to
+a hidden sibling ``.<name>.staging-<id>``; :meth:`~StagedDirectory.commit`
+renames it into place.  An existing output is refused before any work
+unless ``overwrite``; then it is renamed aside and deleted only once the new
+one is in place (a crash in between leaves it as ``.<name>.previous-<id>``,
+which the next run puts back).
+
+:class:`Publication` -- versions of a published table (the recommendation
+refresh)::
+
+    root/
+      CURRENT              {"version": "v000007", "history": ["v000005", "v000006", "v000007"], "last": 7}
+      versions/v000005/ ... v000007/     complete, validated publications
+      staging/<id>/        a run in progress (never read)
+      LOCK                 held by the running refresh (pid, host)
+
+A run writes into ``staging/<id>``, validates it, renames it to
+``versions/v<next>`` and then switches ``CURRENT`` by writing a temporary file
+and renaming it over the old one.  A crash at any point leaves ``CURRENT``
+naming the previous complete version: before the switch the new version is
+an orphan that readers never see (the next run deletes it), after it the new
+one is complete.  The last ``keep`` versions stay on disk and
+:meth:`~Publication.rollback` switches back to the one before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "PublishError", "StagedDirectory", "Publication", "Version", "write_json", "read_json", "metric_gate",
+    "validate_table",
+]
+
+logger = logging.getLogger("sparknmf")
+
+_POINTER = "CURRENT"
+_LOCK = "LOCK"
+_VERSION_DIGITS = 6
+
+
+class PublishError(RuntimeError):
+    """A publication could not be validated, switched or rolled back; the previous one is untouched."""
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalars
+        return _clean(value.item())
+    return value
+
+
+def write_json(path, data, *, atomic: bool = True) -> Path:
+    """Write ``data`` as indented JSON (NaN and inf as null); by default through a temporary file and a rename."""
+    path = Path(path)
+    text = json.dumps(_clean(data), indent=1, sort_keys=False, default=str) + "\n"
+    if not atomic:
+        path.write_text(text, encoding="utf-8")
+        return path
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _local(path) -> Path:
+    text = str(path)
+    return Path(text[len("file://"):] if text.startswith("file://") else text).absolute()
+
+
+# ------------------------------------------------------------------------------------------ one output folder
+class StagedDirectory:
+    """An output folder written in a hidden staging sibling and renamed into place (module docstring).
+
+    Parameters
+    ----------
+    path : path
+        The final folder.
+    overwrite : bool
+        Replace an existing folder (after the new one is complete) instead of refusing.
+    """
+
+    def __init__(self, path, *, overwrite: bool = False):
+        self.path = _local(path)
+        self.overwrite = bool(overwrite)
+        token = uuid.uuid4().hex[:12]
+        self.stage = self.path.parent / f".{self.path.name}.staging-{token}"
+        self._aside = self.path.parent / f".{self.path.name}.previous-{token}"
+
+    def _restore_previous(self) -> None:
+        """Put back an output that a crashed run had renamed aside."""
+        if self.path.exists():
+            return
+        aside = sorted(self.path.parent.glob(f".{self.path.name}.previous-*"), key=lambda p: p.stat().st_mtime)
+        if aside:
+            os.rename(aside[-1], self.path)
+            logger.warning("restored %s from %s (an earlier run stopped while replacing it)", self.path, aside[-1])
+
+    def problem(self) -> str | None:
+        """Why this output cannot be written, or None (checked before any work)."""
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            return f"{self.path.parent} is not a folder"
+        if self.path.parent.is_dir():
+            self._restore_previous()
+        if self.path.exists() and not self.overwrite:
+            return "exists already (set output.overwrite = true to replace it once the new output is complete)"
+        if self.path.exists() and not self.path.is_dir():
+            return "exists and is not a folder"
+        return None
+
+    def open(self) -> Path:
+        """Create the staging folder; returns it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.stage.mkdir()
+        return self.stage
+
+    def uri(self, *parts) -> str:
+        """A ``file://`` URI under the staging folder, for Spark writers."""
+        return self.stage.joinpath(*parts).as_uri()
+
+    def commit(self) -> Path:
+        """Move the staging folder into place (replacing the old output last); returns the final path."""
+        _fsync_dir(self.stage)
+        if self.path.exists():
+            os.rename(self.path, self._aside)
+        os.rename(self.stage, self.path)
+        _fsync_dir(self.path.parent)
+        if self._aside.exists():
+            shutil.rmtree(self._aside, ignore_errors=True)
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the staging folder (after a failure); the existing output is untouched."""
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ versioned publication
+@dataclass(frozen=True)
+class Version:
+    """A published version: its name (``v000007``), folder and metadata (``version.json``)."""
+
+    name: str
+    path: Path
+    meta: dict
+
+    @property
+    def number(self) -> int:
+        return int(self.name[1:])
+
+
+def _version_name(number: int) -> str:
+    return f"v{number:0{_VERSION_DIGITS}d}"
+
+
+def _is_version(name: str) -> bool:
+    return len(name) == _VERSION_DIGITS + 1 and name[0] == "v" and name[1:].isdigit()
+
+
+class Publication:
+    """Versions of a published output under ``root`` with an atomic ``CURRENT`` pointer (module docstring).
+
+    Parameters
+    ----------
+    root : path
+    keep : int
+        Versions kept on disk (>= 2 so that there is one to roll back to).
+
+    Crash-injection points (for tests): :attr:`hooks` maps ``"staged"``,
+    ``"moved"``, ``"pointer_written"`` and ``"switched"`` to callables run at
+    that step of :meth:`commit`.
+    """
+
+    def __init__(self, root, *, keep: int = 5):
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 2:
+            raise ValueError(f"keep must be an integer >= 2 (one version to roll back to), got {keep!r}")
+        self.root = _local(root)
+        self.keep = keep
+        self.hooks: dict = {}
+
+    # ------------------------------------------------------------ reading
+    @property
+    def versions_dir(self) -> Path:
+        return self.root / "versions"
+
+    def pointer(self) -> dict | None:
+        """The content of ``CURRENT`` (None before the first publication)."""
+        path = self.root / _POINTER
+        if not path.exists():
+            return None
+        try:
+            data = read_json(path)
+            if not _is_version(data["version"]) or data["version"] not in data["history"]:
+                raise ValueError("no valid version")
+        except (ValueError, KeyError, TypeError) as err:
+            raise PublishError(f"{path} is damaged ({err}); restore it from the versions folder") from None
+        return data
+
+    def current(self) -> Version | None:
+        """The version readers see, or None."""
+        data = self.pointer()
+        return None if data is None else self._version(data["version"])
+
+    def _version(self, name: str) -> Version:
+        path = self.versions_dir / name
+        meta_path = path / "version.json"
+        if not meta_path.is_file():
+            raise PublishError(f"{path} is missing or incomplete (no version.json)")
+        return Version(name, path, read_json(meta_path))
+
+    def history(self) -> list:
+        """Names of the kept versions, oldest first; the last one is current (unless rolled back past it)."""
+        data = self.pointer()
+        return [] if data is None else list(data["history"])
+
+    # ------------------------------------------------------------ writing
+    def lock(self) -> "_Lock":
+        """An exclusive lock on the publication for one refresh (``with pub.lock(): ...``)."""
+        return _Lock(self.root / _LOCK)
+
+    def stage(self) -> Path:
+        """A new empty staging folder for a run."""
+        path = self.root / "staging" / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        path.mkdir(parents=True)
+        return path
+
+    def _hook(self, name: str) -> None:
+        if name in self.hooks:
+            self.hooks[name]()
+
+    def _next_number(self) -> int:
+        names = [p.name for p in self.versions_dir.iterdir()] if self.versions_dir.exists() else []
+        numbers = [int(n[1:]) for n in names if _is_version(n)] + [int(n[1:]) for n in self.history()]
+        return max(numbers + [self._last()], default=0) + 1
+
+    def _last(self) -> int:
+        """The highest version number ever published (rolled-back numbers are not reused)."""
+        data = self.pointer()
+        return 0 if data is None else int(data.get("last", 0))
+
+    def commit(self, stage: Path, meta: dict, validate=None) -> Version:
+        """Validate ``stage``, make it the next version and switch ``CURRENT`` to it.
+
+        Parameters
+        ----------
+        stage : Path
+            A folder from :meth:`stage`, fully written.
+        meta : dict
+            Saved as the version's ``version.json`` (with the version's name and time).
+        validate : callable, optional
+            ``validate(stage)`` raises (e.g. :class:`PublishError`) when the
+            staged output is wrong; nothing is switched then.
+
+        Returns
+        -------
+        Version
+        """
+        stage = Path(stage)
+        if validate is not None:
+            validate(stage)
+        self._hook("staged")
+        name = _version_name(self._next_number())
+        write_json(stage / "version.json", {**meta, "version": name, "published": _now()})
+        _fsync_dir(stage)
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        os.rename(stage, self.versions_dir / name)
+        _fsync_dir(self.versions_dir)
+        self._hook("moved")
+        history = [v for v in self.history() if v != name] + [name]
+        self._switch(name, history[-self.keep:], int(name[1:]))
+        self._hook("switched")
+        self.prune()
+        return self._version(name)
+
+    def _switch(self, name: str, history: list, last: int) -> None:
+        pointer = self.root / _POINTER
+        fd, tmp = tempfile.mkstemp(prefix=".CURRENT.", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"version": name, "history": history, "last": last, "switched": _now()}, handle,
+                          indent=1)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._hook("pointer_written")
+            os.replace(tmp, pointer)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.root)
+
+    def rollback(self) -> Version:
+        """Switch ``CURRENT`` back to the previous kept version; returns it.  The rolled-back version is deleted."""
+        history = self.history()
+        if len(history) < 2:
+            raise PublishError(f"{self.root}: no previous version to roll back to (history: {history})")
+        previous = self._version(history[-2])  # must be complete before we switch to it
+        self._switch(previous.name, history[:-1], self._last())
+        self.prune()
+        return previous
+
+    def prune(self) -> list:
+        """Delete versions not in the history, and staging folders of earlier runs; returns what was deleted."""
+        keep = set(self.history())
+        removed = []
+        if self.versions_dir.exists():
+            for path in self.versions_dir.iterdir():
+                if path.name not in keep:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+        for tmp in self.root.glob(".CURRENT.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        return removed
+
+    def clean_staging(self, keep: Path | None = None) -> None:
+        """Delete staging folders left by crashed runs (call while holding the lock)."""
+        folder = self.root / "staging"
+        if folder.exists():
+            for path in folder.iterdir():
+                if keep is None or path != Path(keep):
+                    shutil.rmtree(path, ignore_errors=True)
+
+
+class _Lock:
+    """An exclusive lock file (O_EXCL) naming its holder; a holder process that died on this host is taken over."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if self._stale():
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise PublishError(f"{self.path.parent} is being refreshed by another run ({self._holder()}); "
+                                   f"if that run is gone, delete {self.path}") from None
+            with os.fdopen(fd, "w") as handle:
+                json.dump({"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}, handle)
+            return self
+        raise PublishError(f"could not take the lock {self.path}")
+
+    def _holder(self) -> str:
+        try:
+            data = read_json(self.path)
+            return f"pid {data.get('pid')} on {data.get('host')} since {data.get('since')}"
+        except (OSError, ValueError):
+            return "unknown holder"
+
+    def _stale(self) -> bool:
+        try:
+            data = read_json(self.path)
+        except (OSError, ValueError):
+            return False
+        if data.get("host") != socket.gethostname():
+            return False
+        try:
+            os.kill(int(data["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, KeyError, TypeError, ValueError):
+            return False
+        return False
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ------------------------------------------------------------------------------------------ checks before a switch
+def metric_gate(new: dict, published: dict | None, margins: dict) -> list:
+    """Reasons to refuse a new model: metrics worse than the published model's by more than a margin.
+
+    Parameters
+    ----------
+    new, published : dict
+        Metric name -> value on the same held-out data (``published`` None: no gate).
+    margins : dict
+        Metric name -> allowed worsening (absolute).  ``rmse``/``mae`` are
+        better when lower; every other metric (``ndcg``, ``precision``, ...)
+        when higher.
+
+    Returns
+    -------
+    list of str (empty: publish).
+    """
+    if not published:
+        return []
+    reasons = []
+    for metric, margin in margins.items():
+        if metric not in new or published.get(metric) is None:
+            continue
+        lower_is_better = metric in ("rmse", "mae")
+        worse = (new[metric] - published[metric]) if lower_is_better else (published[metric] - new[metric])
+        if not math.isfinite(new[metric]) or worse > margin:
+            direction = "higher" if lower_is_better else "lower"
+            reasons.append(f"held-out {metric} {new[metric]:.6g} is {direction} than the published model's "
+                           f"{published[metric]:.6g} by {worse:.6g}, more than the margin {margin:g}")
+    return reasons
+
+
+def validate_table(spark, uri: str, *, schema, rows: int, numeric=()) -> None:
+    """Read back a written Parquet table and check it before publishing (raises :class:`PublishError`).
+
+    Parameters
+    ----------
+    uri : str
+        The table's location.
+    schema : pyspark StructType
+        The schema expected: names, types and nesting (nullability is not compared: Parquet
+        files read back as nullable).
+    rows : int
+        The exact row count expected.
+    numeric : sequence of str
+        Columns whose values must be non-null and finite: ``"score"``, or
+        ``"recommendations.rating"`` for a field of every element of an
+        array-of-structs column.
+    """
+    from pyspark.sql import functions as F
+
+    try:
+        frame = spark.read.parquet(uri)
+    except Exception as err:  # AnalysisException and friends: unreadable output
+        raise PublishError(f"staged table {uri} cannot be read: {type(err).__name__}: {err}") from None
+    if frame.schema.simpleString() != schema.simpleString():
+        raise PublishError(f"staged table {uri} has schema {frame.schema.simpleString()}, "
+                           f"expected {schema.simpleString()}")
+    checks = [F.count(F.lit(1)).alias("rows")]
+    for i, expression in enumerate(numeric):
+        array, _, member = expression.partition(".")
+        if member:
+            values = F.transform(F.col(array), _field(member))
+            bad = F.size(F.filter(values, lambda v: v.isNull() | F.isnan(v) | (F.abs(v) == float("inf"))))
+        else:
+            v = F.col(expression).cast("double")
+            bad = (v.isNull() | F.isnan(v) | (F.abs(v) == float("inf"))).cast("long")
+        checks.append(F.sum(bad).alias(f"bad{i}"))
+    stats = frame.agg(*checks).first()
+    if stats["rows"] != rows:
+        raise PublishError(f"staged table {uri} has {stats['rows']} rows, expected {rows}")
+    for i, expression in enumerate(numeric):
+        if stats[f"bad{i}"]:
+            raise PublishError(f"staged table {uri} has {stats[f'bad{i}']} null, NaN or infinite values in "
+                               f"{expression}")
+
+
+def _field(name):
+    """``element -> element.name`` as double, for ``F.transform`` (which reads the lambda's arity)."""
+    return lambda element: element.getField(name).cast("double")
