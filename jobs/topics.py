@@ -52,6 +52,7 @@ SCHEMA = {
         scatter=Option("list[int]", [], "two topics (1-based) to draw against each other in the report ([] = none)"),
         labels=Option("int", 40, "scatter: most prominent terms labelled"),
         dendrogram=Option("int", 0, "terms most prominent on the scatter's topics clustered in a dendrogram (0 = none)"),
+        term_name=Option("str", "term", "what a row of V is called in the report's titles, e.g. \"movie\""),
     ),
 }
 
@@ -107,23 +108,25 @@ def report_topics(folder, conf, model, names, labels, scatter, timings):
     from sparknmf.report import Report
 
     output = conf["output"]
+    term = output["term_name"]
     report = Report(folder, f"Topics of {conf['input']['path']} (k = {model.rank})")
     report.add_parameters(conf.flat("input", "select", "nmf"))
     report.add_figure("top_terms", plots.top_features(model.W, names, n=min(output["top_terms"], 20),
-                                                      title=f"Top terms of each topic (k = {model.rank})"),
-                      "The heaviest terms of each topic.")
+                                                      title=f"Top {term}s of each topic (k = {model.rank})"),
+                      f"The heaviest {term}s of each topic.")
     if scatter:
         prominent = prominent_terms(model.W, scatter, max(output["labels"], output["dendrogram"]))
         report.add_figure("scatter", plots.factor_scatter(model.W, scatter, names=names,
                                                           annotate=prominent[: output["labels"]]),
-                          f"Terms on topics {scatter[0] + 1} and {scatter[1] + 1}, the most prominent labelled.")
+                          f"{term.capitalize()}s on topics {scatter[0] + 1} and {scatter[1] + 1}, the most prominent "
+                          "labelled.")
         if output["dendrogram"] >= 2:
             chosen = prominent[: output["dendrogram"]]
             tree = plots.factor_dendrogram(model.W[chosen], names=[names[i] for i in chosen], factors=scatter,
-                                           title=f"The {chosen.size} terms most prominent on topics {scatter[0] + 1} "
+                                           title=f"The {chosen.size} {term}s most prominent on topics {scatter[0] + 1} "
                                                  f"and {scatter[1] + 1}")
             report.add_figure("dendrogram", tree,
-                              "Ward tree (Manhattan distances) of those terms on the same two topics.")
+                              f"Ward tree (Manhattan distances) of those {term}s on the same two topics.")
     report.add_fit(model, labels=labels, features=names)
     report.add_timings(timings)
     report.write()

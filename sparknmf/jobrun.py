@@ -53,7 +53,8 @@ SPARK_SECTION = {
 
 
 # column Params and the duplicates policy come from [input]; loop checkpoints from [spark] checkpoint_dir
-_INPUT_PARAMS = ("featuresCol", "outputCol", "rowCol", "colCol", "valueCol", "idCol", "duplicates", "checkpointDir")
+_INPUT_PARAMS = ("featuresCol", "outputCol", "rowCol", "colCol", "valueCol", "idCol", "duplicates", "checkpointDir",
+                 "weightCol", "uncertaintyCol", "predictionCol")
 _MULTISTART_PARAMS = ("nrun", "runMode", "samples", "stopChecks", "checkInterval", "consensusLimit", "consensusSample")
 
 
