@@ -117,14 +117,17 @@ def main():
     parser.add_argument("--recover-rows", type=int, default=20000)
     parser.add_argument("--recover-cols", type=int, default=2000)
     parser.add_argument("--max-seconds", type=float, default=900.0)
+    parser.add_argument("--part", choices=["all", "iterations", "recovery"], default="all")
     args = parser.parse_args()
 
     os.environ.setdefault("SPARKNMF_DRIVER_MEMORY", "8g")
     from sparknmf.session import get_session
 
     spark = get_session("local[2]")
-    iteration_costs(spark, args.rows, args.cols, args.rank, args.iters)
-    recovery(spark, args.recover_rows, args.recover_cols, args.rank, args.max_seconds)
+    if args.part in ("all", "iterations"):
+        iteration_costs(spark, args.rows, args.cols, args.rank, args.iters)
+    if args.part in ("all", "recovery"):
+        recovery(spark, args.recover_rows, args.recover_cols, args.rank, args.max_seconds)
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ def as_weighted(V, weights=None, uncertainty=None, *, missing: str = "zero", who
         _raise_first(weight_checks(w, kind), rows, cols, w, whom)
         w = to_weights(w, kind)
     if sp.issparse(V):
-        block = WeightedBlock.from_coordinates(rows, cols, vals, w, shape)
+        block = WeightedBlock.observed(rows, cols, vals, w, shape)
     else:
         block = WeightedBlock.dense(np.nan_to_num(arr, nan=0.0), _scatter(rows, cols, w, shape))
     return _checked_support(block, whom)

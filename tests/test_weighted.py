@@ -113,6 +113,17 @@ def test_entries_with_huge_uncertainty_barely_influence_the_fit():
     assert np.abs(plain.W @ plain.H - V)[~outliers].max() > 1.0  # the outliers would have dominated
 
 
+def test_mostly_observed_sparse_input_is_stored_dense_with_zero_weights():
+    V = sp.random(20, 10, density=0.8, random_state=1, format="csr")
+    block = as_weighted(V, missing="missing")
+    assert not block.sparse
+    np.testing.assert_array_equal(block.weights, (V.toarray() != 0).astype(float))
+    as_nan = np.where(V.toarray() != 0, V.toarray(), np.nan)
+    a = nmf(V, 3, missing="missing", max_iter=5, tol=0, seed=4)
+    b = nmf(as_nan, 3, missing="missing", max_iter=5, tol=0, seed=4)
+    np.testing.assert_allclose(a.W, b.W, atol=1e-12)
+
+
 def test_sparse_input_with_missing_keeps_explicit_zeros_as_observed():
     V = sp.csr_matrix((np.array([0.0, 2.0, 1.0]), (np.array([0, 1, 2]), np.array([0, 1, 2]))), shape=(3, 3))
     block = as_weighted(V, missing="missing")
@@ -175,10 +186,12 @@ def _coordinates(spark, V, S, observed):
 
 
 @pytest.mark.spark
-@pytest.mark.parametrize("algorithm, missing", [("bpp", "missing"), ("lee", "zero")])
-def test_spark_equals_local(spark, algorithm, missing):
+@pytest.mark.parametrize("algorithm, missing, fill", [("bpp", "missing", 0.3), ("lee", "missing", 0.7),
+                                                     ("bpp", "zero", 0.6)])
+def test_spark_equals_local(spark, algorithm, missing, fill):
+    """Sparse (fill < ½) and dense blocks of observed entries, and absent entries as zeros."""
     V, S = _data(4, (16, 12))
-    observed = np.random.default_rng(1).random(V.shape) < 0.6
+    observed = np.random.default_rng(1).random(V.shape) < fill
     frame = _coordinates(spark, V, S, observed)
     estimator = NMF(k=3, algorithm=algorithm, maxIter=3, tol=0.0, seed=2, uncertaintyCol="s", missing=missing,
                     regParam=0.01, numRowBlocks=2, numColBlocks=2)
