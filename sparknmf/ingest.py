@@ -138,7 +138,7 @@ def _empty_block(shape_b, missing):
 def _weighted_block(rows, cols, vals, weights, shape_b, missing):
     """The WeightedBlock of these local coordinates; with missing='zero' absent entries are zeros of weight 1."""
     if missing == "missing":
-        return WeightedBlock.observed(rows, cols, vals, weights, shape_b, _DENSE_FILL)
+        return WeightedBlock.observed(rows, cols, vals, weights, shape_b)
     values, full = np.zeros(shape_b), np.ones(shape_b)
     values[rows, cols], full[rows, cols] = vals, weights
     return WeightedBlock.dense(values, full)
