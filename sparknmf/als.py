@@ -48,6 +48,7 @@ from pyspark.ml.param.shared import HasCheckpointInterval, HasMaxIter, HasPredic
 from pyspark.ml.util import MLReadable, MLWritable
 
 from . import codec, io
+from .checkpoint import LoopCheckpoint
 from .errors import ConvergenceWarning, ModelFitError
 from .ingest import check_columns, index_frame
 from .kernels.ratings import (
@@ -133,6 +134,9 @@ class _MaskedALSParams(_MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCh
                     typeConverter=TypeConverters.toString)
     localLimit = Param(Params._dummy(), "localLimit", "backend='auto': most ratings fitted on the driver",
                        typeConverter=TypeConverters.toInt)
+    checkpointDir = Param(Params._dummy(), "checkpointDir",
+                          "driver-local directory for loop checkpoints every checkpointInterval iterations ('' = none)",
+                          typeConverter=TypeConverters.toString)
 
     _constraints = {
         "rank": Interval(1, integer=True),
@@ -161,7 +165,7 @@ class _MaskedALSParams(_MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCh
                          biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
                          implicitRegParam=50.0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error",
                          backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
-                         weightCol="")
+                         checkpointDir="", weightCol="")
 
     def _check_rules(self):
         """Cross-parameter rules, after the constraints table."""
@@ -177,9 +181,10 @@ class _MaskedALSParams(_MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCh
         if self.getNonnegative() and self.getImplicitFeedback():
             raise ValueError(f"{name}: nonnegative=True and implicitFeedback=True cannot be combined "
                              "(the implicit vectors are unconstrained)")
-        if self.isSet("checkpointInterval"):
-            warnings.warn(f"{name}: checkpointInterval is ignored: the plan does not grow across iterations, so no "
-                          "checkpoint is needed", UserWarning, stacklevel=3)
+        if self.isSet("checkpointInterval") and not self.getCheckpointDir():
+            warnings.warn(f"{name}: checkpointInterval is ignored without checkpointDir: the plan does not grow "
+                          "across iterations, so Spark needs no checkpoint (checkpointDir saves the loop state "
+                          "for resume=True)", UserWarning, stacklevel=3)
 
     def _specs(self):
         k, biases = self.getRank(), self.getBiases()
@@ -229,7 +234,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                  biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
                  implicitRegParam=50.0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error",
                  backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
-                 weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
+                 checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
                  predictionCol="prediction", coldStartStrategy="nan", ratingRange=None):
         super().__init__()
         self._set(**self._input_kwargs)
@@ -239,7 +244,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                   biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
                   implicitRegParam=50.0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error",
                   backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
-                  weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
+                  checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
                   predictionCol="prediction", coldStartStrategy="nan", ratingRange=None):
         """Set Params by keyword."""
         return self._set(**self._input_kwargs)
@@ -259,24 +264,28 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     def _fit(self, dataset):
         return self.fitFrom(dataset)
 
-    def fitFrom(self, dataset, initialModel=None, *, callback=None):
+    def fitFrom(self, dataset, initialModel=None, *, callback=None, resume=False):
         """Fit, warm-started from ``initialModel``'s parameters (known ids keep theirs; new ones start fresh).
 
-        ``callback(iteration, elapsed, objective)`` is called after each iteration.
+        ``callback(iteration, elapsed, objective)`` is called after each iteration.  ``resume=True``
+        continues from the checkpoint in ``checkpointDir`` (if there is one; it takes precedence over
+        ``initialModel``); the result equals the uninterrupted fit.
         """
+        if resume and not self.getCheckpointDir():
+            raise ValueError("MaskedALS.fitFrom(resume=True) needs checkpointDir")
         blocks = self.ingest(dataset)
         try:
-            return self.fitBlocks(blocks, initialModel, callback=callback)
+            return self.fitBlocks(blocks, initialModel, callback=callback, resume=resume)
         finally:
             blocks.unpersist()
 
-    def fitBlocks(self, blocks, initialModel=None, *, callback=None):
+    def fitBlocks(self, blocks, initialModel=None, *, callback=None, resume=False):
         """Fit on already ingested :class:`~sparknmf.ratings.RatingBlocks` (e.g. in a parameter grid)."""
         self._check_rules()
         if initialModel is not None and initialModel.rank != self.getRank():
             raise ValueError(f"MaskedALS.fitFrom: the initial model has rank {initialModel.rank}, "
                              f"this estimator rank={self.getRank()}")
-        state = _Fit(self, blocks, initialModel, callback).run()
+        state = _Fit(self, blocks, initialModel, callback).run(resume)
         model = MaskedALSModel(state)
         self._copyValues(model)
         return model
@@ -406,10 +415,26 @@ class _Fit:
             p = r + (rr_new / rr) * p
             rr = rr_new
 
-    def run(self):
+    def checkpoint(self):
+        """The loop's :class:`~sparknmf.checkpoint.LoopCheckpoint`, or None without ``checkpointDir``."""
+        est = self.est
+        if not est.getCheckpointDir():
+            return None
+        fingerprint = {"shape": list(self.blocks.shape), "nnz": self.blocks.nnz, "mu": self.blocks.mu,
+                       **{name: est.getOrDefault(name) for name in _TRAJECTORY_PARAMS}}
+        return LoopCheckpoint(est.getCheckpointDir(), est.getCheckpointInterval(), fingerprint)
+
+    def run(self, resume=False):
         est, blocks = self.est, self.blocks
         max_iter, tol = est.getMaxIter(), est.getTol()
         history, start, iteration, stop_reason = [], time.perf_counter(), 0, "max_iter"
+        checkpoint = self.checkpoint()
+        state = checkpoint.load() if checkpoint is not None and resume else None
+        if state is not None:
+            iteration, history, arrays = state
+            self.P = {"user": arrays["user"], "item": arrays["item"]}
+            self.Z, self.Y = arrays["Z"], arrays["Y"]
+            logger.info("resuming from %s at iteration %d", checkpoint.path, iteration)
         while iteration < max_iter:
             iteration += 1
             for side in SIDES:
@@ -428,6 +453,8 @@ class _Fit:
             history.append(objective)
             elapsed = time.perf_counter() - start
             logger.info("ALS iteration %d objective %.10g elapsed %.3fs", iteration, objective, elapsed)
+            if checkpoint is not None and checkpoint.due(iteration):
+                checkpoint.save(iteration, history, user=self.P["user"], item=self.P["item"], Z=self.Z, Y=self.Y)
             if self.callback is not None:
                 self.callback(iteration, elapsed, objective)
             if len(history) >= 2 and abs(history[-2] - objective) <= tol * max(abs(history[-2]), 1e-300):
@@ -456,6 +483,12 @@ class _Fit:
 
         table = self.blocks.map_blocks("user", task, "key int, z binary")
         return np.vstack([codec.decode(z) for z in table.column("z").to_pylist()])
+
+
+# the Params that shape the iterates: a checkpoint resumes only with the same values
+_TRAJECTORY_PARAMS = ("rank", "regParam", "biasRegParam", "regularization", "nonnegative", "biases", "timeBins",
+                      "userDrift", "driftExponent", "implicitFeedback", "implicitRegParam", "initStd", "seed",
+                      "weightCol", "timestampCol", "duplicates")
 
 
 def _carry(old, old_ids, new_ids, fresh):

@@ -198,7 +198,8 @@ def factorize(
         checkpoint = LoopCheckpoint(checkpoint_dir, checkpoint_interval, fingerprint)
     state = checkpoint.load() if checkpoint is not None and resume else None
     if state is not None:
-        iteration, W, Ht, history = state
+        iteration, history, arrays = state
+        W, Ht = arrays["W"], arrays["Ht"]
         logger.info("resuming from %s at iteration %d", checkpoint.path, iteration)
     else:
         iteration, history = 0, []
@@ -241,7 +242,7 @@ def factorize(
             W, gram_w, _, carry = backend.half_step("W", rule, params, W, Ht, gram_h, carry=carry_w)
         iteration += 1
         if checkpoint is not None and checkpoint.due(iteration):
-            checkpoint.save(iteration, W, Ht, history)
+            checkpoint.save(iteration, history, W=W, Ht=Ht)
 
     if not (np.isfinite(W).all() and np.isfinite(Ht).all()):
         raise _fit_error(iteration, "factors")
