@@ -197,21 +197,21 @@ def factorize(
                        **{key: backend.stats[key] for key in ("nnz", "sum", "sumsq")}}
         checkpoint = LoopCheckpoint(checkpoint_dir, checkpoint_interval, fingerprint)
     state = checkpoint.load() if checkpoint is not None and resume else None
-    if state is not None:
+    if state is not None:  # the loop's whole state, so that it continues bit for bit
         iteration, history, arrays = state
-        W, Ht = arrays["W"], arrays["Ht"]
+        W, Ht, gram_w, gram_h = (arrays[name] for name in ("W", "Ht", "gram_w", "gram_h"))
+        carry = (arrays["carry"], float(arrays["carry_data"])) if "carry" in arrays else None
         logger.info("resuming from %s at iteration %d", checkpoint.path, iteration)
     else:
-        iteration, history = 0, []
+        iteration, history, carry = 0, [], None
         W, Ht = initial_factors(backend, k, init, seed, W0, H0)
         if rule.positive:
             W, Ht = np.maximum(W, params.eps), np.maximum(Ht, params.eps)
-    W, Ht = W.astype(dtype), Ht.astype(dtype)
-    gram_w, gram_h = stat.gram(W), stat.gram(Ht)
+        W, Ht = W.astype(dtype), Ht.astype(dtype)
+        gram_w, gram_h = stat.gram(W), stat.gram(Ht)
 
     start = time.perf_counter()
     stop_reason = "max_iter"
-    carry = None
     while True:
         update = iteration < max_iter
         with backend.describe(f"sparknmf: iter {iteration + 1}, update H"):
@@ -242,7 +242,8 @@ def factorize(
             W, gram_w, _, carry = backend.half_step("W", rule, params, W, Ht, gram_h, carry=carry_w)
         iteration += 1
         if checkpoint is not None and checkpoint.due(iteration):
-            checkpoint.save(iteration, history, W=W, Ht=Ht)
+            carried = {} if carry is None else {"carry": carry[0], "carry_data": np.float64(carry[1])}
+            checkpoint.save(iteration, history, W=W, Ht=Ht, gram_w=gram_w, gram_h=gram_h, **carried)
 
     if not (np.isfinite(W).all() and np.isfinite(Ht).all()):
         raise _fit_error(iteration, "factors")
