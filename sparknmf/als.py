@@ -49,7 +49,7 @@ from pyspark.ml.util import MLReadable, MLWritable
 
 from . import codec, io
 from .checkpoint import LoopCheckpoint
-from .errors import ConvergenceWarning, ModelFitError
+from .errors import ConvergenceWarning, check_factors, check_objective
 from .ingest import check_columns, index_frame
 from .kernels.ratings import (
     Entries, SideSpec, half_step, implicit_apply, implicit_offset, implicit_sums, implicit_system, predict,
@@ -65,6 +65,8 @@ logger = logging.getLogger("sparknmf")
 COLD_START_STRATEGIES = ("nan", "drop", "biases")
 REGULARIZATIONS = ("plain", "weighted")
 BACKENDS = ("auto", "local", "spark")
+_REMEDY = ("Try a stronger regularization (regParam, biasRegParam, implicitRegParam), a lower rank, "
+           "or check the ratings' scale.")
 _CG_STEPS = 3  # conjugate-gradient steps per iteration for the implicit-feedback vectors
 _USER_STREAM, _ITEM_STREAM = 10, 11
 SIDES = ("user", "item")
@@ -440,16 +442,14 @@ class _Fit:
             for side in SIDES:
                 with blocks.describe(f"sparknmf: ALS iter {iteration}, update {side}s"):
                     loss = self.half_step(side)
+                check_factors("MaskedALS", iteration, _REMEDY, {f"the {side} parameters": self.P[side]})
             objective = loss + self.penalty["user"] + self.penalty["item"]
             if self.implicit:
                 objective += est.getImplicitRegParam() * float(np.vdot(self.Y, self.Y))
                 with blocks.describe(f"sparknmf: ALS iter {iteration}, implicit vectors"):
                     self.implicit_step()
-            if not np.isfinite(objective):
-                raise ModelFitError(
-                    f"NaN or infinite objective at iteration {iteration}. Try increasing the regularization "
-                    "(regParam, biasRegParam) or check the ratings' scale."
-                )
+                check_factors("MaskedALS", iteration, _REMEDY, {"the implicit vectors": self.Y})
+            check_objective("MaskedALS", iteration, objective, history, _REMEDY)
             history.append(objective)
             elapsed = time.perf_counter() - start
             logger.info("ALS iteration %d objective %.10g elapsed %.3fs", iteration, objective, elapsed)

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import seeding
 from .checkpoint import LoopCheckpoint
-from .errors import ConvergenceWarning, ModelFitError
+from .errors import ConvergenceWarning, check_factors, check_objective
 from .kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, hals_sweeps
 
 __all__ = ["FitResult", "factorize", "initial_factors"]
@@ -126,12 +126,7 @@ def _relative_decrease(previous: float, current: float) -> float:
     return abs(previous - current) / max(abs(previous), np.finfo(float).tiny)
 
 
-def _fit_error(iteration: int, what: str) -> ModelFitError:
-    return ModelFitError(
-        f"NaN or infinite {what} encountered at iteration {iteration}. "
-        "Try a smaller k, a stronger regularization (eta/beta for snmf), "
-        "algorithm='bpp', or rescaling V."
-    )
+_REMEDY = "Try a smaller k, a stronger regularization (eta/beta for snmf), algorithm='bpp', or rescaling V."
 
 
 def factorize(
@@ -219,8 +214,7 @@ def factorize(
                 "H", rule, params, Ht, W, gram_w, update=update, carry=carry
             )
         objective = stat.objective(data, v_stat, gram_h, gram_w) + rule.penalty(gram_w, gram_h, params)
-        if not np.isfinite(objective):
-            raise _fit_error(iteration, "objective")
+        check_objective("NMF", iteration, objective, history, _REMEDY)
         history.append(objective)
         elapsed = time.perf_counter() - start
         logger.info("iteration %d objective %.10g elapsed %.3fs", iteration, objective, elapsed)
@@ -238,15 +232,16 @@ def factorize(
             stop_reason = "time_limit"
             break
         Ht, gram_h = Ht_new, gram_h_new
+        check_factors("NMF", iteration + 1, _REMEDY, {"H (its Gram)": gram_h})
         with backend.describe(f"sparknmf: iter {iteration + 1}, update W"):
             W, gram_w, _, carry = backend.half_step("W", rule, params, W, Ht, gram_h, carry=carry_w)
+        check_factors("NMF", iteration + 1, _REMEDY, {"W (its Gram)": gram_w})
         iteration += 1
         if checkpoint is not None and checkpoint.due(iteration):
             carried = {} if carry is None else {"carry": carry[0], "carry_data": np.float64(carry[1])}
             checkpoint.save(iteration, history, W=W, Ht=Ht, gram_w=gram_w, gram_h=gram_h, **carried)
 
-    if not (np.isfinite(W).all() and np.isfinite(Ht).all()):
-        raise _fit_error(iteration, "factors")
+    check_factors("NMF", iteration, _REMEDY, {"W": W, "H": Ht})
     if stop_reason == "max_iter" and tol > 0:
         warnings.warn(
             f"NMF stopped at maxIter={max_iter} before the relative decrease reached tol={tol}; "
