@@ -19,7 +19,7 @@ def launch(workdir):
     """Run the Spark tests under Spark Connect in a subprocess (started at collection time)."""
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_spark_nmf.py"), "--spark-session=connect",
-           "-q", "-p", "no:cacheprovider", "-k", "not 500_iterations"]
+           "-q", "-p", "no:cacheprovider"]
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=1500)
 
 
