@@ -48,7 +48,8 @@ from pyspark.ml.param.shared import HasCheckpointInterval, HasMaxIter, HasPredic
 from pyspark.ml.util import MLReadable, MLWritable
 
 from . import codec, io
-from .errors import ConvergenceWarning, ModelFitError
+from .checkpoint import LoopCheckpoint
+from .errors import ConvergenceWarning, check_factors, check_objective
 from .ingest import check_columns, index_frame
 from .kernels.ratings import (
     Entries, SideSpec, half_step, implicit_apply, implicit_offset, implicit_sums, implicit_system, predict,
@@ -64,6 +65,8 @@ logger = logging.getLogger("sparknmf")
 COLD_START_STRATEGIES = ("nan", "drop", "biases")
 REGULARIZATIONS = ("plain", "weighted")
 BACKENDS = ("auto", "local", "spark")
+_REMEDY = ("Try a stronger regularization (regParam, biasRegParam, implicitRegParam), a lower rank, "
+           "or check the ratings' scale.")
 _CG_STEPS = 3  # conjugate-gradient steps per iteration for the implicit-feedback vectors
 _USER_STREAM, _ITEM_STREAM = 10, 11
 SIDES = ("user", "item")
@@ -133,6 +136,9 @@ class _MaskedALSParams(_MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCh
                     typeConverter=TypeConverters.toString)
     localLimit = Param(Params._dummy(), "localLimit", "backend='auto': most ratings fitted on the driver",
                        typeConverter=TypeConverters.toInt)
+    checkpointDir = Param(Params._dummy(), "checkpointDir",
+                          "driver-local directory for loop checkpoints every checkpointInterval iterations ('' = none)",
+                          typeConverter=TypeConverters.toString)
 
     _constraints = {
         "rank": Interval(1, integer=True),
@@ -161,7 +167,7 @@ class _MaskedALSParams(_MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCh
                          biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
                          implicitRegParam=50.0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error",
                          backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
-                         weightCol="")
+                         checkpointDir="", weightCol="")
 
     def _check_rules(self):
         """Cross-parameter rules, after the constraints table."""
@@ -177,9 +183,10 @@ class _MaskedALSParams(_MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCh
         if self.getNonnegative() and self.getImplicitFeedback():
             raise ValueError(f"{name}: nonnegative=True and implicitFeedback=True cannot be combined "
                              "(the implicit vectors are unconstrained)")
-        if self.isSet("checkpointInterval"):
-            warnings.warn(f"{name}: checkpointInterval is ignored: the plan does not grow across iterations, so no "
-                          "checkpoint is needed", UserWarning, stacklevel=3)
+        if self.isSet("checkpointInterval") and not self.getCheckpointDir():
+            warnings.warn(f"{name}: checkpointInterval is ignored without checkpointDir: the plan does not grow "
+                          "across iterations, so Spark needs no checkpoint (checkpointDir saves the loop state "
+                          "for resume=True)", UserWarning, stacklevel=3)
 
     def _specs(self):
         k, biases = self.getRank(), self.getBiases()
@@ -229,7 +236,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                  biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
                  implicitRegParam=50.0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error",
                  backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
-                 weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
+                 checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
                  predictionCol="prediction", coldStartStrategy="nan", ratingRange=None):
         super().__init__()
         self._set(**self._input_kwargs)
@@ -239,7 +246,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                   biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
                   implicitRegParam=50.0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error",
                   backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
-                  weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
+                  checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
                   predictionCol="prediction", coldStartStrategy="nan", ratingRange=None):
         """Set Params by keyword."""
         return self._set(**self._input_kwargs)
@@ -259,24 +266,28 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     def _fit(self, dataset):
         return self.fitFrom(dataset)
 
-    def fitFrom(self, dataset, initialModel=None, *, callback=None):
+    def fitFrom(self, dataset, initialModel=None, *, callback=None, resume=False):
         """Fit, warm-started from ``initialModel``'s parameters (known ids keep theirs; new ones start fresh).
 
-        ``callback(iteration, elapsed, objective)`` is called after each iteration.
+        ``callback(iteration, elapsed, objective)`` is called after each iteration.  ``resume=True``
+        continues from the checkpoint in ``checkpointDir`` (if there is one; it takes precedence over
+        ``initialModel``); the result equals the uninterrupted fit.
         """
+        if resume and not self.getCheckpointDir():
+            raise ValueError("MaskedALS.fitFrom(resume=True) needs checkpointDir")
         blocks = self.ingest(dataset)
         try:
-            return self.fitBlocks(blocks, initialModel, callback=callback)
+            return self.fitBlocks(blocks, initialModel, callback=callback, resume=resume)
         finally:
             blocks.unpersist()
 
-    def fitBlocks(self, blocks, initialModel=None, *, callback=None):
+    def fitBlocks(self, blocks, initialModel=None, *, callback=None, resume=False):
         """Fit on already ingested :class:`~sparknmf.ratings.RatingBlocks` (e.g. in a parameter grid)."""
         self._check_rules()
         if initialModel is not None and initialModel.rank != self.getRank():
             raise ValueError(f"MaskedALS.fitFrom: the initial model has rank {initialModel.rank}, "
                              f"this estimator rank={self.getRank()}")
-        state = _Fit(self, blocks, initialModel, callback).run()
+        state = _Fit(self, blocks, initialModel, callback).run(resume)
         model = MaskedALSModel(state)
         self._copyValues(model)
         return model
@@ -406,28 +417,44 @@ class _Fit:
             p = r + (rr_new / rr) * p
             rr = rr_new
 
-    def run(self):
+    def checkpoint(self):
+        """The loop's :class:`~sparknmf.checkpoint.LoopCheckpoint`, or None without ``checkpointDir``."""
+        est = self.est
+        if not est.getCheckpointDir():
+            return None
+        fingerprint = {"shape": list(self.blocks.shape), "nnz": self.blocks.nnz, "mu": self.blocks.mu,
+                       **{name: est.getOrDefault(name) for name in _TRAJECTORY_PARAMS}}
+        return LoopCheckpoint(est.getCheckpointDir(), est.getCheckpointInterval(), fingerprint)
+
+    def run(self, resume=False):
         est, blocks = self.est, self.blocks
         max_iter, tol = est.getMaxIter(), est.getTol()
         history, start, iteration, stop_reason = [], time.perf_counter(), 0, "max_iter"
+        checkpoint = self.checkpoint()
+        state = checkpoint.load() if checkpoint is not None and resume else None
+        if state is not None:
+            iteration, history, arrays = state
+            self.P = {"user": arrays["user"], "item": arrays["item"]}
+            self.Z, self.Y = arrays["Z"], arrays["Y"]
+            logger.info("resuming from %s at iteration %d", checkpoint.path, iteration)
         while iteration < max_iter:
             iteration += 1
             for side in SIDES:
                 with blocks.describe(f"sparknmf: ALS iter {iteration}, update {side}s"):
                     loss = self.half_step(side)
+                check_factors("MaskedALS", iteration, _REMEDY, {f"the {side} parameters": self.P[side]})
             objective = loss + self.penalty["user"] + self.penalty["item"]
             if self.implicit:
                 objective += est.getImplicitRegParam() * float(np.vdot(self.Y, self.Y))
                 with blocks.describe(f"sparknmf: ALS iter {iteration}, implicit vectors"):
                     self.implicit_step()
-            if not np.isfinite(objective):
-                raise ModelFitError(
-                    f"NaN or infinite objective at iteration {iteration}. Try increasing the regularization "
-                    "(regParam, biasRegParam) or check the ratings' scale."
-                )
+                check_factors("MaskedALS", iteration, _REMEDY, {"the implicit vectors": self.Y})
+            check_objective("MaskedALS", iteration, objective, history, _REMEDY)
             history.append(objective)
             elapsed = time.perf_counter() - start
             logger.info("ALS iteration %d objective %.10g elapsed %.3fs", iteration, objective, elapsed)
+            if checkpoint is not None and checkpoint.due(iteration):
+                checkpoint.save(iteration, history, user=self.P["user"], item=self.P["item"], Z=self.Z, Y=self.Y)
             if self.callback is not None:
                 self.callback(iteration, elapsed, objective)
             if len(history) >= 2 and abs(history[-2] - objective) <= tol * max(abs(history[-2]), 1e-300):
@@ -456,6 +483,12 @@ class _Fit:
 
         table = self.blocks.map_blocks("user", task, "key int, z binary")
         return np.vstack([codec.decode(z) for z in table.column("z").to_pylist()])
+
+
+# the Params that shape the iterates: a checkpoint resumes only with the same values
+_TRAJECTORY_PARAMS = ("rank", "regParam", "biasRegParam", "regularization", "nonnegative", "biases", "timeBins",
+                      "userDrift", "driftExponent", "implicitFeedback", "implicitRegParam", "initStd", "seed",
+                      "weightCol", "timestampCol", "duplicates")
 
 
 def _carry(old, old_ids, new_ids, fresh):

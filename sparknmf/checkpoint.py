@@ -1,16 +1,21 @@
 """Loop checkpoints: resume a long fit after the driver dies.
 
-Every ``interval`` iterations the loop writes its whole state -- the
-iteration count, the objective history and both factors -- to
-``<directory>/checkpoint.npz``: written to a temporary file in the same
-directory and renamed over the old one, so a crash at any moment leaves
-either the previous complete checkpoint or the new one.  The file is a
-plain ``.npz`` (no pickle); its metadata is a JSON string stored as bytes.
+Every ``interval`` iterations a loop (NMF's :func:`~sparknmf.factorize.factorize`,
+MaskedALS's) writes its whole state -- the iteration count, the objective
+history and its named arrays (the factors) -- to ``<directory>/checkpoint.npz``:
+written to a temporary file in the same directory, flushed to disk and
+renamed over the old one, so a crash at any moment leaves either the
+previous complete checkpoint or the new one.  The file is a plain ``.npz``
+(loaded with ``allow_pickle=False``); its metadata is a JSON string stored as bytes.
 
-A checkpoint records a *fingerprint* of the problem (shape, rank,
-algorithm, parameters, sums of V).  Resuming against a different problem is
-refused with a ``ValueError`` instead of silently mixing two fits.  The loop
-after a resume is the uninterrupted loop: same factors, same history.
+A checkpoint records a *fingerprint* of the problem: the data's shape and
+sums, and every Param that shapes the iterates (rank, algorithm,
+regularization, ..., and the seed).  The seed is the whole RNG state: both
+loops draw random numbers only for their starting point, from generators
+derived from the seed, so nothing random remains to be saved.  Resuming
+against a different problem is refused with a ``ValueError`` instead of
+silently mixing two fits; a truncated or foreign file is refused too.  The
+loop after a resume is the uninterrupted loop: same factors, same history.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -51,14 +57,16 @@ class LoopCheckpoint:
     def due(self, iteration: int) -> bool:
         return iteration > 0 and iteration % self.interval == 0
 
-    def save(self, iteration: int, W: np.ndarray, Ht: np.ndarray, history) -> None:
+    def save(self, iteration: int, history, **arrays: np.ndarray) -> None:
         """Atomically replace the checkpoint with the state after ``iteration`` iterations."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"formatVersion": FORMAT_VERSION, "iteration": int(iteration), "fingerprint": self.fingerprint}
+        meta = {"formatVersion": FORMAT_VERSION, "iteration": int(iteration), "fingerprint": self.fingerprint,
+                "arrays": sorted(arrays)}
         fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz", dir=self.path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, W=W, Ht=Ht, history=np.asarray(history, dtype=np.float64),
+                np.savez(handle, **{f"array_{name}": value for name, value in arrays.items()},
+                         history=np.asarray(history, dtype=np.float64),
                          meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -68,15 +76,17 @@ class LoopCheckpoint:
             raise
 
     def load(self):
-        """The saved ``(iteration, W, Ht, history)``, or None when there is no checkpoint."""
+        """The saved ``(iteration, history, arrays)``, or None when there is no checkpoint."""
         if not self.path.exists():
             return None
         try:
             with np.load(self.path, allow_pickle=False) as data:
                 meta = json.loads(data["meta"].tobytes().decode())
-                W, Ht, history = data["W"], data["Ht"], list(map(float, data["history"]))
-        except (OSError, ValueError, KeyError) as err:
-            raise ValueError(f"{self.path} is not a readable sparknmf checkpoint: {err}") from None
+                arrays = {name: data[f"array_{name}"] for name in meta["arrays"]}
+                history = list(map(float, data["history"]))
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{self.path} is not a readable sparknmf checkpoint ({type(err).__name__}: {err}); "
+                             "remove it to start afresh") from None
         if meta.get("formatVersion") != FORMAT_VERSION:
             raise ValueError(f"{self.path}: unsupported checkpoint format {meta.get('formatVersion')!r}")
         if meta.get("fingerprint") != self.fingerprint:
@@ -86,4 +96,4 @@ class LoopCheckpoint:
                              "remove it or use another checkpointDir")
         if len(history) != meta["iteration"]:
             raise ValueError(f"{self.path} is inconsistent: {len(history)} objectives for {meta['iteration']} iterations")
-        return meta["iteration"], W, Ht, history
+        return meta["iteration"], history, arrays

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import seeding
 from .checkpoint import LoopCheckpoint
-from .errors import ConvergenceWarning, ModelFitError
+from .errors import ConvergenceWarning, check_factors, check_objective
 from .kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, hals_sweeps
 
 __all__ = ["FitResult", "check_weighted_options", "factorize", "initial_factors"]
@@ -136,12 +136,7 @@ def _relative_decrease(previous: float, current: float) -> float:
     return abs(previous - current) / max(abs(previous), np.finfo(float).tiny)
 
 
-def _fit_error(iteration: int, what: str) -> ModelFitError:
-    return ModelFitError(
-        f"NaN or infinite {what} encountered at iteration {iteration}. "
-        "Try a smaller k, a stronger regularization (eta/beta for snmf), "
-        "algorithm='bpp', or rescaling V."
-    )
+_REMEDY = "Try a smaller k, a stronger regularization (eta/beta for snmf), algorithm='bpp', or rescaling V."
 
 
 def factorize(
@@ -209,20 +204,21 @@ def factorize(
                        **{key: backend.stats[key] for key in ("nnz", "sum", "sumsq")}}
         checkpoint = LoopCheckpoint(checkpoint_dir, checkpoint_interval, fingerprint)
     state = checkpoint.load() if checkpoint is not None and resume else None
-    if state is not None:
-        iteration, W, Ht, history = state
+    if state is not None:  # the loop's whole state, so that it continues bit for bit
+        iteration, history, arrays = state
+        W, Ht, gram_w, gram_h = (arrays[name] for name in ("W", "Ht", "gram_w", "gram_h"))
+        carry = (arrays["carry"], float(arrays["carry_data"])) if "carry" in arrays else None
         logger.info("resuming from %s at iteration %d", checkpoint.path, iteration)
     else:
-        iteration, history = 0, []
+        iteration, history, carry = 0, [], None
         W, Ht = initial_factors(backend, k, init, seed, W0, H0)
         if rule.positive:
             W, Ht = np.maximum(W, params.eps), np.maximum(Ht, params.eps)
-    W, Ht = W.astype(dtype), Ht.astype(dtype)
-    gram_w, gram_h = stat.gram(W), stat.gram(Ht)
+        W, Ht = W.astype(dtype), Ht.astype(dtype)
+        gram_w, gram_h = stat.gram(W), stat.gram(Ht)
 
     start = time.perf_counter()
     stop_reason = "max_iter"
-    carry = None
     while True:
         update = iteration < max_iter
         with backend.describe(f"sparknmf: iter {iteration + 1}, update H"):
@@ -230,8 +226,7 @@ def factorize(
                 "H", rule, params, Ht, W, gram_w, update=update, carry=carry
             )
         objective = stat.objective(data, v_stat, gram_h, gram_w) + rule.penalty(gram_w, gram_h, params)
-        if not np.isfinite(objective):
-            raise _fit_error(iteration, "objective")
+        check_objective("NMF", iteration, objective, history, _REMEDY)
         history.append(objective)
         elapsed = time.perf_counter() - start
         logger.info("iteration %d objective %.10g elapsed %.3fs", iteration, objective, elapsed)
@@ -249,14 +244,16 @@ def factorize(
             stop_reason = "time_limit"
             break
         Ht, gram_h = Ht_new, gram_h_new
+        check_factors("NMF", iteration + 1, _REMEDY, {"H (its Gram)": gram_h})
         with backend.describe(f"sparknmf: iter {iteration + 1}, update W"):
             W, gram_w, _, carry = backend.half_step("W", rule, params, W, Ht, gram_h, carry=carry_w)
+        check_factors("NMF", iteration + 1, _REMEDY, {"W (its Gram)": gram_w})
         iteration += 1
         if checkpoint is not None and checkpoint.due(iteration):
-            checkpoint.save(iteration, W, Ht, history)
+            carried = {} if carry is None else {"carry": carry[0], "carry_data": np.float64(carry[1])}
+            checkpoint.save(iteration, history, W=W, Ht=Ht, gram_w=gram_w, gram_h=gram_h, **carried)
 
-    if not (np.isfinite(W).all() and np.isfinite(Ht).all()):
-        raise _fit_error(iteration, "factors")
+    check_factors("NMF", iteration, _REMEDY, {"W": W, "H": Ht})
     if stop_reason == "max_iter" and tol > 0:
         warnings.warn(
             f"NMF stopped at maxIter={max_iter} before the relative decrease reached tol={tol}; "

@@ -10,6 +10,12 @@ The metadata layout is the one of pyspark's ``DefaultParamsWriter``, so
 ``DefaultParamsReader.loadMetadata`` can read it too.  Everything is written
 through Spark, so paths may be local, HDFS, S3, ... and the same code runs in
 classic and Connect sessions.
+
+Loading never unpickles: metadata and arrays come back as Arrow data
+(``toArrow``, not ``collect``, which ships rows as pickles), and every
+check -- class, format version, layout, row count, indices, finite values --
+raises ``ValueError`` naming the directory.  Paths are only those given by
+the caller; nothing in a model directory names another path.
 """
 
 from __future__ import annotations
@@ -49,13 +55,13 @@ def write_metadata(instance, path: str, spark, extra: dict, *, overwrite: bool =
 def read_metadata(path: str, spark, expected_class: type) -> dict:
     """Read and check ``path/metadata``; ``ValueError`` when it is not a model of ``expected_class``."""
     try:
-        lines = spark.read.text(f"{path}/metadata").collect()
+        lines = spark.read.text(f"{path}/metadata").toArrow().column(0).to_pylist()
     except Exception as err:  # AnalysisException: path does not exist
         raise ValueError(f"{path} is not a saved sparknmf model: cannot read its metadata ({type(err).__name__})") from None
     if len(lines) != 1:
         raise ValueError(f"{path}/metadata is malformed: expected one JSON line, found {len(lines)}")
     try:
-        metadata = json.loads(lines[0][0])
+        metadata = json.loads(lines[0])
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}/metadata is not valid JSON: {err}") from None
     expected = f"{expected_class.__module__}.{expected_class.__name__}"
@@ -104,9 +110,11 @@ def read_rows(spark, path: str, rows: int, k: int):
     if not np.array_equal(table.column("index").to_numpy(), np.arange(rows)):
         raise ValueError(f"{path} is malformed: indices are not 0..{rows - 1}")
     features = table.column("features").combine_chunks()
-    values = features.flatten().to_numpy()
-    if values.size != rows * k:
+    values = features.flatten().to_numpy(zero_copy_only=False)
+    if values.size != rows * k or features.null_count:
         raise ValueError(f"{path} is malformed: expected {k} values per row")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{path} is malformed: NaN or infinite values (a fitted model has none)")
     return values.reshape(rows, k), table.column("id").combine_chunks()
 
 

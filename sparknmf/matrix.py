@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from . import codec
+from . import codec, faults
 from .kernels.updates import half_step_block, update_block
 from .kernels.weighted import WeightedBlock
 from .session import describe_jobs, parallelism
@@ -352,6 +352,7 @@ def _fused_task(rule, params, side, gram_y, update, xs, ys, with_carry):
         for batch in batches:
             out = {"key": [], "x": [], "gram": [], "data": [], "carry": [], "carry_data": []}
             for key, _, block, x, y in _rows(batch, other, xs, ys):
+                faults.inject(f"nmf-{side}", key)
                 V, Y = _oriented_block(block, side), codec.decode(y)
                 X_new, gram, data = half_step_block(rule, params, side, gram_y, V, codec.decode(x), Y, update=update)
                 carry, carry_data = rule.statistic.cross(V.T, Y, X_new) if with_carry else (None, None)
@@ -376,6 +377,7 @@ def _piece_task(rule, side, other, xs, ys):
         for batch in batches:
             out = {"key": [], "part": [], "x": [], "cross": [], "data": []}
             for key, o, block, x, y in _rows(batch, other, xs, ys):
+                faults.inject(f"nmf-{side}", key)
                 cross, data = rule.statistic.cross(_oriented_block(block, side), codec.decode(x), codec.decode(y))
                 out["key"].append(key)
                 out["part"].append(o)

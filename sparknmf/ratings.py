@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from . import codec
+from . import codec, faults
 from .errors import InvalidInputError
 from .ingest import check_columns, distinct_ids
 from .kernels.ratings import Entries, drift
@@ -179,6 +179,7 @@ class RatingBlocks:
                 cols = batch.to_pydict()
                 out = {name: [] for name in schema.names}
                 for key, block, aux in zip(cols["key"], cols["block"], cols["aux"]):
+                    faults.inject(f"als-{side}", key)
                     for name, value in task(side, key, step, block, aux).items():
                         out[name].append(value)
                 yield pa.RecordBatch.from_pydict(out, schema=schema)

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SELECTION = (
-    "(test_spark_nmf and not 500_iterations)"
+    "test_spark_nmf"
     " or (test_weighted and (spark_equals_local or complete_by_ids or spark_bad_weights))"
     " or (test_als and (spark_backend_equals_local or cold_start or recommendations_match or save_load"
     " or bad_input or ranking))"

@@ -5,7 +5,6 @@ tests/test_connect.py (``--spark-session=connect``).
 """
 
 import json
-import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -243,20 +242,6 @@ def test_nndsvd_on_spark_equals_local(spark):
     try:
         _same(factorize(LocalMatrix(V), 3, init="nndsvda", max_iter=2, tol=0),
               factorize(block, 3, init="nndsvda", max_iter=2, tol=0))
-    finally:
-        block.unpersist()
-
-
-def test_500_iterations_without_checkpoint_dir(spark):
-    """The plan does not grow across iterations: 500 iterations complete, no checkpoint dir set."""
-    V = as_matrix(_matrix(13, shape=(12, 8)))
-    block = BlockMatrix.from_array(spark, V, (2, 1))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = factorize(block, 2, algorithm="hals", max_iter=500, tol=0)
-        assert fit.n_iter == 500 and len(fit.history) == 501
-        assert np.isfinite(fit.W).all()
     finally:
         block.unpersist()
 
