@@ -81,29 +81,29 @@ def recovery(spark, n, m, k, max_seconds):
     rows, cols = np.nonzero(observed)
     V = W @ H
     frame = spark.createDataFrame(pa.table({"row": rows, "col": cols, "value": V[rows, cols]}))
-    missing_rows, missing_cols = np.nonzero(~observed)
-    truth = V[missing_rows, missing_cols]
+    unobserved = ~observed
+    truth = np.linalg.norm(V[unobserved])
     reached = {}
 
     print(f"2. recovery: planted {n}×{m} rank {k}, 50% missing ({rows.size} observed), weighted ANLS on Spark")
     start = time.perf_counter()
 
     def stop_check(iteration, W_now, H_now):
-        error = np.linalg.norm(np.einsum("ij,ji->i", W_now[missing_rows], H_now[:, missing_cols])
-                               - truth) / np.linalg.norm(truth)
-        if error < 1e-3 and "t" not in reached:
+        error = np.linalg.norm((W_now @ H_now - V)[unobserved]) / truth
+        if error < 1e-3:
             reached["t"], reached["iter"] = time.perf_counter() - start, iteration
         return error < 1e-3
 
     block = from_coordinates(frame, missing="missing")
+    ingest = time.perf_counter() - start
     try:
         fit = factorize(block, k, max_iter=100_000, tol=0.0, time_limit=max_seconds, stop_check=stop_check)
     finally:
         block.unpersist()
-    total = time.perf_counter() - start
     if reached:
-        print(f"   relative error on missing entries < 1e-3 after {reached['iter']} iterations, "
-              f"{reached['t']:.1f} s (ingest included; total {total:.1f} s)")
+        print(f"   relative error on missing entries < 1e-3 after {reached['iter']} iterations, {reached['t']:.1f} s "
+              f"(ingest of the coordinates {ingest:.1f} s, then {(reached['t'] - ingest) / reached['iter']:.1f} s "
+              f"per iteration, grid {block.grid})")
     else:
         print(f"   not reached within {max_seconds:.0f} s ({fit.n_iter} iterations)")
 
