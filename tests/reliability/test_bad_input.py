@@ -103,13 +103,25 @@ def _newer_model(spark, tmp_path, out):
     return str(path)
 
 
-def _rank_survey(args):
+class JobExit(Exception):
+    """A job's non-zero exit code, with what it printed on stderr."""
+
+
+def _rank_survey(conf_path, *overrides):
+    """Run jobs/rank_survey.py's entry point; a non-zero exit code raises JobExit("exit N: <its error line>")."""
+    import io
+
     sys.path.insert(0, str(ROOT / "jobs"))
     try:
         import rank_survey
     finally:
         sys.path.remove(str(ROOT / "jobs"))
-    rank_survey.main(args)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = rank_survey.main([str(conf_path), *(a for o in overrides for a in ("--set", o))])
+    if code:
+        errors = [line for line in err.getvalue().splitlines() if line.startswith("rank_survey: error:")]
+        raise JobExit(f"exit {code}: {' '.join(errors)}")
 
 
 @dataclass
@@ -279,17 +291,22 @@ def _model_cases():
 
 
 def _job_cases():
-    def survey(t, o, source, *extra):
-        _rank_survey(["--input", str(source), "--ks", "2-3", "--nrun", "2", "--output", str(o / "survey"), *extra])
+    def survey(t, o, source, *overrides):
+        conf = t / "survey.toml"
+        conf.write_text(f'[input]\npath = "{source}"\nformat = "matrix_market"\nlabel_column = ""\n'
+                        f'[survey]\nks = [2, 3]\n[multistart]\nnrun = 2\n'
+                        f'[output]\npath = "{o / "survey"}"\nreport = false\n')
+        _rank_survey(conf, *overrides)
 
     yield Case("jobs/rank_survey.py", "truncated", lambda s, t, o: survey(t, o, _file(t, "v.mtx", MTX.rsplit("\n", 2)[0])),
-               InvalidInputError, r"declares 3 entries but has 2")
+               JobExit, r"exit 2: .*declares 3 entries but has 2")
     yield Case("jobs/rank_survey.py", "latin-1", lambda s, t, o: survey(t, o, _file(t, "v.mtx", b"%%MatrixMarket \xe9")),
-               InvalidInputError, "not valid UTF-8")
+               JobExit, "exit 2: .*not valid UTF-8")
     yield Case("jobs/rank_survey.py", "k out of range", lambda s, t, o: survey(t, o, _file(t, "v.mtx", MTX)),
-               ValueError, "k")
-    yield Case("jobs/rank_survey.py", "malformed option", lambda s, t, o: survey(t, o, _file(t, "v.mtx", MTX), "--nrun", "x"),
-               SystemExit, "2")
+               JobExit, "exit 2: .*k")
+    yield Case("jobs/rank_survey.py", "malformed option",
+               lambda s, t, o: survey(t, o, _file(t, "v.mtx", MTX), "multistart.nrun=x"), JobExit,
+               "exit 2: .*multistart.nrun")
 
 
 CASES = list(itertools.chain(_numpy_cases(), _frame_cases(), _ratings_cases(), _file_cases(), _model_cases(),
