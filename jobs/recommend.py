@@ -44,8 +44,10 @@ from sparknmf.publish import Publication, metric_gate, validate_table, write_jso
 
 logger = logging.getLogger("sparknmf")
 
-# columns come from [input]; MaskedALS needs no checkpoints (its plan does not grow) and warns when given one
-_NOT_IN_CONF = ("userCol", "itemCol", "ratingCol", "timestampCol", "predictionCol", "checkpointInterval")
+# columns come from [input]; loop checkpoints (checkpointDir, checkpointInterval: resuming a killed fit) are
+# library options: a failed refresh is rerun, warm-starting from the published model
+_NOT_IN_CONF = ("userCol", "itemCol", "ratingCol", "timestampCol", "predictionCol", "checkpointInterval",
+                "checkpointDir")
 
 SCHEMA = {
     "input": RATINGS_SECTION,

@@ -39,5 +39,5 @@ def test_spark_suite_passes_in_spark_connect(background):
     tail = "\n".join((done.stdout + done.stderr).splitlines()[-40:])
     assert done.returncode == 0, f"Spark tests failed under Spark Connect:\n{tail}"
     for module in ("test_spark_nmf.py", "test_weighted.py", "test_als.py"):  # every suite was selected
-        assert f"PASSED tests/{module}" in done.stdout, f"no {module} tests passed under Spark Connect:\n{tail}"
+        assert f"tests/{module}::" in done.stdout, f"no {module} tests passed under Spark Connect:\n{tail}"
     assert " passed" in done.stdout and "skipped" not in done.stdout.split("passed")[0][-20:], tail
