@@ -85,3 +85,21 @@ def executor_pids(worker_pids):
         if parent in worker_pids and b"CoarseGrainedExecutorBackend" in command:
             found.append(int(entry.name))
     return sorted(found)
+
+
+def cluster_session(master, app, log_level="ERROR", executors=2):
+    """A SparkSession on a standalone ``master`` once ``executors`` executors have registered (or 180 s passed).
+
+    For the driver scripts the cluster tests run in a subprocess; returns ``(spark, registered executors)``.
+    """
+    from pyspark.sql import SparkSession
+
+    spark = (SparkSession.builder.master(master).appName(app)
+             .config("spark.pyspark.python", sys.executable).config("spark.executor.memory", "512m")
+             .config("spark.sql.shuffle.partitions", "4").config("spark.ui.enabled", "false").getOrCreate())
+    spark.sparkContext.setLogLevel(log_level)
+    status = spark.sparkContext._jsc.sc()
+    deadline = time.time() + 180  # executors register asynchronously
+    while status.getExecutorMemoryStatus().size() - 1 < executors and time.time() < deadline:
+        time.sleep(0.5)
+    return spark, status.getExecutorMemoryStatus().size() - 1  # minus the driver

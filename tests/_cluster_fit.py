@@ -4,24 +4,15 @@ Usage: python tests/_cluster_fit.py spark://127.0.0.1:PORT OUT.npz
 """
 
 import sys
-import time
 
 import numpy as np
-from pyspark.sql import SparkSession
 
+from _cluster import cluster_session
 from sparknmf import NMF
 
 
 def main(master, out):
-    spark = (SparkSession.builder.master(master).appName("sparknmf-cluster-test")
-             .config("spark.pyspark.python", sys.executable).config("spark.executor.memory", "512m")
-             .config("spark.sql.shuffle.partitions", "4").config("spark.ui.enabled", "false").getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
-    status = spark.sparkContext._jsc.sc()
-    deadline = time.time() + 180  # executors register asynchronously; wait for both workers' executors
-    while status.getExecutorMemoryStatus().size() - 1 < 2 and time.time() < deadline:
-        time.sleep(0.5)
-    executors = status.getExecutorMemoryStatus().size() - 1  # minus the driver
+    spark, executors = cluster_session(master, "sparknmf-cluster-test")
     V = np.load(out.replace(".npz", ".input.npy"), allow_pickle=False)
     model = NMF(k=3, maxIter=4, tol=0, seed=5, backend="spark", numRowBlocks=2, numColBlocks=2).fit(V)
     np.savez(out, W=model.W, H=model.H, history=np.array(model.history), executors=executors)

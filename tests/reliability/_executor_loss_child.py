@@ -12,22 +12,17 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from pyspark.sql import SparkSession
 
-from sparknmf import NMF
-from sparknmf.datasets import planted_nmf
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the cluster helpers
+from _cluster import cluster_session  # noqa: E402
+
+from sparknmf import NMF  # noqa: E402
+from sparknmf.datasets import planted_nmf  # noqa: E402
 
 
 def main(master, workdir):
     workdir = Path(workdir)
-    spark = (SparkSession.builder.master(master).appName("sparknmf-executor-loss")
-             .config("spark.pyspark.python", sys.executable).config("spark.executor.memory", "512m")
-             .config("spark.sql.shuffle.partitions", "4").config("spark.ui.enabled", "false").getOrCreate())
-    spark.sparkContext.setLogLevel("OFF")
-    status = spark.sparkContext._jsc.sc()
-    deadline = time.time() + 180  # executors register asynchronously; wait for both workers' executors
-    while status.getExecutorMemoryStatus().size() - 1 < 2 and time.time() < deadline:
-        time.sleep(0.5)
+    spark, _ = cluster_session(master, "sparknmf-executor-loss", log_level="OFF")
     V = planted_nmf(40, 30, 3, noise=0.05, seed=6)[0]
 
     def wait_for_the_kill(iteration, elapsed, objective):

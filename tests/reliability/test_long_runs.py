@@ -14,6 +14,7 @@ NMF runs 500 iterations on Spark (one job per iteration).  MaskedALS runs 100 it
 iteration: 500 would take ~8 minutes of this shared 2-core machine's test budget) and 500 on the driver backend.
 """
 
+import gc
 import tracemalloc
 
 import numpy as np
@@ -51,6 +52,7 @@ class Monitor:
 
     def __call__(self, iteration, elapsed, objective):
         if iteration % self.every == 0:
+            gc.collect()  # count what is held, not garbage (py4j proxies and frames in cycles) awaiting collection
             self.samples.append((iteration, self.cached(), tracemalloc.get_traced_memory()[0]))
 
     def check(self, iterations):
