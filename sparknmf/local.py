@@ -18,6 +18,16 @@ from .kernels.weighted import WeightedBlock
 __all__ = ["LocalMatrix", "matrix_stats"]
 
 
+def _value_stats(vals: np.ndarray, nnz: int) -> dict:
+    vals = vals.astype(np.float64, copy=False)
+    return {
+        "nnz": nnz,
+        "sum": float(vals.sum()),
+        "sumsq": float(np.dot(vals, vals)),
+        "max": float(vals.max()) if vals.size else 0.0,
+    }
+
+
 def matrix_stats(V) -> dict:
     """nnz, sum, sum of squares and max of a validated ndarray, CSR matrix or WeightedBlock.
 
@@ -26,19 +36,10 @@ def matrix_stats(V) -> dict:
     """
     if isinstance(V, WeightedBlock):
         _, _, values, weights = V.entries()
-        vals = np.asarray(values, dtype=np.float64)[np.asarray(weights) > 0]
-        stats = matrix_stats(sp.csr_matrix(vals.reshape(1, -1)) if vals.size else np.zeros((1, 1)))
-        stats["nnz"] = int(vals.size)
-        stats["mean"] = float(vals.mean()) if vals.size else 0.0
-        return stats
+        vals = np.asarray(values)[np.asarray(weights) > 0]
+        return {**_value_stats(vals, int(vals.size)), "mean": float(vals.mean()) if vals.size else 0.0}
     vals = V.data if sp.issparse(V) else np.asarray(V).ravel()
-    vals = vals.astype(np.float64, copy=False)
-    return {
-        "nnz": int(np.count_nonzero(vals)),
-        "sum": float(vals.sum()),
-        "sumsq": float(np.dot(vals, vals)),
-        "max": float(vals.max()) if vals.size else 0.0,
-    }
+    return _value_stats(vals, int(np.count_nonzero(vals)))
 
 
 class LocalMatrix:

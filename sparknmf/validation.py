@@ -42,6 +42,18 @@ def _check_dtype(dtype, whom):
         raise InvalidInputError(f"{whom} must hold real numbers, got dtype {dtype}")
 
 
+def _check_duplicates(coo, whom, hint=""):
+    """Raise InvalidInputError naming the repeated coordinates of a COO matrix, if any."""
+    if not coo.nnz:
+        return
+    key = coo.row.astype(np.int64) * coo.shape[1] + coo.col
+    uniq, counts = np.unique(key, return_counts=True)
+    if (counts > 1).any():
+        first = uniq[counts > 1][0]
+        raise InvalidInputError(f"{whom} has {int((counts > 1).sum())} duplicate coordinates, e.g. "
+                                f"({first // coo.shape[1]}, {first % coo.shape[1]}){hint}")
+
+
 def as_matrix(V, whom: str = "NMF (input V)", *, dtype=np.float64, duplicates: str = "error"):
     """Validate a numpy array or scipy sparse matrix and return it as ndarray or CSR.
 
@@ -64,15 +76,8 @@ def as_matrix(V, whom: str = "NMF (input V)", *, dtype=np.float64, duplicates: s
     if sp.issparse(V):
         _check_dtype(V.dtype, whom)
         coo = V.tocoo()
-        if coo.nnz and duplicates == "error":
-            key = coo.row.astype(np.int64) * coo.shape[1] + coo.col
-            uniq, counts = np.unique(key, return_counts=True)
-            if (counts > 1).any():
-                first = uniq[counts > 1][0]
-                raise InvalidInputError(
-                    f"{whom} has {int((counts > 1).sum())} duplicate coordinates, e.g. "
-                    f"({first // coo.shape[1]}, {first % coo.shape[1]}); pass duplicates='sum' to add them"
-                )
+        if duplicates == "error":
+            _check_duplicates(coo, whom, "; pass duplicates='sum' to add them")
         check_entries(coo.row, coo.col, np.asarray(coo.data, dtype=np.float64), whom)
         out = sp.csr_matrix(coo, dtype=dtype)
         out.sum_duplicates()
@@ -191,13 +196,8 @@ def as_weighted(V, weights=None, uncertainty=None, *, missing: str = "zero", who
     if sp.issparse(V):
         _check_dtype(V.dtype, whom)
         coo = V.tocoo()
+        _check_duplicates(coo, whom)
         rows, cols, vals = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data.astype(np.float64)
-        if rows.size:
-            key = np.unique(rows * coo.shape[1] + cols, return_counts=True)
-            if (key[1] > 1).any():
-                first = int(key[0][key[1] > 1][0])
-                raise InvalidInputError(f"{whom} has {int((key[1] > 1).sum())} duplicate coordinates, e.g. "
-                                        f"({first // coo.shape[1]}, {first % coo.shape[1]})")
         shape = coo.shape
     else:
         arr = np.asarray(V)
