@@ -204,54 +204,55 @@ def factorize(
                        **{key: backend.stats[key] for key in ("nnz", "sum", "sumsq")}}
         checkpoint = LoopCheckpoint(checkpoint_dir, checkpoint_interval, fingerprint)
     state = checkpoint.load() if checkpoint is not None and resume else None
-    if state is not None:  # the loop's whole state, so that it continues bit for bit
-        iteration, history, arrays = state
-        W, Ht, gram_w, gram_h = (arrays[name] for name in ("W", "Ht", "gram_w", "gram_h"))
-        carry = (arrays["carry"], float(arrays["carry_data"])) if "carry" in arrays else None
-        logger.info("resuming from %s at iteration %d", checkpoint.path, iteration)
-    else:
-        iteration, history, carry = 0, [], None
-        W, Ht = initial_factors(backend, k, init, seed, W0, H0)
-        if rule.positive:
-            W, Ht = np.maximum(W, params.eps), np.maximum(Ht, params.eps)
-        W, Ht = W.astype(dtype), Ht.astype(dtype)
-        gram_w, gram_h = stat.gram(W), stat.gram(Ht)
+    with backend.serving(f"sparknmf: NMF k={k} {algorithm}, resident block tasks"):
+        if state is not None:  # the loop's whole state, so that it continues bit for bit
+            iteration, history, arrays = state
+            W, Ht, gram_w, gram_h = (arrays[name] for name in ("W", "Ht", "gram_w", "gram_h"))
+            carry = (arrays["carry"], float(arrays["carry_data"])) if "carry" in arrays else None
+            logger.info("resuming from %s at iteration %d", checkpoint.path, iteration)
+        else:
+            iteration, history, carry = 0, [], None
+            W, Ht = initial_factors(backend, k, init, seed, W0, H0)
+            if rule.positive:
+                W, Ht = np.maximum(W, params.eps), np.maximum(Ht, params.eps)
+            W, Ht = W.astype(dtype), Ht.astype(dtype)
+            gram_w, gram_h = stat.gram(W), stat.gram(Ht)
 
-    start = time.perf_counter()
-    stop_reason = "max_iter"
-    while True:
-        update = iteration < max_iter
-        with backend.describe(f"sparknmf: iter {iteration + 1}, update H"):
-            Ht_new, gram_h_new, data, carry_w = backend.half_step(
-                "H", rule, params, Ht, W, gram_w, update=update, carry=carry
-            )
-        objective = stat.objective(data, v_stat, gram_h, gram_w) + rule.penalty(gram_w, gram_h, params)
-        check_objective("NMF", iteration, objective, history, _REMEDY)
-        history.append(objective)
-        elapsed = time.perf_counter() - start
-        logger.info("iteration %d objective %.10g elapsed %.3fs", iteration, objective, elapsed)
-        if callback is not None:
-            callback(iteration, elapsed, objective)
-        if iteration >= 1 and _relative_decrease(history[-2], objective) < tol:
-            stop_reason = "tol"
-            break
-        if stop_check is not None and stop_check(iteration, W, Ht.T):
-            stop_reason = "stop_check"
-            break
-        if not update:
-            break
-        if time_limit is not None and elapsed >= time_limit:
-            stop_reason = "time_limit"
-            break
-        Ht, gram_h = Ht_new, gram_h_new
-        check_factors("NMF", iteration + 1, _REMEDY, {"H (its Gram)": gram_h})
-        with backend.describe(f"sparknmf: iter {iteration + 1}, update W"):
-            W, gram_w, _, carry = backend.half_step("W", rule, params, W, Ht, gram_h, carry=carry_w)
-        check_factors("NMF", iteration + 1, _REMEDY, {"W (its Gram)": gram_w})
-        iteration += 1
-        if checkpoint is not None and checkpoint.due(iteration):
-            carried = {} if carry is None else {"carry": carry[0], "carry_data": np.float64(carry[1])}
-            checkpoint.save(iteration, history, W=W, Ht=Ht, gram_w=gram_w, gram_h=gram_h, **carried)
+        start = time.perf_counter()
+        stop_reason = "max_iter"
+        while True:
+            update = iteration < max_iter
+            with backend.describe(f"sparknmf: iter {iteration + 1}, update H"):
+                Ht_new, gram_h_new, data, carry_w = backend.half_step(
+                    "H", rule, params, Ht, W, gram_w, update=update, carry=carry
+                )
+            objective = stat.objective(data, v_stat, gram_h, gram_w) + rule.penalty(gram_w, gram_h, params)
+            check_objective("NMF", iteration, objective, history, _REMEDY)
+            history.append(objective)
+            elapsed = time.perf_counter() - start
+            logger.info("iteration %d objective %.10g elapsed %.3fs", iteration, objective, elapsed)
+            if callback is not None:
+                callback(iteration, elapsed, objective)
+            if iteration >= 1 and _relative_decrease(history[-2], objective) < tol:
+                stop_reason = "tol"
+                break
+            if stop_check is not None and stop_check(iteration, W, Ht.T):
+                stop_reason = "stop_check"
+                break
+            if not update:
+                break
+            if time_limit is not None and elapsed >= time_limit:
+                stop_reason = "time_limit"
+                break
+            Ht, gram_h = Ht_new, gram_h_new
+            check_factors("NMF", iteration + 1, _REMEDY, {"H (its Gram)": gram_h})
+            with backend.describe(f"sparknmf: iter {iteration + 1}, update W"):
+                W, gram_w, _, carry = backend.half_step("W", rule, params, W, Ht, gram_h, carry=carry_w)
+            check_factors("NMF", iteration + 1, _REMEDY, {"W (its Gram)": gram_w})
+            iteration += 1
+            if checkpoint is not None and checkpoint.due(iteration):
+                carried = {} if carry is None else {"carry": carry[0], "carry_data": np.float64(carry[1])}
+                checkpoint.save(iteration, history, W=W, Ht=Ht, gram_w=gram_w, gram_h=gram_h, **carried)
 
     check_factors("NMF", iteration, _REMEDY, {"W": W, "H": Ht})
     if stop_reason == "max_iter" and tol > 0:

@@ -28,6 +28,7 @@ from .errors import InvalidInputError
 from .kernels.weighted import WeightedBlock
 from .local import matrix_stats
 from .matrix import BlockMatrix, _local_frame, _spread, _steps, default_grid
+from .session import parallelism
 from .validation import MISSING_POLICIES, to_weights, weight_checks
 
 __all__ = ["from_coordinates", "from_vectors", "distinct_ids", "check_columns", "index_frame"]
@@ -211,7 +212,8 @@ def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_p
                      for i, j in absent]
             stats += [{**matrix_stats(block), "bi": i, "bj": j} for i, j, block in empty]
             blocks = blocks.unionByName(_local_frame(spark, [(i, j, codec.encode(b)) for i, j, b in empty]))
-        blocks = _spread(blocks, p * q)
+        partitions = min(p * q, parallelism(spark))
+        blocks = _spread(blocks, p * q, partitions)
     finally:
         built.unpersist()
     totals = {
@@ -222,7 +224,8 @@ def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_p
     }
     if missing is not None:
         totals["mean"] = totals["sum"] / max(totals["nnz"], 1)
-    return BlockMatrix(spark, blocks, shape, grid, totals, row_ids, col_ids, weighted=missing is not None)
+    return BlockMatrix(spark, blocks, shape, grid, totals, row_ids, col_ids, weighted=missing is not None,
+                       partitions=partitions)
 
 
 def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, grid=None,

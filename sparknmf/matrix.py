@@ -37,8 +37,11 @@ half-step is one Spark job and the plan never grows across iterations.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import sys
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +50,7 @@ import scipy.sparse as sp
 from . import codec, faults
 from .kernels.updates import half_step_block, update_block
 from .kernels.weighted import WeightedBlock
+from .resident import ResidentTasks, ResidentUnavailable, use_resident
 from .session import describe_jobs, parallelism
 
 __all__ = ["BlockMatrix", "default_grid"]
@@ -65,14 +69,16 @@ _PIECE_DDL = "key int, part int, x binary, cross binary, data double"
 
 
 def default_grid(spark, shape, nnz: int) -> tuple[int, int]:
-    """Automatic p×q: at least one block per core, blocks of at most ~16M values.
+    """Automatic p×q: a multiple of the cores, at least one block per core, blocks of at most ~16M values.
 
     The row-partitioned layout (q = 1) is used unless V is wider than tall,
     in which case the grid is transposed (p = 1); only very large matrices
     would need both, and then the longer side is split first.
     """
     n, m = shape
-    blocks = max(parallelism(spark), math.ceil(nnz / _TARGET_BLOCK_NNZ))
+    slots = parallelism(spark)
+    blocks = slots * math.ceil(nnz / (_TARGET_BLOCK_NNZ * slots))  # whole waves: every core as busy
+    blocks = max(slots, blocks)
     if n >= m:
         return min(blocks, n), 1
     return 1, min(blocks, m)
@@ -110,12 +116,17 @@ class BlockMatrix:
         User ids of the rows / columns in index order (None: the indices).
     weighted : bool
         The blocks are WeightedBlocks (per-entry weights; weighted rules).
+    partitions : int
+        Partitions of ``blocks``: one per block, at most one per core (a
+        partition then holds a run of consecutive blocks).
     """
 
+    execution = "auto"  # how fits run: sparknmf.resident.EXECUTION_MODES
     broadcast_bytes = 64 << 20  # factors up to this size travel in the task closure
     driver_reduce_rows = 1 << 20  # cross pieces for up to this many rows are summed on the driver
 
-    def __init__(self, spark, blocks, shape, grid, stats, row_ids=None, col_ids=None, weighted=False):
+    def __init__(self, spark, blocks, shape, grid, stats, row_ids=None, col_ids=None, weighted=False,
+                 partitions=None):
         n, m = shape
         if n < 1 or m < 1:
             raise ValueError(f"shape must be positive, got {shape}")
@@ -131,6 +142,8 @@ class BlockMatrix:
         self.stats = stats
         self.row_ids = row_ids
         self.col_ids = col_ids
+        self.partitions = partitions or self.grid[0] * self.grid[1]
+        self._resident = None
 
     # ------------------------------------------------------------------ builders
     @classmethod
@@ -154,8 +167,9 @@ class BlockMatrix:
                     block = band[:, first_col : first_col + col_step]
                     block = block.tocsr() if sp.issparse(block) else block
                 rows.append((bi, bj, codec.encode(block)))
-        blocks = _spread(_local_frame(spark, rows), len(rows))
-        return cls(spark, blocks, V.shape, grid, stats, row_ids, col_ids, weighted=isinstance(V, WeightedBlock))
+        blocks = _spread(_local_frame(spark, rows), len(rows), parallelism(spark))
+        return cls(spark, blocks, V.shape, grid, stats, row_ids, col_ids, weighted=isinstance(V, WeightedBlock),
+                   partitions=min(len(rows), parallelism(spark)))
 
     # ------------------------------------------------------------------ lifecycle
     def unpersist(self):
@@ -176,7 +190,13 @@ class BlockMatrix:
             return "bi", "bj", self.row_step, self.col_step, self.grid[1] == 1
         return "bj", "bi", self.col_step, self.row_step, self.grid[0] == 1
 
-    def _route(self, side, X, Y):
+    def _encode(self, side, X, Y):
+        """X's and Y's row blocks as payloads, indexed by block key (``xs`` None without X)."""
+        _, _, x_step, y_step, _ = self._orient(side)
+        xs = None if X is None else [codec.encode(b) for b in split_rows(X, x_step)]
+        return xs, [codec.encode(b) for b in split_rows(Y, y_step)]
+
+    def _route(self, side, xs, ys):
         """The blocks, plus how each task finds its X_i and Y_j.
 
         Factors up to ``broadcast_bytes`` travel in the task closure (Spark
@@ -188,9 +208,7 @@ class BlockMatrix:
         """
         from pyspark.sql import functions as F
 
-        key, other, x_step, y_step, _ = self._orient(side)
-        xs = None if X is None else [codec.encode(b) for b in split_rows(X, x_step)]
-        ys = [codec.encode(b) for b in split_rows(Y, y_step)]
+        key, other, _, _, _ = self._orient(side)
         frame = self.blocks.withColumnRenamed(key, "key")
         size = sum(map(len, ys)) + (sum(map(len, xs)) if xs else 0)
         if size <= self.broadcast_bytes:
@@ -201,6 +219,42 @@ class BlockMatrix:
                 frame = frame.join(F.broadcast(self.spark.createDataFrame(table)), on)
         return frame, None, None
 
+    def _map(self, side, X, Y, make_body, ddl):
+        """Run ``make_body(xs, ys)``, a mapInArrow body, over every block; its output as an Arrow table.
+
+        On the resident tasks when a fit has them (:meth:`serving`), else as a Spark job.
+        """
+        xs, ys = self._encode(side, X, Y)
+        if self._resident is not None:
+            return self._resident.run(self._orient(side)[0], make_body(xs, ys))
+        frame, xs, ys = self._route(side, xs, ys)
+        return frame.mapInArrow(make_body(xs, ys), ddl).toArrow()
+
+    @contextlib.contextmanager
+    def serving(self, description: str):
+        """Context of one fit: its half-steps run on resident tasks when :attr:`execution` allows.
+
+        ``execution`` is ``"auto"``, ``"resident"`` or ``"jobs"``
+        (:func:`sparknmf.resident.use_resident`).
+        """
+        n, m = self.shape
+        stored = min(8 * n * m, 16 * self.stats["nnz"]) * (2 if self.weighted else 1)
+        if self._resident is not None or not use_resident(self.execution, self.spark, stored, self.partitions):
+            yield self
+            return
+        tasks = ResidentTasks(self.spark, self.blocks, self.partitions, description)
+        try:
+            self._resident = tasks.start()
+        except ResidentUnavailable as reason:
+            warnings.warn(f"sparknmf: {reason}; running one Spark job per half-step instead", RuntimeWarning,
+                          stacklevel=3)
+        try:
+            yield self
+        finally:
+            if self._resident is not None:
+                self._resident = None
+                tasks.close(failed=sys.exc_info()[0] is not None)
+
     def half_step(self, side, rule, params, X, Y, gram_y, *, update=True, carry=None):
         """Update the rows of X given Y on Spark; same contract as the local backend.
 
@@ -209,7 +263,8 @@ class BlockMatrix:
         (q > 1 for W, p > 1 for H), the cross-product pieces are summed by
         key: on the driver, which then runs the update, when X has at most
         ``driver_reduce_rows`` rows (the pieces are then no bigger than X
-        itself), else by a grouped Spark stage that also runs the update.
+        itself) or the tasks are resident, else by a grouped Spark stage that
+        also runs the update.
 
         When each task holds a whole block row (fused) and Y is small, the
         tasks also return Y's cross-product pieces at the new X: summed, they
@@ -219,17 +274,17 @@ class BlockMatrix:
         if carry is not None:
             X_new, gram = update_block(rule, params, side, gram_y, carry[0], X, update=update)
             return X_new, gram, carry[1], None
-        key, other, _, _, fused = self._orient(side)
-        frame, xs, ys = self._route(side, X, Y)
+        key, other, step, _, fused = self._orient(side)
         if fused:
             with_carry = update and Y.shape[0] <= self.driver_reduce_rows
-            task = _fused_task(rule, params, side, gram_y, update, xs, ys, with_carry)
-            table = frame.mapInArrow(task, _STEP_DDL).toArrow()
+            table = self._map(side, X, Y, lambda xs, ys: _fused_task(rule, params, side, gram_y, update, xs, ys,
+                                                                      with_carry), _STEP_DDL)
             return (*_assemble(table, rule), _carry(table) if with_carry else None)
+        if X.shape[0] <= self.driver_reduce_rows or self._resident is not None:
+            pieces = self._map(side, X, Y, lambda xs, ys: _piece_task(rule, side, other, xs, ys), _PIECE_DDL)
+            return (*_reduce_on_driver(pieces, rule, params, side, gram_y, X, step, update), None)
+        frame, xs, ys = self._route(side, *self._encode(side, X, Y))
         pieces = frame.mapInArrow(_piece_task(rule, side, other, xs, ys), _PIECE_DDL)
-        if X.shape[0] <= self.driver_reduce_rows:
-            step = self._orient(side)[2]
-            return (*_reduce_on_driver(pieces.toArrow(), rule, params, side, gram_y, X, step, update), None)
         finish = _finish_task(rule, params, side, gram_y, update)
         table = pieces.groupBy("key").applyInArrow(finish, _STEP_DDL).toArrow()
         return (*_assemble(table, rule), None)
@@ -237,8 +292,7 @@ class BlockMatrix:
     def multiply(self, side, Y):
         """``V @ Y`` (side "W", Y m×l) or ``Vᵀ @ Y`` (side "H", Y n×l), assembled on the driver."""
         _, other, _, _, _ = self._orient(side)
-        frame, _, ys = self._route(side, None, Y)
-        table = frame.mapInArrow(_product_task(side, other, ys), _PIECE_DDL).toArrow()
+        table = self._map(side, None, Y, lambda xs, ys: _product_task(side, other, ys), _PIECE_DDL)
         rows = self.shape[0] if side == "W" else self.shape[1]
         return _sum_pieces(table, rows, self._orient(side)[2])
 
@@ -308,12 +362,13 @@ def _local_frame(spark, rows):
     return functools.reduce(lambda a, b: a.unionByName(b), frames)
 
 
-def _spread(frame, count):
-    """One block per partition (range-partitioned on a block ordinal), cached."""
+def _spread(frame, count, partitions=None):
+    """Blocks range-partitioned on their ordinal, cached: one per partition, or runs of
+    consecutive blocks in ``partitions`` partitions."""
     from pyspark.sql import functions as F
 
     ordinal = F.col("bi") * F.lit(1 << 20) + F.col("bj")
-    spread = frame.repartitionByRange(max(1, count), ordinal).cache()
+    spread = frame.repartitionByRange(max(1, min(count, partitions or count)), ordinal).cache()
     spread.count()
     return spread
 

@@ -36,6 +36,7 @@ from .kernels.updates import UPDATE_RULES
 from .local import LocalMatrix
 from .matrix import BlockMatrix
 from .params import Interval, OneOf, check_params, with_accessors
+from .resident import EXECUTION_MODES
 from .seeding import INITS
 from .session import get_session
 from .validation import MISSING_POLICIES, as_matrix, as_weighted, check_rank
@@ -104,6 +105,10 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
                     "(weight 0, weighted NMF)", typeConverter=TypeConverters.toString)
     regParam = Param(Params._dummy(), "regParam", "weighted NMF: L2 weight lambda on W and H",
                      typeConverter=TypeConverters.toFloat)
+    executionMode = Param(Params._dummy(), "executionMode",
+                          "spark backend: 'resident' (one job whose tasks keep the blocks and serve every half-step), "
+                          "'jobs' (a Spark job per half-step) or 'auto' (resident in classic sessions)",
+                          typeConverter=TypeConverters.toString)
 
     _constraints = {
         "k": Interval(1, integer=True),
@@ -123,6 +128,7 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
         "seed": Interval(0, integer=True),
         "missing": OneOf(MISSING_POLICIES),
         "regParam": Interval(0),
+        "executionMode": OneOf(EXECUTION_MODES),
     }
 
     def __init__(self, *args):
@@ -130,7 +136,7 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
         self._setDefault(k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
                          numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error",
                          backend="auto", checkpointInterval=10, checkpointDir="", weightCol="", uncertaintyCol="",
-                         missing="zero", regParam=0.0)
+                         missing="zero", regParam=0.0, executionMode="auto")
 
 
 class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
@@ -165,7 +171,7 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
                  numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error", backend="auto",
                  checkpointInterval=10, checkpointDir="", featuresCol="features", outputCol="coefficients",
                  rowCol="row", colCol="col", valueCol="value", idCol="", weightCol="", uncertaintyCol="",
-                 missing="zero", regParam=0.0, predictionCol="prediction"):
+                 missing="zero", regParam=0.0, predictionCol="prediction", executionMode="auto"):
         super().__init__()
         self._set(**self._input_kwargs)
 
@@ -174,7 +180,7 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
                   numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error", backend="auto",
                   checkpointInterval=10, checkpointDir="", featuresCol="features", outputCol="coefficients",
                   rowCol="row", colCol="col", valueCol="value", idCol="", weightCol="", uncertaintyCol="",
-                  missing="zero", regParam=0.0, predictionCol="prediction"):
+                  missing="zero", regParam=0.0, predictionCol="prediction", executionMode="auto"):
         """Set Params by keyword."""
         return self._set(**self._input_kwargs)
 
@@ -229,6 +235,8 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
     def _fit(self, dataset, W0=None, H0=None, callback=None, resume=False, weights=None, uncertainty=None):
         check_params(self)
         backend = self._backend(dataset, weights, uncertainty)
+        if isinstance(backend, BlockMatrix):
+            backend.execution = self.getExecutionMode()
         try:
             result = factorize(
                 backend, self.getK(), algorithm=self.getAlgorithm(), init=self.getInit(), seed=self.getSeed(),

@@ -56,10 +56,11 @@ def test_spark_equals_local_for_every_rule(spark, algorithm):
 
 
 def test_reduction_paths_and_joined_factors_agree(spark, monkeypatch):
-    """Grouped reduction (large X) and joined factors (large factors) give the same fit."""
+    """Grouped reduction (large X) and joined factors (large factors) give the same fit (a job per half-step)."""
     V = as_matrix(_matrix(2))
     local = factorize(LocalMatrix(V), 3, max_iter=3, tol=0, init="nndsvd")
     block = BlockMatrix.from_array(spark, V, (2, 2))
+    block.execution = "jobs"
     try:
         monkeypatch.setattr(BlockMatrix, "driver_reduce_rows", 0)
         monkeypatch.setattr(BlockMatrix, "broadcast_bytes", 0)

@@ -10,7 +10,8 @@ afresh from the cached blocks):
 * the driver's Python heap (tracemalloc) grows by less than ``HEAP_BOUND`` between the first sample and the last:
   the driver holds the factors ((n + m)·k numbers), their Grams and one float of history per iteration.
 
-NMF runs 500 iterations on Spark (one job per iteration).  MaskedALS runs 100 iterations on Spark (two jobs per
+NMF runs 500 iterations on Spark with one job per iteration, and again on resident tasks (one job for the whole fit,
+sparknmf.resident: its plan is built once).  MaskedALS runs 100 iterations on Spark (two jobs per
 iteration: 500 would take ~8 minutes of this shared 2-core machine's test budget) and 500 on the driver backend.
 """
 
@@ -65,16 +66,19 @@ class Monitor:
         assert self.cached() == self.cached_before, "cached blocks outlived the fit"
 
 
-def test_nmf_500_iterations_on_spark(spark, monkeypatch):
+@pytest.mark.parametrize("execution", ["jobs", "resident"])
+def test_nmf_500_iterations_on_spark(spark, monkeypatch, execution):
     V = as_matrix(np.random.default_rng(13).random((12, 8)))
     monitor = Monitor(spark, monkeypatch, every=50)
     block = BlockMatrix.from_array(spark, V, (1, 1))  # one task per job: the cheapest 500 jobs
+    block.execution = execution
     try:
         fit = factorize(block, 2, algorithm="hals", max_iter=500, tol=0, callback=monitor)
     finally:
         block.unpersist()
     assert fit.n_iter == 500 and len(fit.history) == 501 and np.isfinite(fit.W).all()
     monitor.check(500)
+    assert len(monitor.plans) == (1 if execution == "resident" else 501)
 
 
 @pytest.fixture(scope="module")
