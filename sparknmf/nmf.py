@@ -197,7 +197,14 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
         return (weight, "weight") if weight else (uncertainty, "uncertainty") if uncertainty else (None, None)
 
     def _backend(self, dataset, weights=None, uncertainty=None):
-        """V as a LocalMatrix or BlockMatrix, validated, with k and the weighted options checked."""
+        """V as a LocalMatrix or BlockMatrix (running fits as ``executionMode`` says), validated, with k and the
+        weighted options checked."""
+        backend = self._build_backend(dataset, weights, uncertainty)
+        if isinstance(backend, BlockMatrix):
+            backend.execution = self.getExecutionMode()
+        return backend
+
+    def _build_backend(self, dataset, weights, uncertainty):
         k, dtype, missing = self.getK(), _DTYPES[self.getDtype()], self.getMissing()
         column, kind = self._weight_column()
         if _is_frame(dataset):
@@ -235,8 +242,6 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
     def _fit(self, dataset, W0=None, H0=None, callback=None, resume=False, weights=None, uncertainty=None):
         check_params(self)
         backend = self._backend(dataset, weights, uncertainty)
-        if isinstance(backend, BlockMatrix):
-            backend.execution = self.getExecutionMode()
         try:
             result = factorize(
                 backend, self.getK(), algorithm=self.getAlgorithm(), init=self.getInit(), seed=self.getSeed(),

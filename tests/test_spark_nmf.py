@@ -249,17 +249,18 @@ def test_nndsvd_on_spark_equals_local(spark):
 
 @pytest.mark.parametrize("grid, passes", [((2, 1), 1 + 5), ((1, 2), 5 + 1), ((2, 2), 2 * 5 + 1)])
 def test_one_pass_over_v_per_iteration_when_a_side_is_fused(spark, monkeypatch, grid, passes):
-    """Row- (column-) partitioned layouts carry the other side's cross product: one Spark job per iteration."""
+    """Row- (column-) partitioned layouts carry the other side's cross product: one pass over V (a Spark job, or a
+    request to the resident tasks) per iteration."""
     V = as_matrix(_matrix(14))
     block = BlockMatrix.from_array(spark, V, grid)
     calls = []
-    original = BlockMatrix._route
+    original = BlockMatrix._map
 
     def counting(self, *args):
         calls.append(args[0])
         return original(self, *args)
 
-    monkeypatch.setattr(BlockMatrix, "_route", counting)
+    monkeypatch.setattr(BlockMatrix, "_map", counting)
     try:
         fit = factorize(block, 3, max_iter=5, tol=0)
     finally:
