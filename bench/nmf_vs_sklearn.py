@@ -18,12 +18,14 @@
    exponent of time in nnz (target ≤ 1.1) and peak memory (RSS of a fresh
    process per point).
 
-Every figure is printed as measured; ratios are against the peer in the same run.
+Every figure is printed as measured; ratios are against the peer in the same run.  Each
+time to target is the median of ``--repeat`` runs (3), scikit-learn's too, with every run's time shown.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -124,7 +126,18 @@ def _session():
     return spark
 
 
-def time_to_target(quick: bool):
+def _median_run(measure, repeat):
+    """``measure()`` -> (seconds or None, ...) run ``repeat`` times: the run with the median time, and all times."""
+    runs = [measure() for _ in range(repeat)]
+    times = [r[0] if r[0] is not None else float("inf") for r in runs]
+    return runs[int(np.argsort(times)[(repeat - 1) // 2])], times
+
+
+def _spread_text(times):
+    return "" if len(times) == 1 else f"  (runs: {', '.join(f'{t:.2f}' for t in times)} s)"
+
+
+def time_to_target(quick: bool, repeat: int):
     from sparknmf.datasets import data_dir, load_associated_press
 
     cases = []
@@ -142,8 +155,9 @@ def time_to_target(quick: bool):
 
     spark = _session()
     for name, V, k in cases:
-        sk_time, target, sk_iter = _sklearn(V, k)
-        print(f"\n== {name}: scikit-learn cd {sk_time:.2f}s, {sk_iter} iterations, objective {target:.6g}")
+        (sk_time, target, sk_iter), sk_times = _median_run(lambda: _sklearn(V, k), repeat)
+        print(f"\n== {name}: scikit-learn cd {sk_time:.2f}s (median of {repeat}){_spread_text(sk_times)}, "
+              f"{sk_iter} iterations, objective {target:.6g}")
         start = time.perf_counter()
         block = BlockMatrix.from_array(spark, as_matrix(V))
         block.multiply("W", np.zeros((V.shape[1], 1)))  # starts the Python workers, as any earlier job would
@@ -153,15 +167,16 @@ def time_to_target(quick: bool):
         for backend, execution in runs:
             for algorithm in ("hals", "bpp"):
                 if backend == "local":
-                    seconds, iters, final = _local(V, k, algorithm, target, 2000)
+                    measure = functools.partial(_local, V, k, algorithm, target, 2000)
                 else:
-                    seconds, iters, final = _spark(spark, block, k, algorithm, target, 300, execution)
-                name = backend if execution is None else f"{backend} ({execution})"
+                    measure = functools.partial(_spark, spark, block, k, algorithm, target, 300, execution)
+                (seconds, iters, final), times = _median_run(measure, repeat)
+                label = backend if execution is None else f"{backend} ({execution})"
                 if seconds is None:
-                    print(f"   {name:16s} {algorithm:5s}: did not reach the target (final {final:.6g})")
+                    print(f"   {label:16s} {algorithm:5s}: did not reach the target (final {final:.6g})")
                 else:
-                    print(f"   {name:16s} {algorithm:5s}: {seconds:7.2f}s to target at iteration {iters:4d}"
-                          f"  = {seconds / sk_time:.2f}x scikit-learn")
+                    print(f"   {label:16s} {algorithm:5s}: {seconds:7.2f}s to target at iteration {iters:4d}"
+                          f"  = {seconds / sk_time:.2f}x scikit-learn{_spread_text(times)}")
         block.unpersist()
     spark.stop()
 
@@ -212,12 +227,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller dense case and scaling sizes")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="time-to-target runs per solver; the median is reported (default 3)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _scaling_point(int(args.child[0]), args.child[1])
         return
-    time_to_target(args.quick)
+    time_to_target(args.quick, args.repeat)
     if not args.skip_scaling:
         scaling([250_000, 1_000_000, 4_000_000] if args.quick else [1_000_000, 4_000_000, 16_000_000])
 

@@ -177,8 +177,8 @@ class BlockMatrix:
         self.blocks.unpersist()
 
     def describe(self, text):
-        """Context manager naming the Spark jobs of a half-step."""
-        return describe_jobs(self.spark, text)
+        """Context manager naming the Spark jobs of a half-step (resident tasks start none)."""
+        return contextlib.nullcontext() if self._resident is not None else describe_jobs(self.spark, text)
 
     def __repr__(self):
         return f"BlockMatrix(shape={self.shape}, grid={self.grid}, nnz={self.stats['nnz']})"
@@ -297,20 +297,25 @@ class BlockMatrix:
         return _sum_pieces(table, rows, self._orient(side)[2])
 
 
+def _in_key_order(table, *names):
+    """The columns ``names`` of a small result table as lists, rows in key order (task order never matters)."""
+    keys = table.column("key").to_pylist()
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return [[column[i] for i in order] for column in (table.column(name).to_pylist() for name in names)]
+
+
 def _assemble(table, rule):
     """(X_new, gram, data) from the rows of a half-step's result table."""
-    table = table.sort_by("key")
-    blocks = [codec.decode(x) for x in table.column("x").to_pylist()]
-    gram = np.sum([codec.decode(g) for g in table.column("gram").to_pylist()], axis=0)
+    blocks, grams, data = _in_key_order(table, "x", "gram", "data")
+    gram = np.sum([codec.decode(g) for g in grams], axis=0)
     gram = gram.ravel() if rule.statistic.name == "kl" else gram
-    return np.vstack(blocks), gram, float(np.sum(table.column("data").to_numpy()))
+    return np.vstack([codec.decode(x) for x in blocks]), gram, float(np.sum(data))
 
 
 def _carry(table):
     """Sum the carried cross pieces of the other factor, in block order: ``(cross, data)``."""
-    table = table.sort_by("key")
-    cross = np.sum([codec.decode(c) for c in table.column("carry").to_pylist()], axis=0)
-    return cross, float(np.sum(table.column("carry_data").to_numpy()))
+    pieces, data = _in_key_order(table, "carry", "carry_data")
+    return np.sum([codec.decode(c) for c in pieces], axis=0), float(np.sum(data))
 
 
 def _sum_pieces(pieces, rows, step):
@@ -399,27 +404,29 @@ def _fused_task(rule, params, side, gram_y, update, xs, ys, with_carry):
     """mapInArrow body when each task sees a whole block row: the full update.
 
     With ``with_carry`` it also returns Y's cross-product piece at the new
-    rows (``carry``), from the same block, for Y's next half-step.
+    rows (``carry``), from the same block, for Y's next half-step.  Bodies
+    are partials of module functions, which pickle by reference (cheap for
+    resident tasks, which receive one per half-step).
     """
+    return functools.partial(_fused_run, rule, params, side, gram_y, update, xs, ys, with_carry)
+
+
+def _fused_run(rule, params, side, gram_y, update, xs, ys, with_carry, batches):
     other = "bj" if side == "W" else "bi"
-
-    def run(batches):
-        for batch in batches:
-            out = {"key": [], "x": [], "gram": [], "data": [], "carry": [], "carry_data": []}
-            for key, _, block, x, y in _rows(batch, other, xs, ys):
-                faults.inject(f"nmf-{side}", key)
-                V, Y = _oriented_block(block, side), codec.decode(y)
-                X_new, gram, data = half_step_block(rule, params, side, gram_y, V, codec.decode(x), Y, update=update)
-                carry, carry_data = rule.statistic.cross(V.T, Y, X_new) if with_carry else (None, None)
-                out["key"].append(key)
-                out["x"].append(codec.encode(X_new))
-                out["gram"].append(codec.encode(np.atleast_2d(gram)))
-                out["data"].append(data)
-                out["carry"].append(None if carry is None else codec.encode(carry))
-                out["carry_data"].append(carry_data)
-            yield pa.RecordBatch.from_pydict(out, schema=_STEP_SCHEMA)
-
-    return run
+    for batch in batches:
+        out = {"key": [], "x": [], "gram": [], "data": [], "carry": [], "carry_data": []}
+        for key, _, block, x, y in _rows(batch, other, xs, ys):
+            faults.inject(f"nmf-{side}", key)
+            V, Y = _oriented_block(block, side), codec.decode(y)
+            X_new, gram, data = half_step_block(rule, params, side, gram_y, V, codec.decode(x), Y, update=update)
+            carry, carry_data = rule.statistic.cross(V.T, Y, X_new) if with_carry else (None, None)
+            out["key"].append(key)
+            out["x"].append(codec.encode(X_new))
+            out["gram"].append(codec.encode(np.atleast_2d(gram)))
+            out["data"].append(data)
+            out["carry"].append(None if carry is None else codec.encode(carry))
+            out["carry_data"].append(carry_data)
+        yield pa.RecordBatch.from_pydict(out, schema=_STEP_SCHEMA)
 
 
 def _piece_task(rule, side, other, xs, ys):
@@ -427,21 +434,21 @@ def _piece_task(rule, side, other, xs, ys):
 
     The current rows X_i ride along with the piece of block column 0 only.
     """
+    return functools.partial(_piece_run, rule, side, other, xs, ys)
 
-    def run(batches):
-        for batch in batches:
-            out = {"key": [], "part": [], "x": [], "cross": [], "data": []}
-            for key, o, block, x, y in _rows(batch, other, xs, ys):
-                faults.inject(f"nmf-{side}", key)
-                cross, data = rule.statistic.cross(_oriented_block(block, side), codec.decode(x), codec.decode(y))
-                out["key"].append(key)
-                out["part"].append(o)
-                out["x"].append(bytes(x) if o == 0 else None)
-                out["cross"].append(codec.encode(cross))
-                out["data"].append(data)
-            yield pa.RecordBatch.from_pydict(out, schema=_PIECE_SCHEMA)
 
-    return run
+def _piece_run(rule, side, other, xs, ys, batches):
+    for batch in batches:
+        out = {"key": [], "part": [], "x": [], "cross": [], "data": []}
+        for key, o, block, x, y in _rows(batch, other, xs, ys):
+            faults.inject(f"nmf-{side}", key)
+            cross, data = rule.statistic.cross(_oriented_block(block, side), codec.decode(x), codec.decode(y))
+            out["key"].append(key)
+            out["part"].append(o)
+            out["x"].append(bytes(x) if o == 0 else None)
+            out["cross"].append(codec.encode(cross))
+            out["data"].append(data)
+        yield pa.RecordBatch.from_pydict(out, schema=_PIECE_SCHEMA)
 
 
 def _finish_task(rule, params, side, gram_y, update):
@@ -470,16 +477,16 @@ def _finish_task(rule, params, side, gram_y, update):
 
 def _product_task(side, other, ys):
     """mapInArrow body of :meth:`BlockMatrix.multiply`: one product piece per block."""
+    return functools.partial(_product_run, side, other, ys)
 
-    def run(batches):
-        for batch in batches:
-            out = {"key": [], "part": [], "x": [], "cross": [], "data": []}
-            for key, o, block, _, y in _rows(batch, other, None, ys):
-                out["key"].append(key)
-                out["part"].append(o)
-                out["x"].append(None)
-                out["cross"].append(codec.encode(np.asarray(_oriented_block(block, side) @ codec.decode(y))))
-                out["data"].append(0.0)
-            yield pa.RecordBatch.from_pydict(out, schema=_PIECE_SCHEMA)
 
-    return run
+def _product_run(side, other, ys, batches):
+    for batch in batches:
+        out = {"key": [], "part": [], "x": [], "cross": [], "data": []}
+        for key, o, block, _, y in _rows(batch, other, None, ys):
+            out["key"].append(key)
+            out["part"].append(o)
+            out["x"].append(None)
+            out["cross"].append(codec.encode(np.asarray(_oriented_block(block, side) @ codec.decode(y))))
+            out["data"].append(0.0)
+        yield pa.RecordBatch.from_pydict(out, schema=_PIECE_SCHEMA)

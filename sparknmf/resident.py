@@ -30,6 +30,7 @@ reach) and for V too large to sit in the Python workers at once.
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import json
 import logging
@@ -38,6 +39,7 @@ import selectors
 import socket
 import struct
 import time
+import weakref
 
 import pyarrow as pa
 
@@ -115,6 +117,7 @@ def _serve(address, token: str):
         sock = socket.create_connection(address, timeout=CONNECT_TIMEOUT)
         try:
             sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on the small frame header
             hello = {"token": token, "task": context.taskAttemptId(), "partition": context.partitionId(),
                      "tasks": len(context.getTaskInfos())}
             _send(sock, json.dumps(hello).encode())
@@ -141,6 +144,16 @@ def _serve(address, token: str):
 
 
 # ---------------------------------------------------------------------- driver side
+_JOBS = weakref.WeakSet()  # resident jobs that may still be finishing
+
+
+@atexit.register
+def _finish_jobs():
+    """At exit, give resident jobs still counting their tasks a moment, so Spark does not stop under them."""
+    for job in list(_JOBS):
+        job.join(timeout=10)
+
+
 class ResidentTasks:
     """One barrier job holding ``blocks`` (a DataFrame of ``bi, bj, block`` rows) in Python workers.
 
@@ -206,6 +219,7 @@ class ResidentTasks:
         from pyspark import InheritableThread  # the job inherits the caller's job group and properties
 
         self._job = InheritableThread(target=job, name="sparknmf-resident", daemon=True)
+        _JOBS.add(self._job)
         try:
             with describe_jobs(self.spark, self.description):  # the job is submitted before the tasks register
                 self._job.start()
@@ -220,20 +234,26 @@ class ResidentTasks:
         return self
 
     def close(self, failed: bool = False):
-        """Tell the tasks to stop and wait for the job; re-raises the job's error unless ``failed``."""
-        self._shutdown(wait=30 if failed else None)
-        if not failed and self._failure is not None:
-            raise self._failure
+        """Tell the tasks to stop.
+
+        After a successful fit every request has been answered, so the job
+        is left to finish on its own (its last stage only counts the tasks);
+        after a failure it gets 30 s to end, so that its tasks free their slots.
+        """
+        self._shutdown(wait=30 if failed else 0)
 
     def _shutdown(self, wait):
+        """Stop the tasks; ``wait`` seconds (None: no limit, 0: not at all) for the job to end."""
         for conn in self._conns.values():
             try:
                 _send(conn, b"")  # stop
             except OSError:
                 pass
         self._drop()
-        self._job.join(timeout=wait)
         self._server.close()
+        if wait != 0:
+            self._job.join(timeout=wait)
+
 
     def _drop(self):
         """Close the current attempt's connections; their tasks' ids can no longer register."""

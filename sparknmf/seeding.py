@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from .kernels.updates import one_blas_thread
+
 __all__ = ["INITS", "chunked_draw", "random_factors", "nndsvd_factors", "randomized_svd"]
 
 INITS = ("random", "nndsvd", "nndsvda", "nndsvdar", "custom")
@@ -78,13 +80,21 @@ def randomized_svd(multiply, shape, k: int, seed: int, *, oversample: int = 10, 
     ell = min(k + oversample, n, m)
     Q = multiply("W", chunked_draw(m, ell, seed, _SVD_STREAM))
     for _ in range(power_iter):  # LU keeps the power iterations well scaled at a fraction of QR's cost
-        Q = scipy.linalg.lu(Q, permute_l=True)[0]
-        Q = scipy.linalg.lu(multiply("H", Q), permute_l=True)[0]
+        Q = _lu_basis(Q)
+        Q = _lu_basis(multiply("H", Q))
         Q = multiply("W", Q)
-    Q = _orthonormal(Q)
+    with one_blas_thread():  # thin factorizations: memory-bound, and threads only spin on a busy machine
+        Q = _orthonormal(Q)
     Bt = multiply("H", Q)  # (m×ell) = (Qᵀ V)ᵀ
-    Ub, S, Vbt = np.linalg.svd(Bt.T, full_matrices=False)
-    return (Q @ Ub)[:, :k], S[:k], Vbt[:k]
+    with one_blas_thread():
+        Ub, S, Vbt = np.linalg.svd(Bt.T, full_matrices=False)
+        return (Q @ Ub)[:, :k], S[:k], Vbt[:k]
+
+
+def _lu_basis(A):
+    """The permuted L factor of a tall A (n×l): a well-scaled basis of its columns."""
+    with one_blas_thread():
+        return scipy.linalg.lu(A, permute_l=True)[0]
 
 
 def _orthonormal(A):

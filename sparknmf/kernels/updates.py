@@ -47,10 +47,16 @@ from .objective import FROBENIUS, KL, Statistic
 from .rowsolve import solve_nnls
 from .weighted import WEIGHTED_LS, WEIGHTED_MU, unpack_equations
 
-__all__ = ["UPDATE_RULES", "WEIGHTED_RULES", "Rule", "RuleParams", "half_step_block", "hals_sweeps", "update_block"]
+__all__ = ["UPDATE_RULES", "WEIGHTED_RULES", "Rule", "RuleParams", "half_step_block", "hals_sweeps", "one_blas_thread",
+           "update_block"]
 
 EPS = float(np.finfo(np.float64).eps)
 _BLAS = ThreadpoolController()  # finds the BLAS libraries once; limiting is then cheap
+
+
+def one_blas_thread():
+    """Context manager: BLAS on one thread, for many small calls (see :func:`update_block`)."""
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -259,6 +265,6 @@ def update_block(rule: Rule, params: RuleParams, side: str, gram_y, cross, X, *,
     too small to share), so they run with one BLAS thread.
     """
     if update:
-        with _BLAS.limit(limits=1, user_api="blas"):
+        with one_blas_thread():
             X = rule.update(gram=gram_y, cross=cross, X=X, side=side, params=params)
     return X, rule.statistic.gram(X)
