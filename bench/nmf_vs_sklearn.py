@@ -1,6 +1,6 @@
 """sparknmf against scikit-learn's NMF, measured in the same run.
 
-    python bench/nmf_vs_sklearn.py [--quick] [--skip-scaling]
+    python bench/nmf_vs_sklearn.py [--quick] [--skip-scaling | --scaling-only] [--repeat N]
 
 1. Time to target: scikit-learn's coordinate-descent solver (``solver="cd"``,
    ``init="nndsvda"``, tol 1e-4) runs to convergence; its final objective
@@ -227,6 +227,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller dense case and scaling sizes")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--scaling-only", action="store_true")
     parser.add_argument("--repeat", type=int, default=3,
                         help="time-to-target runs per solver; the median is reported (default 3)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -234,7 +235,8 @@ def main():
     if args.child:
         _scaling_point(int(args.child[0]), args.child[1])
         return
-    time_to_target(args.quick, args.repeat)
+    if not args.scaling_only:
+        time_to_target(args.quick, args.repeat)
     if not args.skip_scaling:
         scaling([250_000, 1_000_000, 4_000_000] if args.quick else [1_000_000, 4_000_000, 16_000_000])
 

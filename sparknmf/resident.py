@@ -218,7 +218,7 @@ class ResidentTasks:
 
         from pyspark import InheritableThread  # the job inherits the caller's job group and properties
 
-        self._job = InheritableThread(target=job, name="sparknmf-resident", daemon=True)
+        self._job = InheritableThread(target=job, name="sparknmf-resident", daemon=True, session=self.spark)
         _JOBS.add(self._job)
         try:
             with describe_jobs(self.spark, self.description):  # the job is submitted before the tasks register
