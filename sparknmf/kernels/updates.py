@@ -109,25 +109,35 @@ def _update_bpp(*, gram, cross, X, side, params):
     return nnls_bpp(gram, cross.T, init=X.T).T
 
 
+_HALS_CHUNK_BYTES = 1 << 20  # rows of X swept together: about 1 MB of X, which stays in cache for all k columns
+
+
 def _update_hals(*, gram, cross, X, side, params):
     """HALS sweeps: each column of X in turn is the exact minimiser with the others fixed.
 
     Up to ``params.sweeps[side]`` sweeps reuse one cross product; they stop
     once a sweep changes X by less than ``sweep_delta`` times the first.
+    Rows are independent, so a sweep runs over chunks of rows, all k
+    columns of one chunk before the next: the same iterates as whole-column
+    steps, without reading all of X from memory k times per sweep.
     """
     X = np.array(X, order="F")  # columns contiguous: each step updates one column
     cross = np.asfortranarray(cross)
+    n, k = X.shape
+    chunk = max(1, _HALS_CHUNK_BYTES // (k * X.itemsize))
     first = None
     for _ in range(params.sweeps.get(side, 1)):
         change = 0.0
-        for col in range(X.shape[1]):
-            curvature = gram[col, col]
-            if curvature <= 0:
-                continue
-            new = np.maximum(X[:, col] + (cross[:, col] - X @ gram[:, col]) / curvature, params.eps)
-            delta = new - X[:, col]
-            change += float(np.dot(delta, delta))
-            X[:, col] = new
+        for start in range(0, n, chunk):
+            Xc, Cc = X[start : start + chunk], cross[start : start + chunk]
+            for col in range(k):
+                curvature = gram[col, col]
+                if curvature <= 0:
+                    continue
+                new = np.maximum(Xc[:, col] + (Cc[:, col] - Xc @ gram[:, col]) / curvature, params.eps)
+                delta = new - Xc[:, col]
+                change += float(np.dot(delta, delta))
+                Xc[:, col] = new
         if first is None:
             first = change
         elif change <= params.sweep_delta**2 * first:
