@@ -226,7 +226,15 @@ class BlockMatrix:
         """
         xs, ys = self._encode(side, X, Y)
         if self._resident is not None:
-            return self._resident.run(self._orient(side)[0], make_body(xs, ys))
+            key = self._orient(side)[0]
+
+            def body_for(held):  # only the X and Y blocks of this task's blocks
+                mine = [(bi, bj) if key == "bi" else (bj, bi) for bi, bj in held]
+                x_keys, y_keys = {i for i, _ in mine}, {j for _, j in mine}
+                return make_body(None if xs is None else [x if i in x_keys else None for i, x in enumerate(xs)],
+                                 [y if j in y_keys else None for j, y in enumerate(ys)])
+
+            return self._resident.run(key, body_for)
         frame, xs, ys = self._route(side, xs, ys)
         return frame.mapInArrow(make_body(xs, ys), ddl).toArrow()
 

@@ -118,8 +118,9 @@ def _serve(address, token: str):
         try:
             sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on the small frame header
+            held = [] if blocks is None else list(zip(blocks.column("bi").to_pylist(), blocks.column("bj").to_pylist()))
             hello = {"token": token, "task": context.taskAttemptId(), "partition": context.partitionId(),
-                     "tasks": len(context.getTaskInfos())}
+                     "tasks": len(context.getTaskInfos()), "blocks": held}
             _send(sock, json.dumps(hello).encode())
             while True:
                 request = _recv(sock)
@@ -164,7 +165,8 @@ class ResidentTasks:
 
     Use as a context manager; :meth:`run` then replaces
     ``frame.mapInArrow(body, schema).toArrow()`` for a frame that is
-    ``blocks`` with one of ``bi``/``bj`` renamed to ``key``.
+    ``blocks`` with one of ``bi``/``bj`` renamed to ``key``.  Each task
+    tells the driver which blocks it holds, and receives only what they need.
 
     Parameters
     ----------
@@ -187,6 +189,7 @@ class ResidentTasks:
         self._failure = None
         self._conns = {}  # partition -> socket, all of one stage attempt
         self._ids = {}  # partition -> task attempt id
+        self._held = {}  # partition -> the (bi, bj) blocks its task holds
         self._expected = None  # tasks in the current attempt (from the hellos)
         self._floor = -1  # task attempt ids up to this belong to broken attempts
         self._tag = f"sparknmf-resident-{self._token[:12]}"
@@ -260,7 +263,7 @@ class ResidentTasks:
         for conn in self._conns.values():
             conn.close()
         self._floor = max([self._floor, *self._ids.values()]) if self._conns else self._floor
-        self._conns, self._ids, self._expected = {}, {}, None
+        self._conns, self._ids, self._held, self._expected = {}, {}, {}, None
 
     # -------------------------------------------------------------- registration
     def _check_job(self):
@@ -278,6 +281,7 @@ class ResidentTasks:
             if not hmac.compare_digest(str(hello.get("token", "")), self._token):
                 raise ValueError("wrong token")
             task, part, tasks = int(hello["task"]), int(hello["partition"]), int(hello["tasks"])
+            held = [(int(bi), int(bj)) for bi, bj in hello["blocks"]]
         except (OSError, ValueError, KeyError, TypeError) as error:
             logger.warning("resident tasks: refused a connection (%s)", error)
             conn.close()
@@ -292,6 +296,7 @@ class ResidentTasks:
             logger.warning("resident tasks: a new stage attempt replaces the registered tasks")
             self._drop()
         self._conns[part], self._ids[part], self._expected = conn, task, tasks
+        self._held[part] = held
         return restarted
 
     def _await_attempt(self, timeout=None):
@@ -309,27 +314,30 @@ class ResidentTasks:
                 self._accept()
 
     # -------------------------------------------------------------- requests
-    def run(self, key_column: str, body) -> pa.Table:
-        """Run ``body`` (a mapInArrow body) on every block, with ``key_column`` named ``key``.
+    def run(self, key_column: str, body_for) -> pa.Table:
+        """Run a mapInArrow body on every block, with ``key_column`` named ``key``.
 
-        Returns the concatenated output, as ``toArrow()`` on a job would.  A
-        request interrupted by failed tasks is sent again to their restarted
-        attempt.
+        ``body_for(blocks)`` gives the body for a task holding ``blocks``, a
+        list of ``(bi, bj)``, so that each task receives only the factor
+        blocks it needs.  Returns the concatenated output, as ``toArrow()``
+        on a job would.  A request interrupted by failed tasks is sent again
+        to their restarted attempt.
         """
         from pyspark import cloudpickle
 
-        request = cloudpickle.dumps((key_column, body))
         while True:
             self._await_attempt()
+            requests = {part: cloudpickle.dumps((key_column, body_for(held))) for part, held in self._held.items()
+                        if part in self._conns}
             try:
-                return self._exchange(request)
+                return self._exchange(requests)
             except ConnectionError as error:
                 logger.warning("resident tasks: request interrupted (%s); waiting for restarted tasks", error)
 
-    def _exchange(self, request) -> pa.Table:
+    def _exchange(self, requests) -> pa.Table:
         for part, conn in self._conns.items():
             try:
-                _send(conn, request)
+                _send(conn, requests[part])
             except OSError as error:
                 self._drop()
                 raise ConnectionError(f"task {part}: {error}") from error
