@@ -122,22 +122,28 @@ def _update_hals(*, gram, cross, X, side, params):
     steps, without reading all of X from memory k times per sweep.
     """
     X = np.array(X, order="F")  # columns contiguous: each step updates one column
-    cross = np.asfortranarray(cross)
+    cross = np.asfortranarray(cross, dtype=X.dtype)
     n, k = X.shape
     chunk = max(1, _HALS_CHUNK_BYTES // (k * X.itemsize))
+    columns = [(col, np.ascontiguousarray(gram[:, col], dtype=X.dtype), 1.0 / gram[col, col])
+               for col in range(k) if gram[col, col] > 0]
+    step, delta = np.empty(min(n, chunk), X.dtype), np.empty(min(n, chunk), X.dtype)  # reused buffers
     first = None
     for _ in range(params.sweeps.get(side, 1)):
         change = 0.0
         for start in range(0, n, chunk):
             Xc, Cc = X[start : start + chunk], cross[start : start + chunk]
-            for col in range(k):
-                curvature = gram[col, col]
-                if curvature <= 0:
-                    continue
-                new = np.maximum(Xc[:, col] + (Cc[:, col] - Xc @ gram[:, col]) / curvature, params.eps)
-                delta = new - Xc[:, col]
-                change += float(np.dot(delta, delta))
-                Xc[:, col] = new
+            new, diff = step[: Xc.shape[0]], delta[: Xc.shape[0]]
+            for col, g, inverse in columns:
+                old = Xc[:, col]
+                np.matmul(Xc, g, out=new)  # new = max(eps, x + (c - X g) / g_jj), in place
+                np.subtract(Cc[:, col], new, out=new)
+                new *= inverse
+                new += old
+                np.maximum(new, params.eps, out=new)
+                np.subtract(new, old, out=diff)
+                change += float(np.dot(diff, diff))
+                old[:] = new
         if first is None:
             first = change
         elif change <= params.sweep_delta**2 * first:
