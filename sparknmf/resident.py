@@ -20,6 +20,14 @@ hello carrying a random per-fit token, so strangers are turned away):
 * task → driver: the body's output as an Arrow IPC stream (the driver never
   unpickles anything a task sends).
 
+Pickle here is only Spark's own way of shipping a Python function to its
+workers (cloudpickle, as ``mapInArrow`` does for every job): the body with
+its small constants and the factor blocks its task needs, exactly the
+closure a per-half-step job would carry.  V's blocks never travel in a
+pickle (they stay in the tasks as raw array bytes, :mod:`sparknmf.codec`),
+and nothing is persisted: models and checkpoints stay JSON, Parquet and
+``.npz`` without pickle.
+
 Requests carry all the state (factors, Grams), tasks keep only V, so a
 restarted attempt answers the request that was in flight with the same
 bytes: the driver waits for the new attempt's tasks to register and sends
@@ -327,8 +335,7 @@ class ResidentTasks:
 
         while True:
             self._await_attempt()
-            requests = {part: cloudpickle.dumps((key_column, body_for(held))) for part, held in self._held.items()
-                        if part in self._conns}
+            requests = {part: cloudpickle.dumps((key_column, body_for(held))) for part, held in self._held.items()}
             try:
                 return self._exchange(requests)
             except ConnectionError as error:
