@@ -36,6 +36,7 @@ the Netflix prize" (ALS-WR), AAIM 2008. https://doi.org/10.1007/978-3-540-68880-
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 import warnings
 
@@ -54,8 +55,9 @@ from .ingest import check_columns, index_frame
 from .kernels.ratings import (
     Entries, SideSpec, half_step, implicit_apply, implicit_offset, implicit_sums, implicit_system, predict,
 )
-from .params import Interval, OneOf, check_params, with_accessors
-from .ratings import DUPLICATE_POLICIES, SECONDS_PER_DAY, build_entries, ingest_ratings
+from .params import HasExecutionMode, Interval, OneOf, check_params, with_accessors
+from .ratings import DUPLICATE_POLICIES, ingest_ratings
+from .resident import EXECUTION_MODES
 from .seeding import chunked_draw
 
 __all__ = ["MaskedALS", "MaskedALSModel", "COLD_START_STRATEGIES", "REGULARIZATIONS"]
@@ -100,7 +102,8 @@ class _MaskedALSModelParams(HasPredictionCol):
 
 
 @with_accessors
-class _MaskedALSParams(_MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInterval, HasWeightCol):
+class _MaskedALSParams(_MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInterval, HasWeightCol,
+                       HasExecutionMode):
     """Fit Params of :class:`MaskedALS` (defaults in ``_setDefault`` only)."""
 
     rank = Param(Params._dummy(), "rank", "rank k of the factors (>= 1)", typeConverter=TypeConverters.toInt)
@@ -159,6 +162,7 @@ class _MaskedALSParams(_MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCh
         "seed": Interval(0, integer=True),
         "checkpointInterval": Interval(1, integer=True),
         "coldStartStrategy": OneOf(COLD_START_STRATEGIES),
+        "executionMode": OneOf(EXECUTION_MODES),
     }
 
     def __init__(self, *args):
@@ -237,7 +241,8 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                  implicitRegParam=50.0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error",
                  backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
                  checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
-                 predictionCol="prediction", coldStartStrategy="nan", ratingRange=None):
+                 predictionCol="prediction", coldStartStrategy="nan", ratingRange=None,
+                 executionMode="auto"):
         super().__init__()
         self._set(**self._input_kwargs)
 
@@ -247,7 +252,8 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                   implicitRegParam=50.0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error",
                   backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
                   checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
-                  predictionCol="prediction", coldStartStrategy="nan", ratingRange=None):
+                  predictionCol="prediction", coldStartStrategy="nan", ratingRange=None,
+                  executionMode="auto"):
         """Set Params by keyword."""
         return self._set(**self._input_kwargs)
 
@@ -287,7 +293,9 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
         if initialModel is not None and initialModel.rank != self.getRank():
             raise ValueError(f"MaskedALS.fitFrom: the initial model has rank {initialModel.rank}, "
                              f"this estimator rank={self.getRank()}")
-        state = _Fit(self, blocks, initialModel, callback).run(resume)
+        blocks.execution = self.getExecutionMode()
+        with blocks.serving(f"sparknmf: MaskedALS rank={self.getRank()}, resident block tasks"):
+            state = _Fit(self, blocks, initialModel, callback).run(resume)
         model = MaskedALSModel(state)
         self._copyValues(model)
         return model
@@ -345,70 +353,64 @@ class _Fit:
     def half_step(self, side):
         blocks, specs, options, k = self.blocks, self.specs, self.options, self.k
         other = _other(side)
-        P_other = codec.encode(self.P["item"] if side == "user" else self._effective_user())
-        own = codec.encode(self.P[side]) if options["nonnegative"] else None
-        Y = codec.encode(self.Y) if self.implicit and side == "user" else None
-        ctx = blocks.context
+        P_other = self.P["item"] if side == "user" else self._effective_user()
+        own = [self.P[side]] if options["nonnegative"] else []  # warm start of the NNLS solver
+        implicit = self.implicit and side == "user"
 
-        def task(side, key, step, block, aux):
-            entries = build_entries(side, key, step, block, aux, ctx)
-            P_o = codec.decode(P_other)
-            b = entries.indptr.size - 1
-            init = None if own is None else codec.decode(own)[key * step : key * step + b]
+        def task(key, entries, scratch, own, others):
+            P_o = others[0]
             offset = Z = None
-            if Y is not None:
-                Z = implicit_sums(entries, codec.decode(Y))
+            if implicit:
+                Z = implicit_sums(entries, others[1])
                 offset = implicit_offset(entries, Z, P_o[:, :k])
-            X, loss, penalty = half_step(specs[side], specs[other], entries, P_o, init=init, offset=offset, **options)
+            X, loss, penalty = half_step(specs[side], specs[other], entries, P_o, init=own[0] if own else None,
+                                         offset=offset, **options)
             return {"key": key, "x": codec.encode(X), "z": codec.encode(Z) if Z is not None else b"",
                     "loss": loss, "penalty": penalty}
 
-        table = blocks.map_blocks(side, task, "key int, x binary, z binary, loss double, penalty double")
+        table = blocks.map_blocks(side, task, "key int, x binary, z binary, loss double, penalty double", own=own,
+                                  other=[P_other, self.Y] if implicit else [P_other])
         self.P[side] = np.vstack([codec.decode(x) for x in table.column("x").to_pylist()])
-        if Y is not None:
+        if implicit:
             self.Z = np.vstack([codec.decode(z) for z in table.column("z").to_pylist()])
         self.penalty[side] = float(np.sum(table.column("penalty").to_numpy()))
         return float(np.sum(table.column("loss").to_numpy()))
 
-    def implicit_products(self, vector, cache):
-        """Σ over user blocks of the Y problem's pieces: ``(rhs, A v)`` (m×k each); one job.
+    def implicit_products(self, vector, token):
+        """Σ over user blocks of the Y problem's pieces: ``(rhs, A v)`` (m×k each); one pass.
 
-        ``cache`` (a dict captured by the task function) keeps each block's
-        Grams between the conjugate-gradient steps of one implicit step when
-        the blocks are local; a Spark task receives its own empty copy and
-        recomputes them.
+        Each block's Grams do not change during one implicit step (``token``):
+        they are computed on its first pass and kept in the block's scratch
+        (where resident tasks and the local backend keep it between passes).
         """
-        blocks, specs, mu, k = self.blocks, self.specs, self.blocks.mu, self.k
-        P_user, P_item = codec.encode(self.P["user"]), codec.encode(self.P["item"])
-        payload = codec.encode(vector)
-        ctx = blocks.context
+        specs, mu, k = self.specs, self.blocks.mu, self.k
 
-        def task(side, key, step, block, aux):
-            if key not in cache:
-                entries = build_entries(side, key, step, block, aux, ctx)
-                Pu, Pi = codec.decode(P_user), codec.decode(P_item)
-                residual = entries.ratings - predict(specs["user"], specs["item"], Pu, Pi, key * step + entries.rows,
+        def task(key, entries, scratch, own, others):
+            P_item, v = others
+            kept = scratch.get("implicit")
+            if kept is None or kept[0] != token:
+                residual = entries.ratings - predict(specs["user"], specs["item"], own[0], P_item, entries.rows,
                                                      entries.cols, entries, mu)
-                cache[key] = (entries, *implicit_system(entries, Pi[:, :k], residual))
-            entries, grams, rhs = cache[key]
-            return {"key": key, "rhs": codec.encode(rhs), "product": codec.encode(implicit_apply(entries, grams,
-                                                                                                   codec.decode(payload)))}
+                kept = scratch["implicit"] = (token, *implicit_system(entries, P_item[:, :k], residual))
+            _, grams, rhs = kept
+            return {"key": key, "rhs": codec.encode(rhs), "product": codec.encode(implicit_apply(entries, grams, v))}
 
-        table = blocks.map_blocks("user", task, "key int, rhs binary, product binary")
+        table = self.blocks.map_blocks("user", task, "key int, rhs binary, product binary", own=[self.P["user"]],
+                                       other=[self.P["item"], vector])
         rhs = sum(codec.decode(r) for r in table.column("rhs").to_pylist())
         return rhs, sum(codec.decode(p) for p in table.column("product").to_pylist())
 
     def implicit_step(self):
         """A few conjugate-gradient steps on the ridge problem of Y (kernels.ratings), warm-started."""
         lam = self.est.getImplicitRegParam()
-        cache = {}
-        rhs, AY = self.implicit_products(self.Y, cache)
+        token = secrets.token_hex(8)
+        rhs, AY = self.implicit_products(self.Y, token)
         r = rhs - (AY + lam * self.Y)
         p, rr = r.copy(), float(np.vdot(r, r))
         for _ in range(_CG_STEPS):
             if rr <= 1e-30:
                 break
-            _, Ap = self.implicit_products(p, cache)
+            _, Ap = self.implicit_products(p, token)
             Ap = Ap + lam * p
             alpha = rr / float(np.vdot(p, Ap))
             self.Y += alpha * p
@@ -474,14 +476,10 @@ class _Fit:
         }
 
     def _implicit_sums(self):
-        Y = codec.encode(self.Y)
-        ctx = self.blocks.context
+        def task(key, entries, scratch, own, others):
+            return {"key": key, "z": codec.encode(implicit_sums(entries, others[0]))}
 
-        def task(side, key, step, block, aux):
-            return {"key": key, "z": codec.encode(implicit_sums(build_entries(side, key, step, block, aux, ctx),
-                                                                 codec.decode(Y)))}
-
-        table = self.blocks.map_blocks("user", task, "key int, z binary")
+        table = self.blocks.map_blocks("user", task, "key int, z binary", other=[self.Y])
         return np.vstack([codec.decode(z) for z in table.column("z").to_pylist()])
 
 

@@ -40,8 +40,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import sys
-import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -50,7 +48,7 @@ import scipy.sparse as sp
 from . import codec, faults
 from .kernels.updates import half_step_block, update_block
 from .kernels.weighted import WeightedBlock
-from .resident import ResidentTasks, ResidentUnavailable, use_resident
+from .resident import resident_fit
 from .session import describe_jobs, parallelism
 
 __all__ = ["BlockMatrix", "default_grid"]
@@ -245,23 +243,17 @@ class BlockMatrix:
         ``execution`` is ``"auto"``, ``"resident"`` or ``"jobs"``
         (:func:`sparknmf.resident.use_resident`).
         """
-        n, m = self.shape
-        stored = min(8 * n * m, 16 * self.stats["nnz"]) * (2 if self.weighted else 1)
-        if self._resident is not None or not use_resident(self.execution, self.spark, stored, self.partitions):
+        if self._resident is not None:
             yield self
             return
-        tasks = ResidentTasks(self.spark, self.blocks, self.partitions, description)
-        try:
-            self._resident = tasks.start()
-        except ResidentUnavailable as reason:
-            warnings.warn(f"sparknmf: {reason}; running one Spark job per half-step instead", RuntimeWarning,
-                          stacklevel=3)
-        try:
-            yield self
-        finally:
-            if self._resident is not None:
+        n, m = self.shape
+        stored = min(8 * n * m, 16 * self.stats["nnz"]) * (2 if self.weighted else 1)
+        with resident_fit(self.spark, self.execution, self.blocks, self.partitions, stored, description) as tasks:
+            self._resident = tasks
+            try:
+                yield self
+            finally:
                 self._resident = None
-                tasks.close(failed=sys.exc_info()[0] is not None)
 
     def half_step(self, side, rule, params, X, Y, gram_y, *, update=True, carry=None):
         """Update the rows of X given Y on Spark; same contract as the local backend.

@@ -35,7 +35,7 @@ from .kernels.nnls import nnls_bpp
 from .kernels.updates import UPDATE_RULES
 from .local import LocalMatrix
 from .matrix import BlockMatrix
-from .params import Interval, OneOf, check_params, with_accessors
+from .params import HasExecutionMode, Interval, OneOf, check_params, with_accessors
 from .resident import EXECUTION_MODES
 from .seeding import INITS
 from .session import get_session
@@ -66,7 +66,7 @@ class _NMFModelParams(HasFeaturesCol, HasOutputCol, HasPredictionCol):
 
 
 @with_accessors
-class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInterval):
+class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInterval, HasExecutionMode):
     """Fit Params of :class:`NMF`."""
 
     k = Param(Params._dummy(), "k", "rank of the factorization (1 <= k <= min(n, m))",
@@ -105,10 +105,6 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
                     "(weight 0, weighted NMF)", typeConverter=TypeConverters.toString)
     regParam = Param(Params._dummy(), "regParam", "weighted NMF: L2 weight lambda on W and H",
                      typeConverter=TypeConverters.toFloat)
-    executionMode = Param(Params._dummy(), "executionMode",
-                          "spark backend: 'resident' (one job whose tasks keep the blocks and serve every half-step), "
-                          "'jobs' (a Spark job per half-step) or 'auto' (resident in classic sessions)",
-                          typeConverter=TypeConverters.toString)
 
     _constraints = {
         "k": Interval(1, integer=True),
@@ -136,7 +132,7 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
         self._setDefault(k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
                          numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error",
                          backend="auto", checkpointInterval=10, checkpointDir="", weightCol="", uncertaintyCol="",
-                         missing="zero", regParam=0.0, executionMode="auto")
+                         missing="zero", regParam=0.0)
 
 
 class NMF(Estimator, _NMFParams, MLWritable, MLReadable):

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import numbers
 
-__all__ = ["Interval", "OneOf", "check_params", "with_accessors"]
+from pyspark.ml.param import Param, Params, TypeConverters
+
+__all__ = ["HasExecutionMode", "Interval", "OneOf", "check_params", "with_accessors"]
 
 
 class Interval:
@@ -67,8 +69,6 @@ def check_params(instance) -> None:
 
 def with_accessors(cls):
     """Add ``getX``/``setX`` for each Param declared in ``cls`` itself, unless defined."""
-    from pyspark.ml.param import Param
-
     for name, value in list(vars(cls).items()):
         if not isinstance(value, Param):
             continue
@@ -87,3 +87,18 @@ def with_accessors(cls):
             if method.__name__ not in vars(cls):
                 setattr(cls, method.__name__, method)
     return cls
+
+
+
+@with_accessors
+class HasExecutionMode(Params):
+    """The ``executionMode`` Param of estimators that fit on Spark blocks (:mod:`sparknmf.resident`)."""
+
+    executionMode = Param(Params._dummy(), "executionMode",
+                          "spark backend: 'resident' (one job whose tasks keep the blocks and serve every half-step), "
+                          "'jobs' (a Spark job per half-step) or 'auto' (resident in classic sessions)",
+                          typeConverter=TypeConverters.toString)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._setDefault(executionMode="auto")

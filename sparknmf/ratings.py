@@ -37,6 +37,7 @@ ships them per block (and needs no shuffle).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -49,22 +50,24 @@ from . import codec, faults
 from .errors import InvalidInputError
 from .ingest import check_columns, distinct_ids
 from .kernels.ratings import Entries, drift
-from .matrix import _spread
-from .session import describe_jobs, parallelism
+from .resident import resident_fit, task_state
+from .session import describe_jobs, parallelism, placement_keys
 
 __all__ = ["DUPLICATE_POLICIES", "RatingBlocks", "StepContext", "build_entries", "ingest_ratings"]
 
 DUPLICATE_POLICIES = ("error", "mean", "last")
 SECONDS_PER_DAY = 86400.0
 _BLOCK_DDL = (
-    "side int, key int, block binary, aux binary, nnz long, wsum double, wrsum double, days binary, problem string"
+    "side int, key int, block binary, aux binary, nnz long, wsum double, wrsum double, days binary, needs binary, "
+    "problem string"
 )
-_PIECE_DDL = "side int, key int, piece binary"
-_PIECE_SCHEMA = pa.schema([("side", pa.int32()), ("key", pa.int32()), ("piece", pa.binary())])
+_PIECE_DDL = "_p int, side int, key int, piece binary"
+_PIECE_SCHEMA = pa.schema([("_p", pa.int32()), ("side", pa.int32()), ("key", pa.int32()), ("piece", pa.binary())])
 SIDES = ("user", "item")
 _BLOCK_SCHEMA = pa.schema([
     ("side", pa.int32()), ("key", pa.int32()), ("block", pa.binary()), ("aux", pa.binary()), ("nnz", pa.int64()),
-    ("wsum", pa.float64()), ("wrsum", pa.float64()), ("days", pa.binary()), ("problem", pa.string()),
+    ("wsum", pa.float64()), ("wrsum", pa.float64()), ("days", pa.binary()), ("needs", pa.binary()),
+    ("problem", pa.string()),
 ])
 _TARGET_BLOCK_NNZ = 1 << 22
 
@@ -123,7 +126,9 @@ class RatingBlocks:
     spark : SparkSession
     user_ids, item_ids : pyarrow Array
         Ids in index order (sorted).
-    frames : dict side -> cached DataFrame ``(key int, block binary, aux binary)``
+    store : cached DataFrame ``(side int, key int, block binary, aux binary, ...)``
+        Both copies, in ``partitions`` partitions (≤ the task slots): block
+        ``key`` of either side sits in partition ``key % partitions``.
     steps : dict side -> rows per block
     nnz : int
     mu : float
@@ -131,19 +136,37 @@ class RatingBlocks:
     context : StepContext
     id_types : dict side -> Spark DDL type of the ids
     local : dict side -> {"key", "block", "aux"} lists, or None
-        Blocks held on the driver (local backend) instead of in ``frames``.
+        Blocks held on the driver (local backend) instead of in ``store``.
+    partitions : int
+    execution : str
+        How fits run on ``store``: one of :data:`~sparknmf.resident.EXECUTION_MODES`.
+    needs : dict (side, key) -> int32 array
+        The sorted indices of the other side that each block's ratings refer to.
+    route_factors : bool
+        Resident tasks receive only the rows of the other side's arrays their
+        blocks refer to, when that ships fewer bytes (:meth:`map_blocks`).
+    shipped_bytes : int
+        Bytes the driver sent to resident tasks so far (requests, factors included).
     """
 
     spark: object
     user_ids: pa.Array
     item_ids: pa.Array
-    frames: dict
+    store: object
     steps: dict
     nnz: int
     mu: float
     context: StepContext
     id_types: dict = field(default_factory=dict)
     local: dict | None = None
+    partitions: int = 1
+    execution: str = "auto"
+    needs: dict = field(default_factory=dict, repr=False)
+    route_factors: bool = True
+    shipped_bytes: int = 0
+    _resident: object = field(default=None, repr=False)
+    _routes: dict = field(default_factory=dict, repr=False)
+    _entries: dict = field(default_factory=dict, repr=False)  # local blocks decoded, with their scratch
 
     @property
     def shape(self):
@@ -153,38 +176,139 @@ class RatingBlocks:
         return self.user_ids if side == "user" else self.item_ids
 
     def unpersist(self):
-        for frame in self.frames.values():
-            frame.unpersist()
+        if self.store is not None:
+            self.store.unpersist()
 
     def describe(self, text):
-        return describe_jobs(self.spark, text)
+        """Context manager naming the Spark jobs of a half-step (resident tasks start none)."""
+        return contextlib.nullcontext() if self._resident is not None else describe_jobs(self.spark, text)
 
-    def map_blocks(self, side: str, task, ddl: str) -> pa.Table:
-        """Run ``task(side, key, step, block, aux) -> dict`` on every block of ``side``: one Spark job.
+    @contextlib.contextmanager
+    def serving(self, description: str):
+        """Context of one fit: its half-steps run on resident tasks when :attr:`execution` allows.
 
-        The task returns one row (a dict of the ``ddl`` columns) per block; the
-        collected Arrow table is sorted by ``key``.  After :meth:`collect_local`
-        (``local`` blocks) the same task runs on the driver instead.
+        The tasks hold the blocks of both sides and keep them decoded between
+        half-steps (:func:`~sparknmf.resident.resident_fit`).
         """
-        step = self.steps[side]
-        schema = _ddl_schema(ddl)
+        from pyspark.sql import functions as F
+
+        if self.local is not None or self._resident is not None:
+            yield self
+            return
+        frame = self.store.select(F.col("side").alias("bi"), F.col("key").alias("bj"), "block", "aux")
+        width = 1 + int(self.context.weighted) + int(self.context.timed)
+        stored = 2 * self.nnz * (12 + 8 * width) * 2  # both copies, as stored and decoded
+        with resident_fit(self.spark, self.execution, frame, self.partitions, stored, description) as tasks:
+            self._resident = tasks
+            try:
+                yield self
+            finally:
+                self._resident = None
+
+    def map_blocks(self, side: str, task, ddl: str, *, own=(), other=()) -> pa.Table:
+        """Run ``task(key, entries, scratch, own_rows, other) -> dict`` on every block of ``side``.
+
+        ``entries`` are the block's :class:`~sparknmf.kernels.ratings.Entries`;
+        ``scratch`` is a dict kept with them, where a task may leave what a
+        later request can reuse; ``own_rows`` are the block's rows of the
+        arrays ``own`` (each with a row per index of ``side``), and ``other``
+        the arrays ``other`` (a row per index of the other side), in which only
+        the rows the block's ratings refer to are guaranteed: resident tasks
+        receive just those rows when that is smaller (:attr:`route_factors`,
+        MLlib's out-block routing), zeros elsewhere.
+
+        The task returns one row (a dict of the ``ddl`` columns) per block;
+        the result is sorted by ``key``.  It runs in one Spark job, or as one
+        request to the resident tasks of a fit (:meth:`serving`), or on the
+        driver for ``local`` blocks; resident tasks and the driver decode each
+        block once and keep its scratch, a job starts both afresh.
+        """
+        schema, step, code = _ddl_schema(ddl), self.steps[side], SIDES.index(side)
         if self.local is not None:
-            stored = self.local[side]
-            rows = [task(side, key, step, block, aux)
-                    for key, block, aux in zip(stored["key"], stored["block"], stored["aux"])]
+            stored, rows = self.local[side], []
+            for key, block, aux in zip(stored["key"], stored["block"], stored["aux"]):
+                kept = self._entries.get((side, key))
+                if kept is None:
+                    kept = self._entries[(side, key)] = (build_entries(side, key, step, block, aux, self.context), {})
+                rows.append(task(key, *kept, [A[key * step : (key + 1) * step] for A in own], list(other)))
             return pa.Table.from_pylist(rows, schema=schema)
+        count = math.ceil(self.shape[code] / step)
+        own_parts = [[codec.encode(A[key * step : (key + 1) * step]) for A in own] for key in range(count)]
+        whole = (None, [codec.encode(A) for A in other])
+        size = self.shape[1 - code]
 
-        def run(batches):
-            for batch in batches:
-                cols = batch.to_pydict()
-                out = {name: [] for name in schema.names}
-                for key, block, aux in zip(cols["key"], cols["block"], cols["aux"]):
-                    faults.inject(f"als-{side}", key)
-                    for name, value in task(side, key, step, block, aux).items():
-                        out[name].append(value)
-                yield pa.RecordBatch.from_pydict(out, schema=schema)
+        def body(keys, others):
+            return _block_body(side, step, self.context, task, schema, {k: own_parts[k] for k in keys}, others, size)
 
-        return self.frames[side].mapInArrow(run, ddl).toArrow().sort_by("key")
+        if self._resident is not None:
+            def body_for(held):  # this task's blocks, their rows of own and the rows of other they refer to
+                keys = [key for held_side, key in held if held_side == code]
+                needed = self._needed(side, keys, sum(A.shape[1] for A in other))
+                routed = whole if needed is None else (needed.tobytes(), [codec.encode(A[needed]) for A in other])
+                return body(keys, routed)
+
+            table = self._resident.run("bj", body_for)
+            self.shipped_bytes += self._resident.last_request_bytes
+            return table.sort_by("key")
+        from pyspark.sql import functions as F
+
+        frame = self.store.filter(F.col("side") == code).select(F.col("side").alias("bi"), "key", "block", "aux")
+        return frame.mapInArrow(body(range(count), whole), ddl).toArrow().sort_by("key")
+
+    def _needed(self, side, keys, width):
+        """Sorted rows of the other side that the blocks ``keys`` of ``side`` refer to, or None.
+
+        None (ship every row) when routing is off or would not ship fewer bytes
+        than the whole arrays (``width`` columns in all).
+        """
+        if not self.route_factors or not keys or not width:
+            return None
+        cache_key = (side, tuple(keys))
+        if cache_key not in self._routes:
+            rows = np.unique(np.concatenate([self.needs[(side, key)] for key in keys]))
+            size = self.shape[1 - SIDES.index(side)]
+            self._routes[cache_key] = rows if rows.size * (8 * width + 4) < size * 8 * width else None
+        return self._routes[cache_key]
+
+
+def _block_body(side, step, ctx, task, schema, own_parts, others, size):
+    """mapInArrow body of :meth:`RatingBlocks.map_blocks`: rows ``(bi = side code, key, block, aux)``.
+
+    ``own_parts``: key -> the block's rows of each own array (payloads);
+    ``others``: ``(rows, payloads)``, the other arrays whole (rows None) or
+    only ``rows`` of them (int32 bytes), scattered back into zeros of ``size`` rows.
+    """
+    code = SIDES.index(side)
+
+    def run(batches):
+        decoded = task_state()
+        rows, payloads = others
+        other = [codec.decode(p) for p in payloads]
+        if rows is not None:
+            index = np.frombuffer(rows, "<i4")
+            other = [_scatter(index, A, size) for A in other]
+        for batch in batches:
+            mine = batch.filter(pc.equal(batch.column("bi"), code))
+            out = {name: [] for name in schema.names}
+            for key, block, aux in zip(mine.column("key").to_pylist(), mine.column("block"), mine.column("aux")):
+                faults.inject(f"als-{side}", key)
+                kept = decoded.get((code, key))
+                if kept is None:
+                    kept = decoded[(code, key)] = (build_entries(side, key, step, block.as_buffer(), aux.as_buffer(),
+                                                                 ctx), {})
+                own = [codec.decode(p) for p in own_parts[key]]
+                for name, value in task(key, *kept, own, other).items():
+                    out[name].append(value)
+            yield pa.RecordBatch.from_pydict(out, schema=schema)
+
+    return run
+
+
+def _scatter(index, values, size):
+    """Rows ``values`` put at ``index`` of a zero array of ``size`` rows."""
+    full = np.zeros((size, values.shape[1]), values.dtype)
+    full[index] = values
+    return full
 
 
 def _ddl_schema(ddl: str) -> pa.Schema:
@@ -268,12 +392,14 @@ def _dedupe(frame, cols, policy):
     return frame.withColumn("_rank", F.row_number().over(window)).filter("_rank = 1").drop("_rank")
 
 
-def _piece_builder(user_col, item_col, user_ids, item_ids, steps, extra_cols):
+def _piece_builder(user_col, item_col, user_ids, item_ids, steps, extra_cols, placement):
     """mapInArrow body: a partition's ratings cut into one piece per (side, block).
 
     A piece (:func:`_pack`) holds the global row and column indices (``row``
     on the side's own axis) and the values ``[rating, extras...]``, so only a
     few binary rows per partition are shuffled, not the ratings one by one.
+    ``_p`` is ``placement[key % len(placement)]``: the stored block's partition
+    (:func:`~sparknmf.session.placement_keys`).
     """
 
     def run(batches):
@@ -290,9 +416,10 @@ def _piece_builder(user_col, item_col, user_ids, item_ids, steps, extra_cols):
             order = np.argsort(keys, kind="stable")
             bounds = np.flatnonzero(np.diff(keys[order])) + 1
             for chunk in np.split(order, bounds):
+                key = int(keys[chunk[0]])
                 piece = _pack(rows[chunk], cols[chunk], data[chunk])
-                yield pa.RecordBatch.from_pydict({"side": [side], "key": [int(keys[chunk[0]])], "piece": [piece]},
-                                                 schema=_PIECE_SCHEMA)
+                yield pa.RecordBatch.from_pydict({"_p": [placement[key % len(placement)]], "side": [side],
+                                                  "key": [key], "piece": [piece]}, schema=_PIECE_SCHEMA)
 
     return run
 
@@ -324,7 +451,7 @@ def _block_merger(sizes, weighted, timed, policy):
         rows = np.concatenate([q[0] for q in parts]).astype(np.int64) - key * step
         cols = np.concatenate([q[1] for q in parts]).astype(np.int64)
         data = np.vstack([q[2] for q in parts])
-        order = np.lexsort((cols, rows))
+        order = np.argsort(rows * n_other + cols)  # by row, then column
         rows, cols, data = rows[order], cols[order], data[order]
         vals = data[:, 0]
         aux = data[:, 1:]
@@ -342,6 +469,7 @@ def _block_merger(sizes, weighted, timed, policy):
         return pa.Table.from_pylist([{
             "side": side, "key": key, "block": codec.encode(csr), "aux": codec.encode(aux) if aux.shape[1] else b"",
             "nnz": int(vals.size), "wsum": float(w.sum()), "wrsum": float(np.dot(w, vals)), "days": days,
+            "needs": np.flatnonzero(np.bincount(cols, minlength=n_other)).astype("<i4").tobytes(),
             "problem": problem,
         }], schema=_BLOCK_SCHEMA)
 
@@ -374,7 +502,7 @@ def _build_on_driver(table, pieces, merge):
     """The same two steps on the driver: pieces of the collected table, merged per (side, block)."""
     groups = {}
     for batch in pieces(table.to_batches()):
-        groups.setdefault((batch.column(0)[0].as_py(), batch.column(1)[0].as_py()), []).append(batch)
+        groups.setdefault((batch.column("side")[0].as_py(), batch.column("key")[0].as_py()), []).append(batch)
     return pa.concat_tables([merge(pa.Table.from_batches(groups[g])) for g in sorted(groups)])
 
 
@@ -396,8 +524,8 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
 
     ``backend="local"`` (or ``"auto"`` with at most ``local_limit`` ratings)
     collects the checked ratings and builds the blocks on the driver, where
-    :meth:`RatingBlocks.map_blocks` then runs; ``"spark"`` keeps them in
-    cached DataFrames, one block per partition.
+    :meth:`RatingBlocks.map_blocks` then runs; ``"spark"`` keeps both copies
+    in one cached DataFrame with at most one partition per task slot.
 
     Raises
     ------
@@ -406,7 +534,6 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
         NaN / infinite ratings, ratings outside ``rating_range``, bad weights,
         null timestamps, duplicate (user, item) pairs (with ``duplicates="error"``).
     """
-    from pyspark.sql import functions as F
     from pyspark.sql.types import DateType, NumericType, TimestampNTZType, TimestampType
 
     cols = (user_col, item_col, rating_col, weight_col or None, time_col or None)
@@ -435,36 +562,33 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
         item_ids = distinct_ids(frame, item_col, whom)
     n, m = len(user_ids), len(item_ids)
     steps = {"user": _grid(spark, n, user_blocks, stats["rows"]), "item": _grid(spark, m, item_blocks, stats["rows"])}
+    partitions = max(1, min(math.ceil(n / steps["user"]) + math.ceil(m / steps["item"]), parallelism(spark)))
     timed = bool(time_col)
     context = StepContext(weighted=bool(weight_col), timed=timed, bins=bins if timed else 0,
                           day_range=(float(stats["dmin"]), float(stats["dmax"])) if timed else (0.0, 1.0), beta=beta)
-    blocks = RatingBlocks(spark, user_ids, item_ids, {}, steps, 0, 0.0, context, id_types, {} if local else None)
+    blocks = RatingBlocks(spark, user_ids, item_ids, None, steps, 0, 0.0, context, id_types, {} if local else None,
+                          partitions)
     extra_cols = (["_w"] if weight_col else []) + (["_day"] if timed else [])
-    pieces = _piece_builder(user_col, item_col, user_ids, item_ids, steps, extra_cols)
+    pieces = _piece_builder(user_col, item_col, user_ids, item_ids, steps, extra_cols, placement_keys(partitions))
     merge = _block_merger({"user": (steps["user"], n), "item": (steps["item"], m)}, bool(weight_col), timed, duplicates)
     if local:
         info = _build_on_driver(table, pieces, merge)
     else:
-        built = prepared.mapInArrow(pieces, _PIECE_DDL).groupBy("side", "key").applyInArrow(merge, _BLOCK_DDL).cache()
+        # one shuffle: hash partitioning on _p places each block (both sides) in partition key % partitions,
+        # and satisfies the grouping on (_p, side, key) without a second exchange
+        blocks.store = (prepared.mapInArrow(pieces, _PIECE_DDL).repartition(partitions, "_p")
+                        .groupBy("_p", "side", "key").applyInArrow(merge, _BLOCK_DDL).cache())
         with describe_jobs(spark, "sparknmf: store ratings by user block and by item block"):
-            info = built.drop("block", "aux").toArrow()
+            info = blocks.store.drop("block", "aux").toArrow()
     info = info.sort_by([("side", "ascending"), ("key", "ascending")])
-    problems = any(info.column("problem").to_pylist())
-    for code, side in enumerate(SIDES):
-        if problems:
-            continue
-        if local:
+    if local and not any(info.column("problem").to_pylist()):
+        for code, side in enumerate(SIDES):
             mine = info.filter(pc.equal(info.column("side"), code))
             blocks.local[side] = mine.select(["key", "block", "aux"]).to_pydict()
-        else:
-            spread = built.filter(F.col("side") == code).select(F.col("key").alias("bi"), F.lit(0).alias("bj"),
-                                                                "block", "aux")
-            count = int(pc.sum(pc.equal(info.column("side"), code)).as_py())
-            blocks.frames[side] = _spread(spread, count).withColumnRenamed("bi", "key")
-    if not local:
-        built.unpersist()
     users = info.filter(pc.equal(info.column("side"), 0))
     _check_duplicates(users, blocks, whom, user_col, item_col)
+    blocks.needs = {(SIDES[code], key): np.frombuffer(needs, "<i4") for code, key, needs in
+                    zip(*(info.column(c).to_pylist() for c in ("side", "key", "needs")))}
     blocks.nnz = int(pc.sum(users.column("nnz")).as_py())
     wsum = float(pc.sum(users.column("wsum")).as_py())
     if wsum <= 0:

@@ -39,6 +39,7 @@ reach) and for V too large to sit in the Python workers at once.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hmac
 import json
 import logging
@@ -46,14 +47,16 @@ import secrets
 import selectors
 import socket
 import struct
+import sys
 import time
+import warnings
 import weakref
 
 import pyarrow as pa
 
 from .session import describe_jobs, is_connect, parallelism
 
-__all__ = ["EXECUTION_MODES", "ResidentTasks", "ResidentUnavailable", "use_resident"]
+__all__ = ["EXECUTION_MODES", "ResidentTasks", "ResidentUnavailable", "resident_fit", "task_state", "use_resident"]
 
 logger = logging.getLogger("sparknmf")
 
@@ -112,10 +115,25 @@ def _recv(sock) -> bytearray:
 
 
 # ---------------------------------------------------------------------- task side
+_STATE = None  # the running resident task's scratch space (a dict), None outside one
+
+
+def task_state() -> dict:
+    """Scratch space that lasts as long as the resident task running the caller.
+
+    A body may keep what it derives from its blocks alone (decoded entries,
+    index plans) here between requests.  Outside a resident task (a job per
+    half-step, the driver) it is a new empty dict on every call, so nothing
+    outlives the task: Python workers are reused by later, unrelated tasks.
+    """
+    return _STATE if _STATE is not None else {}
+
+
 def _serve(address, token: str):
     """The barrier job's mapInArrow body: register, then answer requests until told to stop."""
 
     def run(batches):
+        global _STATE
         from pyspark import BarrierTaskContext
         from pyspark import cloudpickle
 
@@ -130,6 +148,7 @@ def _serve(address, token: str):
             hello = {"token": token, "task": context.taskAttemptId(), "partition": context.partitionId(),
                      "tasks": len(context.getTaskInfos()), "blocks": held}
             _send(sock, json.dumps(hello).encode())
+            _STATE = {}
             while True:
                 request = _recv(sock)
                 if not request:
@@ -146,6 +165,7 @@ def _serve(address, token: str):
                         writer.close()
                 _send(sock, sink.getvalue().to_pybytes())
         finally:
+            _STATE = None
             sock.close()
         yield pa.RecordBatch.from_pydict({"part": [context.partitionId()]}, schema=pa.schema([("part", pa.int32())]))
 
@@ -153,6 +173,31 @@ def _serve(address, token: str):
 
 
 # ---------------------------------------------------------------------- driver side
+@contextlib.contextmanager
+def resident_fit(spark, mode: str, blocks, partitions: int, stored_bytes: int, description: str):
+    """Context of one fit: yields started :class:`ResidentTasks` holding ``blocks``, or None.
+
+    None means a Spark job per half-step: ``mode`` (see :func:`use_resident`)
+    rules resident tasks out, or they could not start (then with a
+    :class:`RuntimeWarning` saying why).  The tasks are stopped on exit.
+    """
+    if not use_resident(mode, spark, stored_bytes, partitions):
+        yield None
+        return
+    tasks = ResidentTasks(spark, blocks, partitions, description)
+    try:
+        tasks.start()
+    except ResidentUnavailable as reason:
+        warnings.warn(f"sparknmf: {reason}; running one Spark job per half-step instead", RuntimeWarning,
+                      stacklevel=4)
+        yield None
+        return
+    try:
+        yield tasks
+    finally:
+        tasks.close(failed=sys.exc_info()[0] is not None)
+
+
 _JOBS = weakref.WeakSet()  # resident jobs that may still be finishing
 
 
@@ -201,6 +246,7 @@ class ResidentTasks:
         self._expected = None  # tasks in the current attempt (from the hellos)
         self._floor = -1  # task attempt ids up to this belong to broken attempts
         self._tag = f"sparknmf-resident-{self._token[:12]}"
+        self.last_request_bytes = 0  # size of the requests of the last run, all tasks together
 
     # -------------------------------------------------------------- lifecycle
     def __enter__(self):
@@ -336,6 +382,7 @@ class ResidentTasks:
         while True:
             self._await_attempt()
             requests = {part: cloudpickle.dumps((key_column, body_for(held))) for part, held in self._held.items()}
+            self.last_request_bytes = sum(map(len, requests.values()))
             try:
                 return self._exchange(requests)
             except ConnectionError as error:

@@ -12,7 +12,9 @@ import os
 import re
 import sys
 
-__all__ = ["get_session", "is_connect", "parallelism", "describe_jobs", "blas_threads", "launched_by_spark_submit"]
+__all__ = [
+    "get_session", "is_connect", "parallelism", "describe_jobs", "blas_threads", "launched_by_spark_submit", "placement_keys",
+]
 
 logger = logging.getLogger("sparknmf")
 _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
@@ -130,3 +132,38 @@ def describe_jobs(spark, text: str):
             spark.conf.unset(_DESCRIPTION)
         else:
             spark.conf.set(_DESCRIPTION, previous)
+
+
+def placement_keys(count: int) -> list:
+    """Integers ``v_0 … v_{count-1}`` that ``repartition(count, column)`` sends to partitions ``0 … count-1``.
+
+    Spark's hash partitioning puts an ``int`` value v in partition
+    ``pmod(murmur3(v, seed 42), count)``; a column holding ``v_t`` for the
+    rows meant for partition t places them exactly, in one shuffle and
+    without the sampling job of a range partitioning.
+    """
+    keys, value = [None] * count, 0
+    while any(key is None for key in keys):
+        slot = _murmur3_int(value) % count  # Python's % is pmod for a positive count
+        if keys[slot] is None:
+            keys[slot] = value
+        value += 1
+    return keys
+
+
+def _murmur3_int(value: int, seed: int = 42) -> int:
+    """Spark's ``Murmur3_x86_32.hashInt`` (the hash of ``F.hash`` and of hash partitioning), signed."""
+    mask = 0xFFFFFFFF
+    k1 = (value & mask) * 0xCC9E2D51 & mask
+    k1 = ((k1 << 15) | (k1 >> 17)) & mask
+    k1 = k1 * 0x1B873593 & mask
+    h1 = seed ^ k1
+    h1 = ((h1 << 13) | (h1 >> 19)) & mask
+    h1 = (h1 * 5 + 0xE6546B64) & mask
+    h1 ^= 4  # the length in bytes
+    h1 ^= h1 >> 16
+    h1 = h1 * 0x85EBCA6B & mask
+    h1 ^= h1 >> 13
+    h1 = h1 * 0xC2B2AE35 & mask
+    h1 ^= h1 >> 16
+    return h1 - (1 << 32) if h1 & 0x80000000 else h1

@@ -140,3 +140,95 @@ def test_execution_mode_param_is_checked_before_any_job(spark):
         jobs[mode] = _jobs_during(spark, lambda: models.setdefault(mode, estimator.fit(_matrix())))
     _identical(models["jobs"].result, models["resident"].result)
     assert jobs["jobs"] >= jobs["resident"] + 5  # a job per iteration against one for the fit
+
+
+# ------------------------------------------------------------------------------------------ MaskedALS
+def _ratings(spark, seed=0, n=40, m=30, density=0.3):
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n, m)) < density
+    mask[np.arange(n), rng.integers(0, m, n)] = True
+    mask[rng.integers(0, n, m), np.arange(m)] = True
+    u, i = np.nonzero(mask)
+    return spark.createDataFrame(pa.table({
+        "user": pa.array([f"u{x:02d}" for x in u]), "item": pa.array(i, pa.int64()),
+        "rating": pa.array(np.round(rng.uniform(1, 5, u.size))),
+        "ts": pa.array(rng.integers(880_000_000, 890_000_000, u.size), pa.int64()),
+        "w": pa.array(rng.uniform(0.5, 2.0, u.size))}))
+
+
+@pytest.mark.parametrize("options", [
+    dict(implicitFeedback=True, implicitRegParam=2.0),  # conjugate-gradient passes reuse the blocks' Grams
+    dict(timestampCol="ts", timeBins=3, userDrift=True, weightCol="w", regularization="weighted"),
+    dict(nonnegative=True, biases=False),
+])
+def test_resident_masked_als_equals_one_job_per_half_step(spark, options):
+    """Both copies of the ratings in one barrier job; 3×2 blocks on 2 slots: each task serves both sides."""
+    from sparknmf import MaskedALS
+
+    estimator = MaskedALS(**{"rank": 3, "regParam": 0.1, "biasRegParam": 0.1, "implicitFeedback": False, "maxIter": 4,
+                             "tol": 0.0, "backend": "spark", "numUserBlocks": 3, "numItemBlocks": 2, **options})
+    blocks = estimator.ingest(_ratings(spark))
+    try:
+        assert blocks.partitions == 2
+        models, jobs = {}, {}
+        for mode in ("jobs", "resident"):
+            jobs[mode] = _jobs_during(spark, lambda: models.setdefault(
+                mode, estimator.copy({estimator.executionMode: mode}).fitBlocks(blocks)))
+    finally:
+        blocks.unpersist()
+    for side in ("userParams", "itemParams"):
+        np.testing.assert_array_equal(getattr(models["jobs"], side), getattr(models["resident"], side))
+    assert models["jobs"].history == models["resident"].history
+    assert 1 <= jobs["resident"] <= 2 and jobs["jobs"] >= 8  # one job for the fit, one per half-step
+
+
+def test_rating_blocks_are_placed_by_key_in_as_many_partitions_as_slots(spark):
+    """Block ``key`` of either side sits in partition ``key % partitions``, with one shuffle (no range sampling)."""
+    from pyspark.sql import functions as F
+
+    from sparknmf import MaskedALS
+
+    blocks = MaskedALS(rank=2, backend="spark", numUserBlocks=5, numItemBlocks=3).ingest(_ratings(spark, 1))
+    try:
+        placed = blocks.store.select("side", "key", F.spark_partition_id().alias("part")).collect()
+    finally:
+        blocks.unpersist()
+    assert blocks.partitions == 2
+    assert sorted((r.side, r.key) for r in placed) == [(0, k) for k in range(5)] + [(1, k) for k in range(3)]
+    assert all(r.part == r.key % 2 for r in placed)
+
+
+def test_resident_tasks_receive_only_the_factor_rows_their_blocks_refer_to(spark):
+    """Two communities (users 0-19 rate items 0-14, users 20-39 items 15-29): each block needs half the other side.
+
+    Routing (MLlib's out-blocks) ships those rows only; the fit is the same, bit for bit, as with every row shipped
+    (a broadcast) and as with a job per half-step."""
+    import pyarrow as pa
+
+    from sparknmf import MaskedALS
+
+    rng = np.random.default_rng(7)
+    users, items = np.nonzero(rng.random((40, 30)) < 0.5)
+    keep = (users < 20) == (items < 15)
+    frame = spark.createDataFrame(pa.table({"user": pa.array(users[keep], pa.int64()),
+                                            "item": pa.array(items[keep], pa.int64()),
+                                            "rating": pa.array(rng.uniform(1, 5, keep.sum()))}))
+    estimator = MaskedALS(rank=3, regParam=0.1, maxIter=3, tol=0.0, backend="spark", numUserBlocks=2,
+                          numItemBlocks=2, implicitFeedback=True, implicitRegParam=2.0)
+    blocks = estimator.ingest(frame)
+    models, shipped = {}, {}
+    try:
+        assert [list(blocks.needs[("user", key)]) for key in (0, 1)] == [list(range(15)), list(range(15, 30))]
+        for name, mode, route in (("jobs", "jobs", True), ("routed", "resident", True), ("whole", "resident", False)):
+            blocks.route_factors, blocks.shipped_bytes = route, 0
+            models[name] = estimator.copy({estimator.executionMode: mode}).fitBlocks(blocks)
+            shipped[name] = blocks.shipped_bytes
+    finally:
+        blocks.unpersist()
+    for name in ("routed", "whole"):
+        for side in ("userParams", "itemParams", "implicitVectors"):
+            np.testing.assert_array_equal(getattr(models["jobs"], side), getattr(models[name], side))
+        assert models["jobs"].history == models[name].history
+    assert shipped["jobs"] == 0 and 0 < shipped["routed"] < shipped["whole"]
