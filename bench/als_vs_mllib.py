@@ -9,6 +9,9 @@
    ratings, 1M test ratings, from a planted rank-10 model plus noise), rank 10 and rank 50, 10 iterations,
    no biases, ALS-WR regularization λ = 0.1 for both (like with like): fit time, ours / MLlib, test RMSE
    and the peak resident memory of the whole process tree (JVM, Python driver and workers) during the fit.
+   MaskedALS's time is split into ingest and loop, and the loop is timed again on the same blocks with every
+   factor row shipped to every task instead of only the rows its blocks refer to (routing off), and with
+   --with-jobs with a Spark job per half-step; the factor bytes sent per iteration are printed.
 
 Usage::
 
@@ -166,7 +169,7 @@ def synthetic_ratings(path, scale=1.0, seed=0):
     return int((~test).sum()), int(test.sum()), n, m
 
 
-def synthetic(spark, results, scale, ranks, data=None):
+def synthetic(spark, results, scale, ranks, data=None, with_jobs=False):
     from pyspark.ml.recommendation import ALS
 
     from sparknmf import MaskedALS
@@ -189,10 +192,31 @@ def synthetic(spark, results, scale, ranks, data=None):
                          implicitFeedback=False, tol=0.0, backend="spark", coldStartStrategy="drop")
         m_model, m_time, m_mem = timed(lambda: mllib.fit(train))
         m_rmse = rmse_of(m_model.transform(test))
-        o_model, o_time, o_mem = timed(lambda: ours.fit(train))
+        stages = {}
+
+        def fit():  # ours.fit(train), in its two stages: ingest, then the fit on the stored blocks
+            start = time.perf_counter()
+            stages["blocks"] = blocks = ours.ingest(train)
+            stages["ingest_s"] = time.perf_counter() - start
+            return ours.fitBlocks(blocks)
+
+        o_model, o_time, o_mem = timed(fit)
         o_rmse = rmse_of(o_model.transform(test))
+        blocks = stages["blocks"]
         row = {"rank": rank, "mllib_fit_s": m_time, "ours_fit_s": o_time, "time_ratio": o_time / m_time,
-               "mllib_rmse": m_rmse, "ours_rmse": o_rmse, "mllib_peak_rss_gib": m_mem, "ours_peak_rss_gib": o_mem}
+               "mllib_rmse": m_rmse, "ours_rmse": o_rmse, "mllib_peak_rss_gib": m_mem, "ours_peak_rss_gib": o_mem,
+               "ours_ingest_s": stages["ingest_s"], "ours_loop_s": o_time - stages["ingest_s"],
+               "routed_mib_per_iteration": blocks.shipped_bytes / 2**20 / 10}
+        # the other ways of running the same loop on the same blocks: every factor row to every task, a job per
+        # half-step (MLlib-like broadcast of the factors in each job's closure)
+        for name, mode, route in [("whole", "resident", False)] + ([("jobs", "jobs", True)] if with_jobs else []):
+            blocks.route_factors, blocks.shipped_bytes = route, 0
+            start = time.perf_counter()
+            ours.copy({ours.executionMode: mode}).fitBlocks(blocks)
+            row[f"{name}_loop_s"] = time.perf_counter() - start
+            if mode == "resident":
+                row[f"{name}_mib_per_iteration"] = blocks.shipped_bytes / 2**20 / 10
+        blocks.unpersist()
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         rows.append(row)
     results["synthetic"] = {"train": n_train, "test": n_test, "users": n, "items": m, "scale": scale, "runs": rows}
@@ -205,13 +229,14 @@ def main():
     parser.add_argument("--ranks", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--memory", default="8g", help="spark.driver.memory")
     parser.add_argument("--data", help="folder for the synthetic train/test Parquet files (reused when present)")
+    parser.add_argument("--with-jobs", action="store_true", help="synthetic: also time the loop with a job per half-step")
     args = parser.parse_args()
     spark = session(args.memory)
     results = {"args": vars(args), "spark": spark.version}
     if args.part in ("movielens", "all"):
         movielens(spark, results)
     if args.part in ("synthetic", "all"):
-        synthetic(spark, results, args.scale, args.ranks, args.data)
+        synthetic(spark, results, args.scale, args.ranks, args.data, args.with_jobs)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "als_vs_mllib.json").write_text(json.dumps(results, indent=2, default=str))

@@ -5,34 +5,38 @@ Layout
 Users and items keep their own ids (any type); they are mapped once to dense
 indices in sorted order.  Users are cut into ``p`` contiguous user blocks of
 ``user_step`` users, items into ``q`` item blocks of ``item_step`` items.  The
-ratings are stored twice, as two cached DataFrames with one row per block
-``(key int, block binary, aux binary)``:
+ratings are stored twice, in one cached DataFrame with a row per block
+``(side int, key int, block binary, aux binary, ...)``:
 
-* by user block: ``block`` is a CSR matrix (users of the block × all items)
-  whose values are the ratings, ``aux`` the per-rating weight and day (when
-  used), in the CSR order;
-* by item block: the same ratings as (items of the block × all users).
+* side 0, by user block: ``block`` is a CSR matrix (users of the block × all
+  items) whose values are the ratings, ``aux`` the per-rating weight and day
+  (when used), in the CSR order;
+* side 1, by item block: the same ratings as (items of the block × all users).
 
 Three users, four items, two user blocks (user_step 2), two item blocks::
 
-    ratings (user, item, r)      user blocks                  item blocks
+    ratings (user, item, r)      user blocks (side 0)         item blocks (side 1)
     ("ann", "m1", 4)             key 0: ann, bob × m1..m4     key 0: m1, m2 × ann, bob, cy
     ("ann", "m3", 2)                 ann: m1=4, m3=2              m1: ann=4, cy=5
     ("bob", "m2", 5)                 bob: m2=5                    m2: bob=5
     ("cy",  "m1", 5)             key 1: cy × m1..m4           key 1: m3, m4 × ann, bob, cy
     ("cy",  "m4", 1)                 cy: m1=5, m4=1               m3: ann=2;  m4: cy=1
 
+The DataFrame has at most one partition per task slot; block ``key`` of either
+side sits in partition ``key % partitions``, so every partition holds blocks
+of both sides.
+
 Updating the users needs, for the ratings of a user block, only the item
-factors (shipped to every task with the function) and gives the new rows of
-the block: each half-step is one Spark job over one of the two copies, whose
-results (the new factor rows) come back to the driver with ``toArrow``.  The
-factors live on the driver between half-steps, so the plan never grows and
-no checkpoint directory is needed however many iterations run.  This is
-MLlib's in-block / out-block routing with the out-blocks replaced by one
-broadcast of the other side: with q item blocks a user block would need the
-factors of the items its users rated, which at rank ≥ 10 is nearly all of
-them; a broadcast of m×k numbers per executor is cheaper than a join that
-ships them per block (and needs no shuffle).
+factors of the items they rated and gives the new rows of the block.  A fit
+runs its half-steps on resident tasks (:mod:`sparknmf.resident`: one barrier
+job whose tasks decode their blocks once) or as one Spark job per half-step
+over one side's blocks; the new rows come back to the driver.  The factors
+live on the driver between half-steps, so the plan never grows and no
+checkpoint directory is needed however many iterations run.  A resident task
+receives only the rows of the other side its blocks refer to (MLlib's
+out-block routing; ``needs`` lists them per block), unless shipping all of
+them is no more bytes; a job per half-step carries them all in its function,
+which Spark broadcasts once per executor.
 """
 
 from __future__ import annotations
