@@ -11,8 +11,9 @@ afresh from the cached blocks):
   the driver holds the factors ((n + m)·k numbers), their Grams and one float of history per iteration.
 
 NMF runs 500 iterations on Spark with one job per iteration, and again on resident tasks (one job for the whole fit,
-sparknmf.resident: its plan is built once).  MaskedALS runs 100 iterations on Spark (two jobs per
-iteration: 500 would take ~8 minutes of this shared 2-core machine's test budget) and 500 on the driver backend.
+sparknmf.resident: its plan is built once).  MaskedALS runs 100 iterations on Spark with two jobs per iteration
+(500 would take ~8 minutes of this shared 2-core machine's test budget), 100 on resident tasks and 500 on the
+driver backend.
 """
 
 import gc
@@ -92,12 +93,17 @@ def ratings(spark):
     frame.unpersist()
 
 
-@pytest.mark.parametrize("backend, iterations", [("spark", 100), ("local", 500)])
-def test_masked_als_long_runs(spark, monkeypatch, ratings, backend, iterations):
+@pytest.mark.parametrize("backend, execution, iterations", [("spark", "jobs", 100), ("spark", "resident", 100),
+                                                             ("local", "auto", 500)])
+def test_masked_als_long_runs(spark, monkeypatch, ratings, backend, execution, iterations):
     monitor = Monitor(spark, monkeypatch, every=10 if backend == "spark" else 50)
     est = MaskedALS(rank=4, regParam=0.01, biasRegParam=0.1, implicitFeedback=False, maxIter=iterations, tol=0.0,
-                    backend=backend, numUserBlocks=2, numItemBlocks=1)
+                    backend=backend, numUserBlocks=2, numItemBlocks=1, executionMode=execution)
     model = est.fitFrom(ratings, callback=monitor)
     assert model.nIter == iterations and np.isfinite(model.userParams).all()
     assert all(b <= a * (1 + 1e-9) for a, b in zip(model.history, model.history[1:]))
     monitor.check(iterations, spark_jobs=backend == "spark")
+    if execution == "jobs":
+        assert len(monitor.plans) == 1 + 2 * iterations  # the ingest's pieces, then a plan per half-step
+    elif backend == "spark":
+        assert len(monitor.plans) == 2  # the ingest's pieces and the one resident job of the fit
