@@ -89,7 +89,6 @@ def with_accessors(cls):
     return cls
 
 
-
 @with_accessors
 class HasExecutionMode(Params):
     """The ``executionMode`` Param of estimators that fit on Spark blocks (:mod:`sparknmf.resident`)."""

@@ -169,7 +169,7 @@ class RatingBlocks:
     route_factors: bool = True
     shipped_bytes: int = 0
     _resident: object = field(default=None, repr=False)
-    _routes: dict = field(default_factory=dict, repr=False)
+    _routes: dict = field(default_factory=dict, repr=False)  # (side, a task's keys) -> the rows they refer to
     _entries: dict = field(default_factory=dict, repr=False)  # local blocks decoded, with their scratch
 
     @property
@@ -267,12 +267,11 @@ class RatingBlocks:
         """
         if not self.route_factors or not keys or not width:
             return None
-        cache_key = (side, tuple(keys))
-        if cache_key not in self._routes:
-            rows = np.unique(np.concatenate([self.needs[(side, key)] for key in keys]))
-            size = self.shape[1 - SIDES.index(side)]
-            self._routes[cache_key] = rows if rows.size * (8 * width + 4) < size * 8 * width else None
-        return self._routes[cache_key]
+        rows = self._routes.get((side, tuple(keys)))
+        if rows is None:
+            rows = self._routes[(side, tuple(keys))] = np.unique(np.concatenate([self.needs[(side, k)] for k in keys]))
+        size = self.shape[1 - SIDES.index(side)]
+        return rows if rows.size * (8 * width + 4) < size * 8 * width else None
 
 
 def _block_body(side, step, ctx, task, schema, own_parts, others, size):
