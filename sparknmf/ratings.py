@@ -247,6 +247,8 @@ class RatingBlocks:
         if self._resident is not None:
             def body_for(held):  # this task's blocks, their rows of own and the rows of other they refer to
                 keys = [key for held_side, key in held if held_side == code]
+                if not keys:
+                    return body(keys, (None, []))
                 needed = self._needed(side, keys, sum(A.shape[1] for A in other))
                 routed = whole if needed is None else (needed.tobytes(), [codec.encode(A[needed]) for A in other])
                 return body(keys, routed)
@@ -565,7 +567,8 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
         item_ids = distinct_ids(frame, item_col, whom)
     n, m = len(user_ids), len(item_ids)
     steps = {"user": _grid(spark, n, user_blocks, stats["rows"]), "item": _grid(spark, m, item_blocks, stats["rows"])}
-    partitions = max(1, min(math.ceil(n / steps["user"]) + math.ceil(m / steps["item"]), parallelism(spark)))
+    # block key of either side goes to partition key % partitions: the side with more blocks fills every one
+    partitions = max(1, min(max(math.ceil(n / steps["user"]), math.ceil(m / steps["item"])), parallelism(spark)))
     timed = bool(time_col)
     context = StepContext(weighted=bool(weight_col), timed=timed, bins=bins if timed else 0,
                           day_range=(float(stats["dmin"]), float(stats["dmax"])) if timed else (0.0, 1.0), beta=beta)

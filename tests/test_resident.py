@@ -184,20 +184,28 @@ def test_resident_masked_als_equals_one_job_per_half_step(spark, options):
     assert 1 <= jobs["resident"] <= 2 and jobs["jobs"] >= 8  # one job for the fit, one per half-step
 
 
-def test_rating_blocks_are_placed_by_key_in_as_many_partitions_as_slots(spark):
-    """Block ``key`` of either side sits in partition ``key % partitions``, with one shuffle (no range sampling)."""
+@pytest.mark.parametrize("grid, partitions", [((5, 3), 2), ((1, 3), 2), ((1, 1), 1)])
+def test_rating_blocks_are_placed_by_key_in_as_many_partitions_as_slots(spark, grid, partitions):
+    """Block ``key`` of either side sits in partition ``key % partitions``, with one shuffle (no range sampling);
+    as many partitions as the side with more blocks has, at most one per slot, so none is empty."""
     from pyspark.sql import functions as F
 
     from sparknmf import MaskedALS
 
-    blocks = MaskedALS(rank=2, backend="spark", numUserBlocks=5, numItemBlocks=3).ingest(_ratings(spark, 1))
+    estimator = MaskedALS(rank=2, maxIter=2, tol=0.0, implicitFeedback=False, backend="spark",
+                          numUserBlocks=grid[0], numItemBlocks=grid[1])
+    blocks = estimator.ingest(_ratings(spark, 1))
     try:
         placed = blocks.store.select("side", "key", F.spark_partition_id().alias("part")).collect()
+        if grid == (1, 3):  # one task holds no user block: it answers the user half-steps with nothing
+            fits = [estimator.copy({estimator.executionMode: mode}).fitBlocks(blocks) for mode in ("jobs", "resident")]
+            np.testing.assert_array_equal(fits[0].userParams, fits[1].userParams)
+            assert fits[0].history == fits[1].history
     finally:
         blocks.unpersist()
-    assert blocks.partitions == 2
-    assert sorted((r.side, r.key) for r in placed) == [(0, k) for k in range(5)] + [(1, k) for k in range(3)]
-    assert all(r.part == r.key % 2 for r in placed)
+    assert blocks.partitions == partitions
+    assert sorted((r.side, r.key) for r in placed) == [(0, k) for k in range(grid[0])] + [(1, k) for k in range(grid[1])]
+    assert all(r.part == r.key % partitions for r in placed)
 
 
 def test_resident_tasks_receive_only_the_factor_rows_their_blocks_refer_to(spark):
