@@ -403,7 +403,7 @@ class _Fit:
     def implicit_step(self):
         """A few conjugate-gradient steps on the ridge problem of Y (kernels.ratings), warm-started."""
         lam = self.est.getImplicitRegParam()
-        token = secrets.token_hex(8)
+        token = secrets.token_hex(8)  # unique across fits too: local blocks keep their scratch between fits
         rhs, AY = self.implicit_products(self.Y, token)
         r = rhs - (AY + lam * self.Y)
         p, rr = r.copy(), float(np.vdot(r, r))

@@ -22,9 +22,9 @@ Three users, four items, two user blocks (user_step 2), two item blocks::
     ("cy",  "m1", 5)             key 1: cy × m1..m4           key 1: m3, m4 × ann, bob, cy
     ("cy",  "m4", 1)                 cy: m1=5, m4=1               m3: ann=2;  m4: cy=1
 
-The DataFrame has at most one partition per task slot; block ``key`` of either
-side sits in partition ``key % partitions``, so every partition holds blocks
-of both sides.
+The DataFrame has as many partitions as the side with more blocks has blocks,
+at most one per task slot; block ``key`` of either side sits in partition
+``key % partitions``, so none is empty.
 
 Updating the users needs, for the ratings of a user block, only the item
 factors of the items they rated and gives the new rows of the block.  A fit

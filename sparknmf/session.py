@@ -142,13 +142,11 @@ def placement_keys(count: int) -> list:
     rows meant for partition t places them exactly, in one shuffle and
     without the sampling job of a range partitioning.
     """
-    keys, value = [None] * count, 0
-    while any(key is None for key in keys):
-        slot = _murmur3_int(value) % count  # Python's % is pmod for a positive count
-        if keys[slot] is None:
-            keys[slot] = value
+    keys, value = {}, 0
+    while len(keys) < count:
+        keys.setdefault(_murmur3_int(value) % count, value)  # Python's % is pmod for a positive count
         value += 1
-    return keys
+    return [keys[slot] for slot in range(count)]
 
 
 def _murmur3_int(value: int, seed: int = 42) -> int:
