@@ -213,7 +213,7 @@ def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_p
             stats += [{**matrix_stats(block), "bi": i, "bj": j} for i, j, block in empty]
             blocks = blocks.unionByName(_local_frame(spark, [(i, j, codec.encode(b)) for i, j, b in empty]))
         partitions = min(p * q, parallelism(spark))
-        blocks = _spread(blocks, q, p * q, partitions)
+        blocks = _spread(blocks, p * q, partitions)
     finally:
         built.unpersist()
     totals = {

@@ -49,7 +49,7 @@ from . import codec, faults
 from .kernels.updates import half_step_block, update_block
 from .kernels.weighted import WeightedBlock
 from .resident import resident_fit
-from .session import describe_jobs, parallelism, placement_keys
+from .session import describe_jobs, parallelism
 
 __all__ = ["BlockMatrix", "default_grid"]
 
@@ -165,8 +165,7 @@ class BlockMatrix:
                     block = band[:, first_col : first_col + col_step]
                     block = block.tocsr() if sp.issparse(block) else block
                 rows.append((bi, bj, codec.encode(block)))
-        columns = math.ceil(V.shape[1] / col_step)
-        blocks = _spread(_local_frame(spark, rows), columns, len(rows), parallelism(spark))
+        blocks = _spread(_local_frame(spark, rows), len(rows), parallelism(spark))
         return cls(spark, blocks, V.shape, grid, stats, row_ids, col_ids, weighted=isinstance(V, WeightedBlock),
                    partitions=min(len(rows), parallelism(spark)))
 
@@ -368,21 +367,13 @@ def _local_frame(spark, rows):
     return functools.reduce(lambda a, b: a.unionByName(b), frames)
 
 
-def _spread(frame, columns, count, partitions=None):
-    """The ``count`` blocks of ``frame`` (``columns`` per block row), cached: one per partition, or runs of
-    consecutive blocks (in ``(bi, bj)`` order) in ``partitions`` partitions.
-
-    Placed by one hash shuffle on a placement column
-    (:func:`~sparknmf.session.placement_keys`), without the sampling job of a
-    range partitioning.
-    """
+def _spread(frame, count, partitions=None):
+    """Blocks range-partitioned on their ordinal, cached: one per partition, or runs of
+    consecutive blocks in ``partitions`` partitions."""
     from pyspark.sql import functions as F
 
-    parts = max(1, min(count, partitions or count))
-    rank = F.col("bi") * columns + F.col("bj")
-    part = F.floor(rank * parts / count).cast("int")
-    keys = F.array(*[F.lit(key) for key in placement_keys(parts)])
-    spread = frame.withColumn("_p", F.element_at(keys, part + 1)).repartition(parts, "_p").drop("_p").cache()
+    ordinal = F.col("bi") * F.lit(1 << 20) + F.col("bj")
+    spread = frame.repartitionByRange(max(1, min(count, partitions or count)), ordinal).cache()
     spread.count()
     return spread
 
