@@ -9,9 +9,11 @@
    ratings, 1M test ratings, from a planted rank-10 model plus noise), rank 10 and rank 50, 10 iterations,
    no biases, ALS-WR regularization λ = 0.1 for both (like with like): fit time, ours / MLlib, test RMSE
    and the peak resident memory of the whole process tree (JVM, Python driver and workers) during the fit.
-   MaskedALS's time is split into ingest and loop, and the loop is timed again on the same blocks with every
-   factor row shipped to every task instead of only the rows its blocks refer to (routing off), and with
-   --with-jobs with a Spark job per half-step; the factor bytes sent per iteration are printed.
+   MaskedALS runs twice: with backend="spark" (blocks stored in Spark, the loop on resident tasks), and
+   with backend="local" (ratings collected, blocks built and fitted on the driver, one thread per core).
+   Each time is split into ingest and loop; the Spark loop is timed again on the same blocks with every factor row shipped to every task instead of only the rows its blocks refer to
+   (routing off), and with --with-jobs with a Spark job per half-step; the factor bytes sent per iteration
+   are printed.
 
 Usage::
 
@@ -189,34 +191,38 @@ def synthetic(spark, results, scale, ranks, data=None, with_jobs=False):
         mllib = ALS(rank=rank, maxIter=10, regParam=0.1, userCol="user", itemCol="item", ratingCol="rating",
                     coldStartStrategy="drop", seed=0)
         ours = MaskedALS(rank=rank, maxIter=10, regParam=0.1, regularization="weighted", biases=False,
-                         implicitFeedback=False, tol=0.0, backend="spark", coldStartStrategy="drop")
+                         implicitFeedback=False, tol=0.0, coldStartStrategy="drop")
         m_model, m_time, m_mem = timed(lambda: mllib.fit(train))
         m_rmse = rmse_of(m_model.transform(test))
-        stages = {}
+        row = {"rank": rank, "mllib_fit_s": m_time, "mllib_rmse": m_rmse, "mllib_peak_rss_gib": m_mem}
+        # ours on Spark (blocks stored in Spark, the loop on resident tasks), then on the driver (one thread per core)
+        for label, backend in (("ours", "spark"), ("driver", "local")):
+            stages = {}
 
-        def fit():  # ours.fit(train), in its two stages: ingest, then the fit on the stored blocks
-            start = time.perf_counter()
-            stages["blocks"] = blocks = ours.ingest(train)
-            stages["ingest_s"] = time.perf_counter() - start
-            return ours.fitBlocks(blocks)
+            def fit(est=ours.copy({ours.backend: backend})):  # est.fit(train) in its two stages: ingest, then fit
+                start = time.perf_counter()
+                stages["blocks"] = blocks = est.ingest(train)
+                stages["ingest_s"] = time.perf_counter() - start
+                return est.fitBlocks(blocks)
 
-        o_model, o_time, o_mem = timed(fit)
-        o_rmse = rmse_of(o_model.transform(test))
-        blocks = stages["blocks"]
-        row = {"rank": rank, "mllib_fit_s": m_time, "ours_fit_s": o_time, "time_ratio": o_time / m_time,
-               "mllib_rmse": m_rmse, "ours_rmse": o_rmse, "mllib_peak_rss_gib": m_mem, "ours_peak_rss_gib": o_mem,
-               "ours_ingest_s": stages["ingest_s"], "ours_loop_s": o_time - stages["ingest_s"],
-               "routed_mib_per_iteration": blocks.shipped_bytes / 2**20 / 10}
-        # the other ways of running the same loop on the same blocks: every factor row to every task, a job per
-        # half-step (MLlib-like broadcast of the factors in each job's closure)
-        for name, mode, route in [("whole", "resident", False)] + ([("jobs", "jobs", True)] if with_jobs else []):
-            blocks.route_factors, blocks.shipped_bytes = route, 0
-            start = time.perf_counter()
-            ours.copy({ours.executionMode: mode}).fitBlocks(blocks)
-            row[f"{name}_loop_s"] = time.perf_counter() - start
-            if mode == "resident":
-                row[f"{name}_mib_per_iteration"] = blocks.shipped_bytes / 2**20 / 10
-        blocks.unpersist()
+            model, seconds, peak = timed(fit)
+            blocks = stages["blocks"]
+            row.update({f"{label}_backend": "driver" if blocks.local is not None else "spark",
+                        f"{label}_fit_s": seconds, f"{label}_ratio": seconds / m_time,
+                        f"{label}_rmse": rmse_of(model.transform(test)), f"{label}_peak_rss_gib": peak,
+                        f"{label}_ingest_s": stages["ingest_s"], f"{label}_loop_s": seconds - stages["ingest_s"]})
+            if blocks.local is not None:
+                continue
+            row["routed_mib_per_iteration"] = blocks.shipped_bytes / 2**20 / 10
+            # the same loop on the same Spark blocks: every factor row to every task, a job per half-step
+            for name, mode, route in [("whole", "resident", False)] + ([("jobs", "jobs", True)] if with_jobs else []):
+                blocks.route_factors, blocks.shipped_bytes = route, 0
+                start = time.perf_counter()
+                ours.copy({ours.backend: backend, ours.executionMode: mode}).fitBlocks(blocks)
+                row[f"{name}_loop_s"] = time.perf_counter() - start
+                if mode == "resident":
+                    row[f"{name}_mib_per_iteration"] = blocks.shipped_bytes / 2**20 / 10
+            blocks.unpersist()
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         rows.append(row)
     results["synthetic"] = {"train": n_train, "test": n_test, "users": n, "items": m, "scale": scale, "runs": rows}

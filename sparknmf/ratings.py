@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -224,17 +225,22 @@ class RatingBlocks:
         The task returns one row (a dict of the ``ddl`` columns) per block;
         the result is sorted by ``key``.  It runs in one Spark job, or as one
         request to the resident tasks of a fit (:meth:`serving`), or on the
-        driver for ``local`` blocks; resident tasks and the driver decode each
-        block once and keep its scratch, a job starts both afresh.
+        driver for ``local`` blocks, on ``partitions`` threads (numpy releases
+        the GIL; each block is computed alone, so the result does not depend
+        on the threads); resident tasks and the driver decode each block once
+        and keep its scratch, a job starts both afresh.
         """
         schema, step, code = _ddl_schema(ddl), self.steps[side], SIDES.index(side)
         if self.local is not None:
-            stored, rows = self.local[side], []
-            for key, block, aux in zip(stored["key"], stored["block"], stored["aux"]):
+            stored = self.local[side]
+
+            def run(key, block, aux):
                 kept = self._entries.get((side, key))
                 if kept is None:
                     kept = self._entries[(side, key)] = (build_entries(side, key, step, block, aux, self.context), {})
-                rows.append(task(key, *kept, [A[key * step : (key + 1) * step] for A in own], list(other)))
+                return task(key, *kept, [A[key * step : (key + 1) * step] for A in own], list(other))
+
+            rows = _in_threads(self.partitions, run, stored["key"], stored["block"], stored["aux"])
             return pa.Table.from_pylist(rows, schema=schema)
         count = math.ceil(self.shape[code] / step)
         own_parts = [[codec.encode(A[key * step : (key + 1) * step]) for A in own] for key in range(count)]
@@ -503,12 +509,29 @@ def _local_ids(column, name, whom) -> pa.Array:
     return pc.take(ids, pc.sort_indices(ids))
 
 
-def _build_on_driver(table, pieces, merge):
-    """The same two steps on the driver: pieces of the collected table, merged per (side, block)."""
+def _in_threads(workers: int, fn, *iterables) -> list:
+    """``list(map(fn, *iterables))`` on ``workers`` threads: numpy's and Arrow's kernels release the GIL."""
+    if workers <= 1:
+        return list(map(fn, *iterables))
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, *iterables))
+
+
+def _build_on_driver(table, pieces, merge, workers):
+    """The same two steps on the driver: pieces of the collected table, merged per (side, block).
+
+    The table is cut into ``workers`` slices and both steps run on
+    ``workers`` threads; a block does not depend on how the table was sliced
+    (the merge sorts its entries by row and column).
+    """
+    size = -(-table.num_rows // workers)
+    slices = [table.slice(start, size) for start in range(0, table.num_rows, size)]
     groups = {}
-    for batch in pieces(table.to_batches()):
-        groups.setdefault((batch.column("side")[0].as_py(), batch.column("key")[0].as_py()), []).append(batch)
-    return pa.concat_tables([merge(pa.Table.from_batches(groups[g])) for g in sorted(groups)])
+    for batches in _in_threads(workers, lambda part: list(pieces(part.to_batches())), slices):
+        for batch in batches:
+            groups.setdefault((batch.column("side")[0].as_py(), batch.column("key")[0].as_py()), []).append(batch)
+    keys = sorted(groups)
+    return pa.concat_tables(_in_threads(workers, lambda g: merge(pa.Table.from_batches(groups[g])), keys))
 
 
 def _prepared(frame, cols):
@@ -578,7 +601,7 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
     pieces = _piece_builder(user_col, item_col, user_ids, item_ids, steps, extra_cols, placement_keys(partitions))
     merge = _block_merger({"user": (steps["user"], n), "item": (steps["item"], m)}, bool(weight_col), timed, duplicates)
     if local:
-        info = _build_on_driver(table, pieces, merge)
+        info = _build_on_driver(table, pieces, merge, partitions)
     else:
         # one shuffle: hash partitioning on _p places each block (both sides) in partition key % partitions,
         # and satisfies the grouping on (_p, side, key) without a second exchange
