@@ -21,7 +21,8 @@ stay on the driver between half-steps, so the plan never grows and no
 checkpoint directory is needed.
 
 Ratings with at most ``localLimit`` entries are fitted on the driver by the
-same block functions (``backend="auto"``), which skips Spark's per-job cost.
+same block functions (``backend="auto"``), which skips Spark's per-job cost;
+the driver runs its blocks on one thread per core.
 
 References
 ----------
@@ -135,7 +136,7 @@ class _MaskedALSParams(_MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCh
                        f"repeated (user, item) pairs: one of {list(DUPLICATE_POLICIES)} ('last' needs timestampCol)",
                        typeConverter=TypeConverters.toString)
     backend = Param(Params._dummy(), "backend",
-                    "'spark', 'local' (blocks collected, loop on the driver) or 'auto' (local up to localLimit ratings)",
+                    "'spark', 'local' (blocks collected, loop on the driver's threads) or 'auto' (local up to localLimit ratings)",
                     typeConverter=TypeConverters.toString)
     localLimit = Param(Params._dummy(), "localLimit", "backend='auto': most ratings fitted on the driver",
                        typeConverter=TypeConverters.toInt)
