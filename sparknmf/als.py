@@ -136,7 +136,8 @@ class _MaskedALSParams(_MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCh
                        f"repeated (user, item) pairs: one of {list(DUPLICATE_POLICIES)} ('last' needs timestampCol)",
                        typeConverter=TypeConverters.toString)
     backend = Param(Params._dummy(), "backend",
-                    "'spark', 'local' (blocks collected, loop on the driver's threads) or 'auto' (local up to localLimit ratings)",
+                    "'spark', 'local' (blocks collected, loop on the driver's threads) or 'auto' "
+                    "(local up to localLimit ratings)",
                     typeConverter=TypeConverters.toString)
     localLimit = Param(Params._dummy(), "localLimit", "backend='auto': most ratings fitted on the driver",
                        typeConverter=TypeConverters.toInt)
