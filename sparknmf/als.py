@@ -22,7 +22,9 @@ checkpoint directory is needed.
 
 Ratings with at most ``localLimit`` entries are fitted on the driver by the
 same block functions (``backend="auto"``), which skips Spark's per-job cost;
-the driver runs its blocks on one thread per core.
+so are larger ratings on a local master while they fit the driver's limits
+(:func:`~sparknmf.ratings.use_driver`).  The driver runs its blocks on one
+thread per core.
 
 References
 ----------
@@ -137,9 +139,10 @@ class _MaskedALSParams(_MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCh
                        typeConverter=TypeConverters.toString)
     backend = Param(Params._dummy(), "backend",
                     "'spark', 'local' (blocks collected, loop on the driver's threads) or 'auto' "
-                    "(local up to localLimit ratings)",
+                    "(local up to localLimit ratings, and on a local master while they fit the driver)",
                     typeConverter=TypeConverters.toString)
-    localLimit = Param(Params._dummy(), "localLimit", "backend='auto': most ratings fitted on the driver",
+    localLimit = Param(Params._dummy(), "localLimit",
+                       "backend='auto': most ratings fitted on the driver (any that fit it on a local master)",
                        typeConverter=TypeConverters.toInt)
     checkpointDir = Param(Params._dummy(), "checkpointDir",
                           "driver-local directory for loop checkpoints every checkpointInterval iterations ('' = none)",

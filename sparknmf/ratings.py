@@ -56,9 +56,9 @@ from .errors import InvalidInputError
 from .ingest import check_columns, distinct_ids
 from .kernels.ratings import Entries, drift
 from .resident import resident_fit, task_state
-from .session import describe_jobs, parallelism, placement_keys
+from .session import conf_bytes, describe_jobs, is_local_master, parallelism, placement_keys
 
-__all__ = ["DUPLICATE_POLICIES", "RatingBlocks", "StepContext", "build_entries", "ingest_ratings"]
+__all__ = ["DUPLICATE_POLICIES", "RatingBlocks", "StepContext", "build_entries", "ingest_ratings", "use_driver"]
 
 DUPLICATE_POLICIES = ("error", "mean", "last")
 SECONDS_PER_DAY = 86400.0
@@ -69,6 +69,7 @@ _BLOCK_DDL = (
 _PIECE_DDL = "_p int, side int, key int, piece binary"
 _PIECE_SCHEMA = pa.schema([("_p", pa.int32()), ("side", pa.int32()), ("key", pa.int32()), ("piece", pa.binary())])
 SIDES = ("user", "item")
+_DRIVER_SHARE = 0.5  # backend="auto" on a local master: collect at most this share of the driver's limits
 _BLOCK_SCHEMA = pa.schema([
     ("side", pa.int32()), ("key", pa.int32()), ("block", pa.binary()), ("aux", pa.binary()), ("nnz", pa.int64()),
     ("wsum", pa.float64()), ("wrsum", pa.float64()), ("days", pa.binary()), ("needs", pa.binary()),
@@ -501,6 +502,34 @@ def _grid(spark, n, blocks, nnz):
     return math.ceil(n / count)
 
 
+def use_driver(spark, backend: str, rows: int, row_bytes: int, local_limit: int) -> bool:
+    """Whether ratings are fitted on the driver (``MaskedALS.backend``).
+
+    ``"local"`` always, ``"spark"`` never.  ``"auto"``: at most
+    ``local_limit`` ratings; and on a local master, where every task runs on
+    the driver's machine, whenever the collected ratings (``rows ×
+    row_bytes``) take at most half of ``spark.driver.maxResultSize`` (0: no
+    limit) and of ``spark.driver.memory``: the driver then fits the same
+    blocks on the same cores, without storing them in the JVM, copying them
+    into Python workers or shuffling them.
+    """
+    if backend != "auto":
+        return backend == "local"
+    if rows <= local_limit:
+        return True
+    if not is_local_master(spark):
+        return False
+    limits = [conf_bytes(spark, "spark.driver.maxResultSize", "1g"), conf_bytes(spark, "spark.driver.memory", "1g")]
+    return rows * row_bytes <= _DRIVER_SHARE * min(limit for limit in limits if limit)
+
+
+def _row_bytes(frame) -> int:
+    """Rough size of one collected row: 8 bytes per numeric or time column, 32 per string or binary one."""
+    from pyspark.sql.types import BinaryType, StringType
+
+    return sum(32 if isinstance(f.dataType, (StringType, BinaryType)) else 8 for f in frame.schema.fields)
+
+
 def _local_ids(column, name, whom) -> pa.Array:
     """Sorted distinct ids of a collected column (as :func:`~sparknmf.ingest.distinct_ids` on the driver)."""
     ids = pc.unique(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
@@ -550,7 +579,7 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
                    backend="spark", local_limit=0, whom="MaskedALS (input ratings)") -> RatingBlocks:
     """Validate, index and store ratings twice; every data check runs before any fitting.
 
-    ``backend="local"`` (or ``"auto"`` with at most ``local_limit`` ratings)
+    ``backend="local"`` (or ``"auto"`` when :func:`use_driver` says so)
     collects the checked ratings and builds the blocks on the driver, where
     :meth:`RatingBlocks.map_blocks` then runs; ``"spark"`` keeps both copies
     in one cached DataFrame with at most one partition per task slot.
@@ -579,7 +608,7 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
     if duplicates != "error":
         frame = _dedupe(frame, cols, duplicates)
     prepared = _prepared(frame, cols)
-    local = backend == "local" or (backend == "auto" and stats["rows"] <= local_limit)
+    local = use_driver(spark, backend, stats["rows"], _row_bytes(prepared), local_limit)
     if local:
         with describe_jobs(spark, "sparknmf: collect ratings"):
             table = prepared.toArrow()

@@ -13,7 +13,8 @@ import re
 import sys
 
 __all__ = [
-    "get_session", "is_connect", "parallelism", "describe_jobs", "blas_threads", "launched_by_spark_submit", "placement_keys",
+    "get_session", "is_connect", "is_local_master", "parallelism", "conf_bytes", "describe_jobs", "blas_threads",
+    "launched_by_spark_submit", "placement_keys",
 ]
 
 logger = logging.getLogger("sparknmf")
@@ -86,6 +87,27 @@ def get_session(master: str | None = None, *, remote: str | None = None, app_nam
 def is_connect(spark) -> bool:
     """True for a Spark Connect session."""
     return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def is_local_master(spark) -> bool:
+    """True for a classic session whose tasks all run on this machine (master ``local``, ``local[N]``, ...)."""
+    if is_connect(spark):
+        return False
+    master = spark.conf.get("spark.master", "") or ""
+    return master == "local" or master.startswith("local[")
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30,
+          "t": 1 << 40, "tb": 1 << 40}
+
+
+def conf_bytes(spark, key: str, default: str) -> int:
+    """A size setting of the session (``"1g"``, ``"512m"``, ``"2048"`` bytes) in bytes."""
+    text = (spark.conf.get(key, default) or default).strip().lower()
+    found = re.fullmatch(r"(\d+)\s*([a-z]*)", text)
+    if not found or found.group(2) not in _UNITS:
+        raise ValueError(f"{key}: not a size: {text!r}")
+    return int(found.group(1)) * _UNITS[found.group(2)]
 
 
 def parallelism(spark) -> int:

@@ -99,6 +99,56 @@ def test_spark_backend_equals_local_and_blocks_do_not_matter(spark, options):
     assert local.userIds.equals(blocked.userIds)
 
 
+def test_auto_backend_takes_the_driver_of_a_local_master_while_the_ratings_fit_it(spark, ratings):
+    """Above localLimit, a local master (the test session's local[2]) still fits on the driver: same model."""
+    est = MaskedALS(**{**FAST, "maxIter": 2})
+    blocks = est.copy({est.localLimit: 0}).ingest(ratings)
+    try:
+        assert blocks.local is not None
+    finally:
+        blocks.unpersist()
+    auto = est.copy({est.localLimit: 0}).fit(ratings)
+    local = est.copy({est.backend: "local"}).fit(ratings)
+    for a, b in zip(_params(auto), _params(local)):
+        np.testing.assert_array_equal(a, b)
+
+
+class _Session:
+    """Just the conf of a session, for the driver rule."""
+
+    def __init__(self, **conf):
+        self.conf = self
+        self._conf = {"spark.master": "local[4]", **conf}
+
+    def get(self, key, default=None):
+        return self._conf.get(key, default)
+
+
+@pytest.mark.parametrize("conf, backend, rows, expected", [
+    ({}, "auto", 1_000, True),  # within localLimit, whatever the master
+    ({"spark.master": "yarn"}, "auto", 1_000, True),
+    ({"spark.master": "yarn"}, "auto", 10_000_000, False),  # above it on a cluster: Spark
+    ({}, "auto", 10_000_000, True),  # local master: 240 MB ≤ half of maxResultSize 1g and of driver memory 1g
+    ({}, "auto", 30_000_000, False),  # 720 MB > half of 1g
+    ({"spark.driver.maxResultSize": "0", "spark.driver.memory": "4g"}, "auto", 60_000_000, True),  # 1.44 GB ≤ 2 GB
+    ({"spark.driver.maxResultSize": "256m", "spark.driver.memory": "8g"}, "auto", 10_000_000, False),
+    ({"spark.master": "local"}, "auto", 10_000_000, True),
+    ({"spark.master": "spark://host:7077"}, "local", 10_000_000, True),  # explicit backends are obeyed
+    ({}, "spark", 1_000, False),
+])
+def test_driver_rule(conf, backend, rows, expected):
+    from sparknmf.ratings import use_driver
+
+    assert use_driver(_Session(**conf), backend, rows, 24, 1_000_000) is expected
+
+
+def test_driver_rule_rejects_a_malformed_size():
+    from sparknmf.ratings import use_driver
+
+    with pytest.raises(ValueError, match="spark.driver.memory"):
+        use_driver(_Session(**{"spark.driver.memory": "lots"}), "auto", 10_000_000, 24, 0)
+
+
 def test_planted_biases_are_recovered(spark):
     table, truth = planted_ratings(30, 25, 1, density=0.6, seed=2)
     r = truth["mu"] + truth["user_bias"][table.column("user").to_numpy()] + truth["item_bias"][table.column("item").to_numpy()]
