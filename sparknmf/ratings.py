@@ -69,7 +69,9 @@ _BLOCK_DDL = (
 _PIECE_DDL = "_p int, side int, key int, piece binary"
 _PIECE_SCHEMA = pa.schema([("_p", pa.int32()), ("side", pa.int32()), ("key", pa.int32()), ("piece", pa.binary())])
 SIDES = ("user", "item")
-_DRIVER_SHARE = 0.5  # backend="auto" on a local master: collect at most this share of the driver's limits
+# backend="auto" on a local master: the collected ratings take at most these shares of the driver's limits
+# (a quarter of the heap, which also holds the cached input and receives the collected batches)
+_DRIVER_SHARES = (("spark.driver.maxResultSize", 0.5), ("spark.driver.memory", 0.25))
 _BLOCK_SCHEMA = pa.schema([
     ("side", pa.int32()), ("key", pa.int32()), ("block", pa.binary()), ("aux", pa.binary()), ("nnz", pa.int64()),
     ("wsum", pa.float64()), ("wrsum", pa.float64()), ("days", pa.binary()), ("needs", pa.binary()),
@@ -509,9 +511,9 @@ def use_driver(spark, backend: str, rows: int, row_bytes: int, local_limit: int)
     ``local_limit`` ratings; and on a local master, where every task runs on
     the driver's machine, whenever the collected ratings (``rows ×
     row_bytes``) take at most half of ``spark.driver.maxResultSize`` (0: no
-    limit) and of ``spark.driver.memory``: the driver then fits the same
-    blocks on the same cores, without storing them in the JVM, copying them
-    into Python workers or shuffling them.
+    limit) and a quarter of ``spark.driver.memory``: the driver then fits the
+    same blocks on the same cores, without storing them in the JVM, copying
+    them into Python workers or shuffling them.
     """
     if backend != "auto":
         return backend == "local"
@@ -519,8 +521,8 @@ def use_driver(spark, backend: str, rows: int, row_bytes: int, local_limit: int)
         return True
     if not is_local_master(spark):
         return False
-    limits = [conf_bytes(spark, "spark.driver.maxResultSize", "1g"), conf_bytes(spark, "spark.driver.memory", "1g")]
-    return rows * row_bytes <= _DRIVER_SHARE * min(limit for limit in limits if limit)
+    budgets = [share * conf_bytes(spark, key, "1g") for key, share in _DRIVER_SHARES]
+    return rows * row_bytes <= min(budget for budget in budgets if budget)
 
 
 def _row_bytes(frame) -> int:

@@ -128,9 +128,11 @@ class _Session:
     ({}, "auto", 1_000, True),  # within localLimit, whatever the master
     ({"spark.master": "yarn"}, "auto", 1_000, True),
     ({"spark.master": "yarn"}, "auto", 10_000_000, False),  # above it on a cluster: Spark
-    ({}, "auto", 10_000_000, True),  # local master: 240 MB ≤ half of maxResultSize 1g and of driver memory 1g
-    ({}, "auto", 30_000_000, False),  # 720 MB > half of 1g
-    ({"spark.driver.maxResultSize": "0", "spark.driver.memory": "4g"}, "auto", 60_000_000, True),  # 1.44 GB ≤ 2 GB
+    ({}, "auto", 10_000_000, True),  # local master: 240 MB ≤ half of maxResultSize 1g, a quarter of memory 1g
+    ({}, "auto", 12_000_000, False),  # 288 MB > a quarter of 1g
+    ({"spark.driver.maxResultSize": "0", "spark.driver.memory": "4g"}, "auto", 40_000_000, True),  # 960 MB ≤ 1 GB
+    ({"spark.driver.maxResultSize": "0", "spark.driver.memory": "4g"}, "auto", 50_000_000, False),
+    ({"spark.driver.maxResultSize": "4g", "spark.driver.memory": "8g"}, "auto", 80_000_000, True),  # 1.92 GB ≤ 2 GB
     ({"spark.driver.maxResultSize": "256m", "spark.driver.memory": "8g"}, "auto", 10_000_000, False),
     ({"spark.master": "local"}, "auto", 10_000_000, True),
     ({"spark.master": "spark://host:7077"}, "local", 10_000_000, True),  # explicit backends are obeyed
