@@ -89,12 +89,20 @@ def is_connect(spark) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
+def _local_slots(master: str) -> int | None:
+    """Task slots of a local master (``local``: 1, ``local[N]`` / ``local[N,F]``: N, ``local[*]``: the cores);
+    None for a cluster master."""
+    if master == "local":
+        return 1
+    found = re.match(r"local\[(\d+|\*)", master)
+    if not found:
+        return None
+    return (os.cpu_count() or 1) if found.group(1) == "*" else int(found.group(1))
+
+
 def is_local_master(spark) -> bool:
     """True for a classic session whose tasks all run on this machine (master ``local``, ``local[N]``, ...)."""
-    if is_connect(spark):
-        return False
-    master = spark.conf.get("spark.master", "") or ""
-    return master == "local" or master.startswith("local[")
+    return not is_connect(spark) and _local_slots(spark.conf.get("spark.master", "") or "") is not None
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30,
@@ -115,12 +123,9 @@ def parallelism(spark) -> int:
     value = spark.conf.get("spark.default.parallelism", None)
     if value:
         return max(1, int(value))
-    master = spark.conf.get("spark.master", "") or ""
-    found = re.match(r"local\[(\d+|\*)", master)
-    if found:
-        return (os.cpu_count() or 1) if found.group(1) == "*" else int(found.group(1))
-    if master == "local":
-        return 1
+    slots = _local_slots(spark.conf.get("spark.master", "") or "")
+    if slots is not None:
+        return slots
     instances = int(spark.conf.get("spark.executor.instances", "2") or 2)
     cores = int(spark.conf.get("spark.executor.cores", "1") or 1)
     return max(1, instances * cores)
