@@ -55,6 +55,7 @@ from . import codec, faults
 from .errors import InvalidInputError
 from .ingest import check_columns, distinct_ids
 from .kernels.ratings import Entries, drift
+from .kernels.updates import one_blas_thread
 from .resident import resident_fit, task_state
 from .session import conf_bytes, describe_jobs, is_local_master, parallelism, placement_keys
 
@@ -541,10 +542,15 @@ def _local_ids(column, name, whom) -> pa.Array:
 
 
 def _in_threads(workers: int, fn, *iterables) -> list:
-    """``list(map(fn, *iterables))`` on ``workers`` threads: numpy's and Arrow's kernels release the GIL."""
+    """``list(map(fn, *iterables))`` on ``workers`` threads: numpy's and Arrow's kernels release the GIL.
+
+    The threads already take every core, so BLAS runs on one thread meanwhile
+    (as in the Python workers of a session from :func:`~sparknmf.session.get_session`):
+    each thread's BLAS pool would otherwise compete for the same cores.
+    """
     if workers <= 1:
         return list(map(fn, *iterables))
-    with ThreadPoolExecutor(workers) as pool:
+    with one_blas_thread(), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(fn, *iterables))
 
 

@@ -113,6 +113,22 @@ def test_auto_backend_takes_the_driver_of_a_local_master_while_the_ratings_fit_i
         np.testing.assert_array_equal(a, b)
 
 
+
+def test_driver_threads_run_blas_on_one_thread_and_restore_it():
+    """The driver's block threads take the cores: BLAS is limited to one thread meanwhile, then restored."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from sparknmf.ratings import _in_threads
+
+    def blas_threads():
+        return sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+
+    with threadpool_limits(limits=2, user_api="blas"):  # whatever the environment set
+        assert blas_threads() == [2]
+        assert _in_threads(2, lambda x: (x, blas_threads()), range(4)) == [(x, [1]) for x in range(4)]
+        assert blas_threads() == [2]
+
+
 class _Session:
     """Just the conf of a session, for the driver rule."""
 
