@@ -52,6 +52,7 @@ from pyspark.ml.param.shared import HasCheckpointInterval, HasMaxIter, HasPredic
 from pyspark.ml.util import MLReadable, MLWritable
 
 from . import codec, io
+from .calls import Call, block_function, block_type
 from .checkpoint import LoopCheckpoint
 from .errors import ConvergenceWarning, check_factors, check_objective
 from .ingest import check_columns, index_frame
@@ -73,6 +74,7 @@ BACKENDS = ("auto", "local", "spark")
 _REMEDY = ("Try a stronger regularization (regParam, biasRegParam, implicitRegParam), a lower rank, "
            "or check the ratings' scale.")
 _CG_STEPS = 3  # conjugate-gradient steps per iteration for the implicit-feedback vectors
+block_type(SideSpec)  # the block tasks' calls carry the sides' layouts (sparknmf.calls)
 _USER_STREAM, _ITEM_STREAM = 10, 11
 SIDES = ("user", "item")
 
@@ -361,18 +363,8 @@ class _Fit:
         P_other = self.P["item"] if side == "user" else self._effective_user()
         own = [self.P[side]] if options["nonnegative"] else []  # warm start of the NNLS solver
         implicit = self.implicit and side == "user"
-
-        def task(key, entries, scratch, own, others):
-            P_o = others[0]
-            offset = Z = None
-            if implicit:
-                Z = implicit_sums(entries, others[1])
-                offset = implicit_offset(entries, Z, P_o[:, :k])
-            X, loss, penalty = half_step(specs[side], specs[other], entries, P_o, init=own[0] if own else None,
-                                         offset=offset, **options)
-            return {"key": key, "x": codec.encode(X), "z": codec.encode(Z) if Z is not None else b"",
-                    "loss": loss, "penalty": penalty}
-
+        task = Call(_half_step_task, dict(spec=specs[side], other_spec=specs[other], options=options, k=k,
+                                          implicit=implicit))
         table = blocks.map_blocks(side, task, "key int, x binary, z binary, loss double, penalty double", own=own,
                                   other=[P_other, self.Y] if implicit else [P_other])
         self.P[side] = np.vstack([codec.decode(x) for x in table.column("x").to_pylist()])
@@ -388,18 +380,7 @@ class _Fit:
         they are computed on its first pass and kept in the block's scratch
         (where resident tasks and the local backend keep it between passes).
         """
-        specs, mu, k = self.specs, self.blocks.mu, self.k
-
-        def task(key, entries, scratch, own, others):
-            P_item, v = others
-            kept = scratch.get("implicit")
-            if kept is None or kept[0] != token:
-                residual = entries.ratings - predict(specs["user"], specs["item"], own[0], P_item, entries.rows,
-                                                     entries.cols, entries, mu)
-                kept = scratch["implicit"] = (token, *implicit_system(entries, P_item[:, :k], residual))
-            _, grams, rhs = kept
-            return {"key": key, "rhs": codec.encode(rhs), "product": codec.encode(implicit_apply(entries, grams, v))}
-
+        task = Call(_implicit_products_task, dict(specs=self.specs, mu=self.blocks.mu, k=self.k, token=token))
         table = self.blocks.map_blocks("user", task, "key int, rhs binary, product binary", own=[self.P["user"]],
                                        other=[self.P["item"], vector])
         rhs = sum(codec.decode(r) for r in table.column("rhs").to_pylist())
@@ -481,11 +462,50 @@ class _Fit:
         }
 
     def _implicit_sums(self):
-        def task(key, entries, scratch, own, others):
-            return {"key": key, "z": codec.encode(implicit_sums(entries, others[0]))}
-
-        table = self.blocks.map_blocks("user", task, "key int, z binary", other=[self.Y])
+        table = self.blocks.map_blocks("user", Call(_implicit_sums_task, {}), "key int, z binary", other=[self.Y])
         return np.vstack([codec.decode(z) for z in table.column("z").to_pylist()])
+
+
+# The block tasks of the loop (RatingBlocks.map_blocks): ``task(key, entries, scratch, own, others, **arguments)``
+# -> one output row.  Registered, so that resident tasks receive them by name (sparknmf.calls).
+@block_function
+def _half_step_task(key, entries, scratch, own, others, *, spec, other_spec, options, k, implicit):
+    """A block's new rows of one side (given the other side's ``others[0]``), their data loss and penalty.
+
+    With ``implicit`` (user side), ``others[1]`` are the implicit vectors Y:
+    the block's users' sums z_u are added to the item factors' products.
+    """
+    P_o = others[0]
+    offset = Z = None
+    if implicit:
+        Z = implicit_sums(entries, others[1])
+        offset = implicit_offset(entries, Z, P_o[:, :k])
+    X, loss, penalty = half_step(spec, other_spec, entries, P_o, init=own[0] if own else None, offset=offset,
+                                 **options)
+    return {"key": key, "x": codec.encode(X), "z": codec.encode(Z) if Z is not None else b"", "loss": loss,
+            "penalty": penalty}
+
+
+@block_function
+def _implicit_products_task(key, entries, scratch, own, others, *, specs, mu, k, token):
+    """A user block's pieces of the Y problem: ``(rhs, A v)`` for ``others = (item parameters, v)``.
+
+    The block's Grams are kept in its scratch for the passes of one implicit step (``token``).
+    """
+    P_item, v = others
+    kept = scratch.get("implicit")
+    if kept is None or kept[0] != token:
+        residual = entries.ratings - predict(specs["user"], specs["item"], own[0], P_item, entries.rows, entries.cols,
+                                             entries, mu)
+        kept = scratch["implicit"] = (token, *implicit_system(entries, P_item[:, :k], residual))
+    _, grams, rhs = kept
+    return {"key": key, "rhs": codec.encode(rhs), "product": codec.encode(implicit_apply(entries, grams, v))}
+
+
+@block_function
+def _implicit_sums_task(key, entries, scratch, own, others):
+    """A user block's implicit sums z_u of the vectors ``others[0]``."""
+    return {"key": key, "z": codec.encode(implicit_sums(entries, others[0]))}
 
 
 # the Params that shape the iterates: a checkpoint resumes only with the same values

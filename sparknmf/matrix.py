@@ -46,7 +46,8 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from . import codec, faults
-from .kernels.updates import half_step_block, update_block
+from .calls import Call, block_constant, block_function, block_type
+from .kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, half_step_block, update_block
 from .kernels.weighted import WeightedBlock
 from .resident import resident_fit
 from .session import describe_jobs, parallelism
@@ -400,18 +401,27 @@ def _rows(batch, other, xs, ys):
     return zip(keys, others, _payloads(batch, "block"), x_col, y_col)
 
 
+# what the bodies' calls carry to resident tasks (sparknmf.calls): the update rules by name, their parameters
+block_type(RuleParams)
+for _rules, _label in ((UPDATE_RULES, "UPDATE_RULES"), (WEIGHTED_RULES, "WEIGHTED_RULES")):
+    for _key, _rule in _rules.items():
+        block_constant(__name__, f"{_label}[{_key}]", _rule)
+
+
 def _fused_task(rule, params, side, gram_y, update, xs, ys, with_carry):
     """mapInArrow body when each task sees a whole block row: the full update.
 
     With ``with_carry`` it also returns Y's cross-product piece at the new
     rows (``carry``), from the same block, for Y's next half-step.  Bodies
-    are partials of module functions, which pickle by reference (cheap for
-    resident tasks, which receive one per half-step).
+    are :class:`~sparknmf.calls.Call` s of registered module functions, which
+    resident tasks receive without pickle, one per half-step.
     """
-    return functools.partial(_fused_run, rule, params, side, gram_y, update, xs, ys, with_carry)
+    return Call(_fused_run, dict(rule=rule, params=params, side=side, gram_y=gram_y, update=update, xs=xs, ys=ys,
+                                 with_carry=with_carry))
 
 
-def _fused_run(rule, params, side, gram_y, update, xs, ys, with_carry, batches):
+@block_function
+def _fused_run(batches, *, rule, params, side, gram_y, update, xs, ys, with_carry):
     other = "bj" if side == "W" else "bi"
     for batch in batches:
         out = {"key": [], "x": [], "gram": [], "data": [], "carry": [], "carry_data": []}
@@ -434,10 +444,11 @@ def _piece_task(rule, side, other, xs, ys):
 
     The current rows X_i ride along with the piece of block column 0 only.
     """
-    return functools.partial(_piece_run, rule, side, other, xs, ys)
+    return Call(_piece_run, dict(rule=rule, side=side, other=other, xs=xs, ys=ys))
 
 
-def _piece_run(rule, side, other, xs, ys, batches):
+@block_function
+def _piece_run(batches, *, rule, side, other, xs, ys):
     for batch in batches:
         out = {"key": [], "part": [], "x": [], "cross": [], "data": []}
         for key, o, block, x, y in _rows(batch, other, xs, ys):
@@ -477,10 +488,11 @@ def _finish_task(rule, params, side, gram_y, update):
 
 def _product_task(side, other, ys):
     """mapInArrow body of :meth:`BlockMatrix.multiply`: one product piece per block."""
-    return functools.partial(_product_run, side, other, ys)
+    return Call(_product_run, dict(side=side, other=other, ys=ys))
 
 
-def _product_run(side, other, ys, batches):
+@block_function
+def _product_run(batches, *, side, other, ys):
     for batch in batches:
         out = {"key": [], "part": [], "x": [], "cross": [], "data": []}
         for key, o, block, _, y in _rows(batch, other, None, ys):

@@ -52,6 +52,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from . import codec, faults
+from .calls import Call, block_function, block_type
 from .errors import InvalidInputError
 from .ingest import check_columns, distinct_ids
 from .kernels.ratings import Entries, drift
@@ -81,6 +82,7 @@ _BLOCK_SCHEMA = pa.schema([
 _TARGET_BLOCK_NNZ = 1 << 22
 
 
+@block_type
 @dataclass
 class StepContext:
     """Everything a task needs besides its block: small, shipped with the function.
@@ -214,7 +216,7 @@ class RatingBlocks:
             finally:
                 self._resident = None
 
-    def map_blocks(self, side: str, task, ddl: str, *, own=(), other=()) -> pa.Table:
+    def map_blocks(self, side: str, task: Call, ddl: str, *, own=(), other=()) -> pa.Table:
         """Run ``task(key, entries, scratch, own_rows, other) -> dict`` on every block of ``side``.
 
         ``entries`` are the block's :class:`~sparknmf.kernels.ratings.Entries`;
@@ -252,7 +254,8 @@ class RatingBlocks:
         size = self.shape[1 - code]
 
         def body(keys, others):
-            return _block_body(side, step, self.context, task, schema, {k: own_parts[k] for k in keys}, others, size)
+            return Call(_block_run, dict(side=side, step=step, ctx=self.context, task=task, ddl=ddl,
+                                         own_parts={k: own_parts[k] for k in keys}, others=others, size=size))
 
         if self._resident is not None:
             def body_for(held):  # this task's blocks, their rows of own and the rows of other they refer to
@@ -286,37 +289,35 @@ class RatingBlocks:
         return rows if rows.size * (8 * width + 4) < size * 8 * width else None
 
 
-def _block_body(side, step, ctx, task, schema, own_parts, others, size):
-    """mapInArrow body of :meth:`RatingBlocks.map_blocks`: rows ``(bi = side code, key, block, aux)``.
+@block_function
+def _block_run(batches, *, side, step, ctx, task, ddl, own_parts, others, size):
+    """mapInArrow body of :meth:`RatingBlocks.map_blocks`: rows ``(bi = side code, key, block, aux)`` -> ``ddl`` rows.
 
+    ``task`` is the block task (a :class:`~sparknmf.calls.Call`);
     ``own_parts``: key -> the block's rows of each own array (payloads);
     ``others``: ``(rows, payloads)``, the other arrays whole (rows None) or
     only ``rows`` of them (int32 bytes), scattered back into zeros of ``size`` rows.
     """
-    code = SIDES.index(side)
-
-    def run(batches):
-        decoded = task_state()
-        rows, payloads = others
-        other = [codec.decode(p) for p in payloads]
-        if rows is not None:
-            index = np.frombuffer(rows, "<i4")
-            other = [_scatter(index, A, size) for A in other]
-        for batch in batches:
-            mine = batch.filter(pc.equal(batch.column("bi"), code))
-            out = {name: [] for name in schema.names}
-            for key, block, aux in zip(mine.column("key").to_pylist(), mine.column("block"), mine.column("aux")):
-                faults.inject(f"als-{side}", key)
-                kept = decoded.get((code, key))
-                if kept is None:
-                    kept = decoded[(code, key)] = (build_entries(side, key, step, block.as_buffer(), aux.as_buffer(),
-                                                                 ctx), {})
-                own = [codec.decode(p) for p in own_parts[key]]
-                for name, value in task(key, *kept, own, other).items():
-                    out[name].append(value)
-            yield pa.RecordBatch.from_pydict(out, schema=schema)
-
-    return run
+    code, schema = SIDES.index(side), _ddl_schema(ddl)
+    decoded = task_state()
+    rows, payloads = others
+    other = [codec.decode(p) for p in payloads]
+    if rows is not None:
+        index = np.frombuffer(rows, "<i4")
+        other = [_scatter(index, A, size) for A in other]
+    for batch in batches:
+        mine = batch.filter(pc.equal(batch.column("bi"), code))
+        out = {name: [] for name in schema.names}
+        for key, block, aux in zip(mine.column("key").to_pylist(), mine.column("block"), mine.column("aux")):
+            faults.inject(f"als-{side}", key)
+            kept = decoded.get((code, key))
+            if kept is None:
+                kept = decoded[(code, key)] = (build_entries(side, key, step, block.as_buffer(), aux.as_buffer(),
+                                                             ctx), {})
+            own = [codec.decode(p) for p in own_parts[key]]
+            for name, value in task(key, *kept, own, other).items():
+                out[name].append(value)
+        yield pa.RecordBatch.from_pydict(out, schema=schema)
 
 
 def _scatter(index, values, size):

@@ -14,19 +14,18 @@ their own sockets.
 Protocol (TCP, length-prefixed frames; every connection starts with a
 hello carrying a random per-fit token, so strangers are turned away):
 
-* driver → task: a cloudpickled ``(key column, mapInArrow body)`` --
-  exactly the function a per-half-step job would run -- or an empty frame
-  meaning "stop";
-* task → driver: the body's output as an Arrow IPC stream (the driver never
-  unpickles anything a task sends).
+* driver → task: a message of frames, the key column's name and then the
+  mapInArrow body a per-half-step job would run, as a
+  :class:`~sparknmf.calls.Call` encoded by :func:`sparknmf.calls.encode`
+  (a JSON header naming a registered block function, and the raw buffers of
+  its arguments: the factor blocks the task needs); a message of no frames
+  means "stop";
+* task → driver: the body's output as an Arrow IPC stream.
 
-Pickle here is only Spark's own way of shipping a Python function to its
-workers (cloudpickle, as ``mapInArrow`` does for every job): the body with
-its small constants and the factor blocks its task needs, exactly the
-closure a per-half-step job would carry.  V's blocks never travel in a
-pickle (they stay in the tasks as raw array bytes, :mod:`sparknmf.codec`),
-and nothing is persisted: models and checkpoints stay JSON, Parquet and
-``.npz`` without pickle.
+Nothing on this connection is pickled, either way: a task runs only
+registered sparknmf functions on data (:mod:`sparknmf.calls`), and the
+driver only reads Arrow.  V's blocks stay in the tasks as raw array bytes
+(:mod:`sparknmf.codec`).
 
 Requests carry all the state (factors, Grams), tasks keep only V, so a
 restarted attempt answers the request that was in flight with the same
@@ -54,6 +53,7 @@ import weakref
 
 import pyarrow as pa
 
+from . import calls
 from .session import describe_jobs, is_connect, parallelism
 
 __all__ = ["EXECUTION_MODES", "ResidentTasks", "ResidentUnavailable", "resident_fit", "task_state", "use_resident"]
@@ -92,9 +92,11 @@ class ResidentUnavailable(RuntimeError):
 
 
 # ---------------------------------------------------------------------- framing
-def _send(sock, payload: bytes) -> None:
-    sock.sendall(_HEADER.pack(len(payload)))
-    if payload:
+def _send(sock, payload) -> None:
+    """A frame: its length, then ``payload`` (bytes or any buffer)."""
+    size = memoryview(payload).nbytes
+    sock.sendall(_HEADER.pack(size))
+    if size:
         sock.sendall(payload)
 
 
@@ -112,6 +114,18 @@ def _recv_exact(sock, size: int) -> bytearray:
 def _recv(sock) -> bytearray:
     (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
     return _recv_exact(sock, size)
+
+
+def _send_message(sock, frames) -> None:
+    """A message: its number of frames, then each frame (bytes or any buffer)."""
+    sock.sendall(_HEADER.pack(len(frames)))
+    for frame in frames:
+        _send(sock, frame)
+
+
+def _recv_message(sock) -> list:
+    (count,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
+    return [_recv(sock) for _ in range(count)]
 
 
 # ---------------------------------------------------------------------- task side
@@ -135,7 +149,6 @@ def _serve(address, token: str):
     def run(batches):
         global _STATE
         from pyspark import BarrierTaskContext
-        from pyspark import cloudpickle
 
         context = BarrierTaskContext.get()
         table = pa.Table.from_batches(list(batches)) if batches is not None else None
@@ -150,10 +163,10 @@ def _serve(address, token: str):
             _send(sock, json.dumps(hello).encode())
             _STATE = {}
             while True:
-                request = _recv(sock)
+                request = _recv_message(sock)
                 if not request:
                     break
-                key_column, body = cloudpickle.loads(request)
+                key_column, body = request[0].decode(), calls.decode(request[1:])
                 sink = pa.BufferOutputStream()
                 if blocks is not None:
                     names = ["key" if name == key_column else name for name in blocks.schema.names]
@@ -303,7 +316,7 @@ class ResidentTasks:
         """Stop the tasks; ``wait`` seconds (None: no limit, 0: not at all) for the job to end."""
         for conn in self._conns.values():
             try:
-                _send(conn, b"")  # stop
+                _send_message(conn, [])  # stop
             except OSError:
                 pass
         self._drop()
@@ -371,18 +384,16 @@ class ResidentTasks:
     def run(self, key_column: str, body_for) -> pa.Table:
         """Run a mapInArrow body on every block, with ``key_column`` named ``key``.
 
-        ``body_for(blocks)`` gives the body for a task holding ``blocks``, a
-        list of ``(bi, bj)``, so that each task receives only the factor
-        blocks it needs.  Returns the concatenated output, as ``toArrow()``
+        ``body_for(blocks)`` gives the body, a :class:`~sparknmf.calls.Call`,
+        for a task holding ``blocks``, a list of ``(bi, bj)``, so that each
+        task receives only the factor blocks it needs.  Returns the concatenated output, as ``toArrow()``
         on a job would.  A request interrupted by failed tasks is sent again
         to their restarted attempt.
         """
-        from pyspark import cloudpickle
-
         while True:
             self._await_attempt()
-            requests = {part: cloudpickle.dumps((key_column, body_for(held))) for part, held in self._held.items()}
-            self.last_request_bytes = sum(map(len, requests.values()))
+            requests = {part: [key_column.encode(), *calls.encode(body_for(held))] for part, held in self._held.items()}
+            self.last_request_bytes = sum(memoryview(frame).nbytes for frames in requests.values() for frame in frames)
             try:
                 return self._exchange(requests)
             except ConnectionError as error:
@@ -391,7 +402,7 @@ class ResidentTasks:
     def _exchange(self, requests) -> pa.Table:
         for part, conn in self._conns.items():
             try:
-                _send(conn, requests[part])
+                _send_message(conn, requests[part])
             except OSError as error:
                 self._drop()
                 raise ConnectionError(f"task {part}: {error}") from error
