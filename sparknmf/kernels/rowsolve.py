@@ -19,8 +19,10 @@ product) is memory-bound and slow at rank 50.  Instead rows are bucketed by
 their entry count, padded up a fixed ladder (≤ 25 % padding, padded entries
 have weight 0), their design rows *gathered* into a dense stack
 (rows × count × d) and the Grams formed by one batched matrix product
-``AᵀA`` per bucket: BLAS-bound, one Python iteration per bucket, never per row
-or entry.  The ladder depends only on a row's own count, so a row's Gram is
+``AᵀA`` per chunk of a bucket: BLAS-bound, one Python iteration per chunk,
+never per row or entry.  A chunk gathers at most 2 MB of design values, so
+that the stack is still in the core's cache when the product reads it (with
+32 MB chunks, the rank-50 ALS loop on 8M ratings ran 8 % slower).  The ladder depends only on a row's own count, so a row's Gram is
 the same whatever block it is computed in.
 
 Solving
@@ -54,7 +56,7 @@ __all__ = [
 ]
 
 _SMALL = 8  # counts up to this are padded to themselves
-_BUDGET = 1 << 22  # design values gathered at once (32 MB in float64)
+_BUDGET = 1 << 18  # design values gathered at once (2 MB in float64: the stack stays in a core's L2 cache)
 
 
 def padded_counts(counts: np.ndarray) -> np.ndarray:
