@@ -241,10 +241,8 @@ class RatingBlocks:
             stored = self.local[side]
 
             def run(key, block, aux):
-                kept = self._entries.get((side, key))
-                if kept is None:
-                    kept = self._entries[(side, key)] = (build_entries(side, key, step, block, aux, self.context), {})
-                return task(key, *kept, [A[key * step : (key + 1) * step] for A in own], list(other))
+                own_rows = [A[key * step : (key + 1) * step] for A in own]
+                return _run_task(task, self._entries, side, key, step, block, aux, self.context, own_rows, list(other))
 
             rows = _in_threads(self.partitions, run, stored["key"], stored["block"], stored["aux"])
             return pa.Table.from_pylist(rows, schema=schema)
@@ -310,14 +308,19 @@ def _block_run(batches, *, side, step, ctx, task, ddl, own_parts, others, size):
         out = {name: [] for name in schema.names}
         for key, block, aux in zip(mine.column("key").to_pylist(), mine.column("block"), mine.column("aux")):
             faults.inject(f"als-{side}", key)
-            kept = decoded.get((code, key))
-            if kept is None:
-                kept = decoded[(code, key)] = (build_entries(side, key, step, block.as_buffer(), aux.as_buffer(),
-                                                             ctx), {})
             own = [codec.decode(p) for p in own_parts[key]]
-            for name, value in task(key, *kept, own, other).items():
+            row = _run_task(task, decoded, side, key, step, block.as_buffer(), aux.as_buffer(), ctx, own, other)
+            for name, value in row.items():
                 out[name].append(value)
         yield pa.RecordBatch.from_pydict(out, schema=schema)
+
+
+def _run_task(task, kept, side, key, step, block, aux, ctx, own, other) -> dict:
+    """``task`` on one block, whose entries (decoded once) and scratch are kept in ``kept`` by ``(side, key)``."""
+    entries = kept.get((side, key))
+    if entries is None:
+        entries = kept[(side, key)] = (build_entries(side, key, step, block, aux, ctx), {})
+    return task(key, *entries, own, other)
 
 
 def _scatter(index, values, size):

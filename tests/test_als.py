@@ -113,7 +113,6 @@ def test_auto_backend_takes_the_driver_of_a_local_master_while_the_ratings_fit_i
         np.testing.assert_array_equal(a, b)
 
 
-
 def test_driver_threads_run_blas_on_one_thread_and_restore_it():
     """The driver's block threads take the cores: BLAS is limited to one thread meanwhile, then restored."""
     from threadpoolctl import threadpool_info, threadpool_limits
