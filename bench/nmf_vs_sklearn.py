@@ -91,9 +91,9 @@ def _time_to_target(fit, target, max_iter):
 
 
 def _local(V, k, algorithm, target, max_iter):
-    from sparknmf.factorize import factorize
-    from sparknmf.local import LocalMatrix
-    from sparknmf.validation import as_matrix
+    from sparknmf.decomposition.factorize import factorize
+    from sparknmf.engine.local import LocalMatrix
+    from sparknmf.engine.validation import as_matrix
 
     def fit(callback, stop, max_iter):
         return factorize(LocalMatrix(as_matrix(V)), k, algorithm=algorithm, init="nndsvda", max_iter=max_iter,
@@ -104,7 +104,7 @@ def _local(V, k, algorithm, target, max_iter):
 
 def _spark(spark, block, k, algorithm, target, max_iter, execution):
     """Time to target on a BlockMatrix already cached on Spark (its build is timed apart)."""
-    from sparknmf.factorize import factorize
+    from sparknmf.decomposition.factorize import factorize
 
     block.execution = execution
 
@@ -150,8 +150,8 @@ def time_to_target(quick: bool, repeat: int):
     n, m = (5000, 1000) if quick else (20000, 2000)
     dense = rng.random((n, 30)) @ rng.random((30, m)) + 0.1 * rng.random((n, m))
     cases.append((f"dense {n}x{m} (k=30)", dense, 30))
-    from sparknmf.matrix import BlockMatrix
-    from sparknmf.validation import as_matrix
+    from sparknmf.engine.matrix import BlockMatrix
+    from sparknmf.engine.validation import as_matrix
 
     spark = _session()
     for name, V, k in cases:
@@ -183,9 +183,9 @@ def time_to_target(quick: bool, repeat: int):
 
 def _scaling_point(nnz: int, backend: str, iterations: int = 5):
     """Child process: seconds per iteration and peak RSS for one size."""
-    from sparknmf.factorize import factorize
-    from sparknmf.local import LocalMatrix
-    from sparknmf.matrix import BlockMatrix
+    from sparknmf.decomposition.factorize import factorize
+    from sparknmf.engine.local import LocalMatrix
+    from sparknmf.engine.matrix import BlockMatrix
 
     rng = np.random.default_rng(1)
     m, per_row = 20000, 50

@@ -61,7 +61,7 @@ def child(name, mode):
     V, labels, ks = _dataset(name)
     spark = None
     if mode == "tasks":
-        from sparknmf.session import get_session
+        from sparknmf.engine.session import get_session
 
         spark = get_session("local[2]")
         spark.sparkContext.setLogLevel("ERROR")

@@ -33,7 +33,7 @@ warnings.filterwarnings("ignore")
 
 def _per_iteration(backend, k, algorithm, iters):
     """Median seconds per iteration (after the first) of a fit with ``iters`` iterations."""
-    from sparknmf.factorize import factorize
+    from sparknmf.decomposition.factorize import factorize
 
     stamps = []
     factorize(backend, k, algorithm=algorithm, max_iter=iters, tol=0.0, seed=0,
@@ -43,7 +43,7 @@ def _per_iteration(backend, k, algorithm, iters):
 
 def iteration_costs(spark, n, m, k, iters):
     from sparknmf.kernels.weighted import WeightedBlock
-    from sparknmf.matrix import BlockMatrix
+    from sparknmf.engine.matrix import BlockMatrix
 
     rng = np.random.default_rng(0)
     V = rng.random((n, k)) @ rng.random((k, m)) + 0.01 * rng.random((n, m))
@@ -69,8 +69,8 @@ def iteration_costs(spark, n, m, k, iters):
 def recovery(spark, n, m, k, max_seconds):
     import pyarrow as pa
 
-    from sparknmf.factorize import factorize
-    from sparknmf.ingest import from_coordinates
+    from sparknmf.decomposition.factorize import factorize
+    from sparknmf.engine.ingest import from_coordinates
 
     rng = np.random.default_rng(1)
     # parts-like factors, half their entries zero (uniform dense factors are so correlated that any
@@ -121,7 +121,7 @@ def main():
     args = parser.parse_args()
 
     os.environ.setdefault("SPARKNMF_DRIVER_MEMORY", "8g")
-    from sparknmf.session import get_session
+    from sparknmf.engine.session import get_session
 
     spark = get_session("local[2]")
     if args.part in ("all", "iterations"):

@@ -99,7 +99,7 @@ def movielens_als(root: Path):
     import pyarrow.parquet as pq
 
     from sparknmf.datasets import load_movielens_items
-    from sparknmf.publish import Publication
+    from sparknmf.pipeline.publish import Publication
 
     shutil.rmtree(root, ignore_errors=True)  # a new publication: the first run starts from random factors
     for _ in range(2):  # the second run finds this input and configuration published and does nothing

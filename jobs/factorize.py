@@ -4,7 +4,7 @@
     spark-submit --master yarn --py-files dist/sparknmf-0.1.0.zip jobs/factorize.py conf/cluster.toml conf/factorize.toml
 
 Configuration: ``[input]`` (Matrix Market, dense text, Parquet/CSV coordinates
-or a vector column; :mod:`sparknmf.inputs`), ``[nmf]`` (the Params of
+or a vector column; :mod:`sparknmf.pipeline.inputs`), ``[nmf]`` (the Params of
 :class:`sparknmf.NMF`), ``[multistart]`` (``nrun > 1``: the best of several
 runs with the clustering measures, :class:`sparknmf.MultiStartNMF`),
 ``[output]``, ``[spark]``; every key is documented in conf/factorize.toml.
@@ -24,10 +24,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from sparknmf import NMF, MultiStartNMF
-from sparknmf.inputs import INPUT_SECTION
-from sparknmf.jobrun import multistart_section, nmf_section, output_section, run_job
-from sparknmf.metrics import fit_measures
-from sparknmf.publish import write_json
+from sparknmf.pipeline.inputs import INPUT_SECTION
+from sparknmf.pipeline.jobrun import multistart_section, nmf_section, output_section, run_job
+from sparknmf.analysis.metrics import fit_measures
+from sparknmf.pipeline.publish import write_json
 
 SCHEMA = {
     "input": INPUT_SECTION,
@@ -68,7 +68,7 @@ def factorize(job):
             model.write().save(out.uri())
             write_json(stage / "measures.json", measures)
         if conf["output"]["report"]:
-            from sparknmf.report import write_report
+            from sparknmf.plots.report import write_report
 
             names = None if model.rowIds is None else [str(v) for v in model.rowIds.to_pylist()]
             with job.step("report"):

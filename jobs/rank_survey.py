@@ -20,12 +20,12 @@ maps of every k).
 
 import sys
 
-from sparknmf.consensus import ConnectivityStop
-from sparknmf.inputs import INPUT_SECTION
-from sparknmf.jobconf import Option
-from sparknmf.jobrun import multistart_section, nmf_section, output_section, run_job
+from sparknmf.analysis.multistart import ConnectivityStop
+from sparknmf.pipeline.inputs import INPUT_SECTION
+from sparknmf.pipeline.jobconf import Option
+from sparknmf.pipeline.jobrun import multistart_section, nmf_section, output_section, run_job
 from sparknmf.plots.rank import PANELS
-from sparknmf.survey import rank_survey
+from sparknmf.analysis.survey import rank_survey
 
 SCHEMA = {
     "input": INPUT_SECTION,
@@ -66,7 +66,7 @@ def survey(job):
         table.write_csv(stage / "survey.csv")
         table.write_json(stage / "survey.json")
         if output["report"]:
-            from sparknmf.report import write_report
+            from sparknmf.plots.report import write_report
 
             with job.step("report"):
                 names = None if data.row_ids is None else [str(v) for v in data.row_ids]

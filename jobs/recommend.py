@@ -19,7 +19,7 @@ A run, holding the publication's lock:
 6. writes the model and the top-N recommendations of every user (Parquet ``(user, recommendations
    array<struct<item, rating>>)``) to a staging folder, reads them back to validate (row count = users,
    schema, no null/NaN/inf score), renames the folder to the next version and switches ``CURRENT``
-   (:class:`sparknmf.publish.Publication`: a crash at any point leaves the previous publication
+   (:class:`sparknmf.pipeline.publish.Publication`: a crash at any point leaves the previous publication
    readable); keeps the last ``publish.keep`` versions.
 
 ``--rollback`` switches ``CURRENT`` back to the previous version.  Every run writes its summary
@@ -35,12 +35,12 @@ import sys
 from pathlib import Path
 
 from sparknmf import MaskedALS, MaskedALSModel
-from sparknmf.evaluation import ranking_metrics, rmse
-from sparknmf.inputs import RATINGS_SECTION, check_ratings, content_digest, holdout_split, read_ratings
-from sparknmf.jobconf import Option, params_section
-from sparknmf.jobrun import JobRefused, run_job
+from sparknmf.ratings.evaluation import ranking_metrics, rmse
+from sparknmf.pipeline.inputs import RATINGS_SECTION, check_ratings, content_digest, holdout_split, read_ratings
+from sparknmf.pipeline.jobconf import Option, params_section
+from sparknmf.pipeline.jobrun import JobRefused, run_job
 from sparknmf.params import Interval
-from sparknmf.publish import Publication, metric_gate, validate_table, write_json
+from sparknmf.pipeline.publish import Publication, metric_gate, validate_table, write_json
 
 logger = logging.getLogger("sparknmf")
 

@@ -7,7 +7,7 @@ V is terms × documents (documents are the samples, the columns of V; use
 ``input.transpose`` for a documents × terms file) and is assembled on the
 driver.  ``[vocabulary]`` names the terms (one per line, or a delimited file
 with an id and a name field); ``[select]`` keeps the first documents and the
-terms present in a range of document fractions (:func:`sparknmf.topics.select_terms`);
+terms present in a range of document fractions (:func:`sparknmf.analysis.topics.select_terms`);
 ``[nmf]`` sets the factorization.  Every key is documented in conf/topics.toml.
 
 Output folder: the saved model (``NMFModel.load``; W one row per kept term,
@@ -25,12 +25,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from sparknmf import NMF, plots
-from sparknmf.inputs import INPUT_SECTION
-from sparknmf.jobconf import Option
-from sparknmf.jobrun import nmf_section, output_section, run_job
-from sparknmf.metrics import fit_measures
-from sparknmf.publish import write_json
-from sparknmf.topics import document_topics, prominent_terms, read_vocabulary, select_terms, term_names, top_terms
+from sparknmf.pipeline.inputs import INPUT_SECTION
+from sparknmf.pipeline.jobconf import Option
+from sparknmf.pipeline.jobrun import nmf_section, output_section, run_job
+from sparknmf.analysis.metrics import fit_measures
+from sparknmf.pipeline.publish import write_json
+from sparknmf.analysis.topics import document_topics, prominent_terms, read_vocabulary, select_terms, term_names, top_terms
 
 SCHEMA = {
     "input": INPUT_SECTION,
@@ -105,7 +105,7 @@ def topics(job):
 
 
 def report_topics(folder, conf, model, names, labels, scatter, timings):
-    from sparknmf.report import Report
+    from sparknmf.plots.report import Report
 
     output = conf["output"]
     term = output["term_name"]

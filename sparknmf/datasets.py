@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import InvalidInputError
-from .validation import as_matrix
+from sparknmf.engine.validation import as_matrix
+from sparknmf.errors import InvalidInputError
 
 __all__ = [
     "data_dir", "read_matrix_market", "load_associated_press", "load_iris", "planted_nmf", "block_diagonal",

@@ -22,7 +22,7 @@ def main(argv=None) -> int:
 
     from sparknmf import NMF
     from sparknmf.datasets import planted_nmf
-    from sparknmf.session import get_session
+    from sparknmf.engine.session import get_session
 
     logging.basicConfig(level=logging.WARNING)
     V, _, _ = planted_nmf(300, 200, 5, noise=0.01, seed=0)

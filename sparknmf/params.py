@@ -91,7 +91,7 @@ def with_accessors(cls):
 
 @with_accessors
 class HasExecutionMode(Params):
-    """The ``executionMode`` Param of estimators that fit on Spark blocks (:mod:`sparknmf.resident`)."""
+    """The ``executionMode`` Param of estimators that fit on Spark blocks (:mod:`sparknmf.engine.resident`)."""
 
     executionMode = Param(Params._dummy(), "executionMode",
                           "spark backend: 'resident' (one job whose tasks keep the blocks and serve every half-step), "

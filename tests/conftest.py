@@ -90,7 +90,7 @@ def planted():
 @pytest.fixture
 def no_fits(monkeypatch):
     """Fails the test if a multi-start factorisation starts (checks must come before any work)."""
-    from sparknmf import consensus
+    from sparknmf.analysis import multistart as consensus
 
     def refuse(*args, **kwargs):
         raise AssertionError("a factorisation started before the input was checked")

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 
 from sparknmf import InvalidInputError, MaskedALS, MaskedALSModel, NMF
-from sparknmf.als import _MaskedALSParams, top_n
+from sparknmf.ratings.estimator import _MaskedALSParams, top_n
 from sparknmf.datasets import planted_ratings
 from sparknmf.kernels.rowsolve import row_equations
-from sparknmf.seeding import chunked_draw
+from sparknmf.kernels.seeding import chunked_draw
 
 pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]
 
@@ -117,7 +117,7 @@ def test_driver_threads_run_blas_on_one_thread_and_restore_it():
     """The driver's block threads take the cores: BLAS is limited to one thread meanwhile, then restored."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from sparknmf.ratings import _in_threads
+    from sparknmf.ratings.store import _in_threads
 
     def blas_threads():
         return sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
@@ -154,13 +154,13 @@ class _Session:
     ({}, "spark", 1_000, False),
 ])
 def test_driver_rule(conf, backend, rows, expected):
-    from sparknmf.ratings import use_driver
+    from sparknmf.ratings.store import use_driver
 
     assert use_driver(_Session(**conf), backend, rows, 24, 1_000_000) is expected
 
 
 def test_driver_rule_rejects_a_malformed_size():
-    from sparknmf.ratings import use_driver
+    from sparknmf.ratings.store import use_driver
 
     with pytest.raises(ValueError, match="spark.driver.memory"):
         use_driver(_Session(**{"spark.driver.memory": "lots"}), "auto", 10_000_000, 24, 0)
@@ -299,7 +299,7 @@ def test_load_rejects_other_directories(spark, tmp_path):
     with pytest.raises(ValueError, match="not a saved sparknmf model"):
         MaskedALSModel.load(str(tmp_path / "nowhere"))
     NMF(k=2).save(str(tmp_path / "nmf"))
-    with pytest.raises(ValueError, match="not a 'sparknmf.als.MaskedALSModel'"):
+    with pytest.raises(ValueError, match="not a 'sparknmf.MaskedALSModel'"):
         MaskedALSModel.load(str(tmp_path / "nmf"))
 
 

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from sparknmf import MaskedALS
-from sparknmf.evaluation import catalog_coverage, cross_validate, grid_search, mae, ranking_metrics, rmse
+from sparknmf.ratings.evaluation import catalog_coverage, cross_validate, grid_search, mae, ranking_metrics, rmse
 
 pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparknmf.als import top_n
-from sparknmf.kernels.ratings import (
+from sparknmf.ratings.estimator import top_n
+from sparknmf.kernels.als import (
     Entries, SideSpec, drift, half_step, implicit_apply, implicit_system, predict,
 )
 

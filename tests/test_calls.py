@@ -1,4 +1,4 @@
-"""Block calls (sparknmf.calls): what resident tasks receive, encoded without pickle and decoded by name only."""
+"""Block calls (sparknmf.engine.calls): what resident tasks receive, encoded without pickle and decoded by name only."""
 
 import json
 import pickle
@@ -6,12 +6,12 @@ import pickle
 import numpy as np
 import pytest
 
-from sparknmf import calls
-from sparknmf.als import _half_step_task
-from sparknmf.kernels.ratings import SideSpec
+from sparknmf.engine import calls
+from sparknmf.ratings.estimator import _half_step_task
+from sparknmf.kernels.als import SideSpec
 from sparknmf.kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams
-from sparknmf.matrix import _fused_run
-from sparknmf.ratings import StepContext, _block_run
+from sparknmf.engine.matrix import _fused_run
+from sparknmf.ratings.store import StepContext, _block_run
 
 
 def _roundtrip(call):
@@ -55,10 +55,10 @@ def _evil(header):
 
 @pytest.mark.parametrize("header, message", [
     ({"call": "os:system", "kwargs": {"dict": []}}, "'os:system' is not a registered block function"),
-    ({"call": "sparknmf.matrix:_assemble", "kwargs": {"dict": []}}, "not a registered"),  # a function, not registered
-    ({"call": "sparknmf.ratings:StepContext", "kwargs": {"dict": []}}, "is not a block function"),  # a type
-    ({"call": "sparknmf.ratings:_block_run", "kwargs": {"type": "subprocess:Popen", "fields": {}}}, "not a registered"),
-    ({"call": "sparknmf.ratings:_block_run", "kwargs": {"pickle": "gASV"}}, "malformed block call"),
+    ({"call": "sparknmf.engine.matrix:_assemble", "kwargs": {"dict": []}}, "not a registered"),  # a function, not registered
+    ({"call": "sparknmf.ratings.store:StepContext", "kwargs": {"dict": []}}, "is not a block function"),  # a type
+    ({"call": "sparknmf.ratings.store:_block_run", "kwargs": {"type": "subprocess:Popen", "fields": {}}}, "not a registered"),
+    ({"call": "sparknmf.ratings.store:_block_run", "kwargs": {"pickle": "gASV"}}, "malformed block call"),
 ])
 def test_a_request_naming_anything_unregistered_is_refused(header, message):
     with pytest.raises(ValueError, match=message):

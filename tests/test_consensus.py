@@ -7,8 +7,9 @@ import pyarrow as pa
 import pytest
 
 import sparknmf
-from sparknmf import consensus, metrics
-from sparknmf.consensus import ConnectivityStop, MultiStartNMF, MultiStartNMFModel, consensus_matrix, multistart
+from sparknmf.analysis import multistart as consensus
+from sparknmf.analysis import metrics
+from sparknmf.analysis.multistart import ConnectivityStop, MultiStartNMF, MultiStartNMFModel, consensus_matrix, multistart
 from sparknmf.datasets import block_diagonal
 
 

@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 
-@pytest.mark.parametrize("name", ["sparknmf.nmf", "sparknmf.plots.maps"])
+@pytest.mark.parametrize("name", ["sparknmf.decomposition.estimator", "sparknmf.plots.maps"])
 def test_docstring_examples(name):
     module = importlib.import_module(name)
     with warnings.catch_warnings():

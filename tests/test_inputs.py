@@ -6,7 +6,7 @@ import pytest
 
 from sparknmf.datasets import read_dense_text
 from sparknmf.errors import InvalidInputError
-from sparknmf.inputs import MatrixInput
+from sparknmf.pipeline.inputs import MatrixInput
 
 
 def test_dense_text_with_header_row_names_and_labels(tmp_path):
@@ -54,7 +54,7 @@ def test_dataframes_are_collected_in_sorted_id_order(spark):
 
 @pytest.mark.spark
 def test_holdout_split_is_a_stable_seeded_hash(spark):
-    from sparknmf.inputs import holdout_split
+    from sparknmf.pipeline.inputs import holdout_split
 
     frame = spark.range(2000).selectExpr("id % 97 as user", "id as item", "1.0 as rating")
     train, held = holdout_split(frame, 0.25, 3, ("user", "item"))
@@ -68,7 +68,7 @@ def test_holdout_split_is_a_stable_seeded_hash(spark):
 
 
 def test_content_digest_follows_the_bytes(tmp_path):
-    from sparknmf.inputs import content_digest
+    from sparknmf.pipeline.inputs import content_digest
 
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "part-0.parquet").write_bytes(b"abc")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from sparknmf import NMF
-from sparknmf.jobconf import REQUIRED, ConfError, Option, load_conf, params_section, parse_override
-from sparknmf.jobrun import SPARK_SECTION, nmf_section
+from sparknmf.pipeline.jobconf import REQUIRED, ConfError, Option, load_conf, params_section, parse_override
+from sparknmf.pipeline.jobrun import SPARK_SECTION, nmf_section
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = ("factorize", "rank_survey", "topics", "recommend")

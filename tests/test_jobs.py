@@ -17,7 +17,9 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from sparknmf import MultiStartNMFModel, NMFModel, nmf
+from sparknmf import MultiStartNMFModel, NMFModel
+
+from sparknmf.decomposition import estimator as nmf
 from sparknmf.datasets import block_diagonal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +131,7 @@ def test_existing_output_is_refused_before_work_and_replaced_only_when_complete(
     conf = tmp_path / "f.toml"
     conf.write_text(text)
     with monkeypatch.context() as patch:
-        patch.setattr("sparknmf.inputs.read_input", lambda *a, **k: pytest.fail("input read before the output check"))
+        patch.setattr("sparknmf.pipeline.inputs.read_input", lambda *a, **k: pytest.fail("input read before the output check"))
         assert job.main([str(conf)]) == 2
     err = capsys.readouterr().err
     assert f"factorize: error: {conf}: output.path = '{tmp_path / 'out'}': exists already" in err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparknmf import metrics
+from sparknmf.analysis import metrics
 
 
 # ---------------------------------------------------------------- slow references (loops, straight from the formulas)
@@ -154,7 +154,7 @@ def test_rss_and_evar_hand_computed():
 
 
 def test_rss_from_backend_pieces():
-    from sparknmf.local import LocalMatrix
+    from sparknmf.engine.local import LocalMatrix
 
     rng = np.random.default_rng(1)
     V, W, H = rng.random((7, 5)), rng.random((7, 2)), rng.random((2, 5))

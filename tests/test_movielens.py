@@ -7,7 +7,7 @@ from sparknmf.datasets import (
     MOVIELENS_SPLITS, load_movielens_100k, load_movielens_csv, load_movielens_items, load_movielens_users,
 )
 from sparknmf.errors import InvalidInputError
-from sparknmf.evaluation import rmse
+from sparknmf.ratings.evaluation import rmse
 
 pytestmark = pytest.mark.data
 

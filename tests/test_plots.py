@@ -8,12 +8,14 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from sparknmf import metrics, plots  # noqa: E402
-from sparknmf.consensus import multistart  # noqa: E402
+from sparknmf import plots  # noqa: E402
+
+from sparknmf.analysis import metrics
+from sparknmf.analysis.multistart import multistart  # noqa: E402
 from sparknmf.datasets import block_diagonal  # noqa: E402
-from sparknmf.factorize import FitResult  # noqa: E402
+from sparknmf.decomposition.factorize import FitResult  # noqa: E402
 from sparknmf.plots import maps  # noqa: E402
-from sparknmf.survey import rank_survey  # noqa: E402
+from sparknmf.analysis.survey import rank_survey  # noqa: E402
 
 DPI = 40
 
@@ -249,7 +251,7 @@ def test_missing_matplotlib_names_the_extra(monkeypatch, clustered):
 
 def test_the_package_imports_without_matplotlib():
     code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "import sparknmf, sparknmf.plots, sparknmf.report\n"
+            "import sparknmf, sparknmf.plots, sparknmf.plots.report\n"
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sparknmf.publish import Publication, PublishError, StagedDirectory, metric_gate, write_json
+from sparknmf.pipeline.publish import Publication, PublishError, StagedDirectory, metric_gate, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,7 @@ def test_lock_excludes_a_second_run_and_takes_over_a_dead_one(tmp_path):
 
 _CRASH = textwrap.dedent("""
     import os, sys
-    from sparknmf.publish import Publication
+    from sparknmf.pipeline.publish import Publication
     pub = Publication(sys.argv[1], keep=3)
     pub.hooks[sys.argv[2]] = lambda: os._exit(9)          # a hard crash: no cleanup runs
     stage = pub.stage()
@@ -181,7 +181,7 @@ def test_validate_table_checks_rows_schema_and_values(spark, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sparknmf.publish import validate_table
+    from sparknmf.pipeline.publish import validate_table
 
     recs = pa.array([[{"item": 1, "rating": 4.5}], [{"item": 2, "rating": float("nan")}, {"item": 3, "rating": 1.0}]],
                     pa.list_(pa.struct([("item", pa.int64()), ("rating", pa.float32())])))

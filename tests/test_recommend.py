@@ -10,7 +10,7 @@ import pytest
 
 from sparknmf import MaskedALSModel
 from sparknmf.datasets import planted_ratings
-from sparknmf.publish import Publication
+from sparknmf.pipeline.publish import Publication
 
 pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sparknmf.consensus import multistart
+from sparknmf.analysis.multistart import multistart
 from sparknmf.datasets import block_diagonal
-from sparknmf.report import Report, write_report
-from sparknmf.survey import rank_survey
+from sparknmf.plots.report import Report, write_report
+from sparknmf.analysis.survey import rank_survey
 
 
 class _Links(HTMLParser):

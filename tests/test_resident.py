@@ -1,4 +1,4 @@
-"""Resident block tasks (sparknmf.resident): one barrier job serves every half-step of a fit.
+"""Resident block tasks (sparknmf.engine.resident): one barrier job serves every half-step of a fit.
 
 The oracle is the same fit with a Spark job per half-step: the tasks run the same kernels on the same blocks and the
 driver sums their pieces in the same order, so the factors and the history must be identical, bit for bit.
@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparknmf import NMF, resident
-from sparknmf.factorize import factorize
-from sparknmf.matrix import BlockMatrix
-from sparknmf.validation import as_matrix, as_weighted
+from sparknmf import NMF
+
+from sparknmf.engine import resident
+from sparknmf.decomposition.factorize import factorize
+from sparknmf.engine.matrix import BlockMatrix
+from sparknmf.engine.validation import as_matrix, as_weighted
 
 pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]
 
@@ -86,7 +88,7 @@ def test_a_resident_fit_runs_its_iterations_in_one_barrier_job(spark):
 
 
 def test_auto_mode_is_resident_in_a_classic_session_only(spark):
-    from sparknmf.session import is_connect
+    from sparknmf.engine.session import is_connect
 
     assert resident.use_resident("auto", spark, 1 << 20, 2) is not is_connect(spark)
     assert not resident.use_resident("auto", spark, 1 << 20, 64)  # more partitions than task slots

@@ -11,11 +11,13 @@ import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 
-from sparknmf import NMF, InvalidInputError, NMFModel, nmf
-from sparknmf.factorize import factorize
-from sparknmf.local import LocalMatrix
-from sparknmf.matrix import BlockMatrix
-from sparknmf.validation import as_matrix
+from sparknmf import NMF, InvalidInputError, NMFModel
+
+from sparknmf.decomposition import estimator as nmf
+from sparknmf.decomposition.factorize import factorize
+from sparknmf.engine.local import LocalMatrix
+from sparknmf.engine.matrix import BlockMatrix
+from sparknmf.engine.validation import as_matrix
 
 pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]
 
@@ -180,7 +182,7 @@ def test_estimator_save_load_and_empty_constructors(tmp_path):
 def test_load_rejects_wrong_class_missing_dir_and_newer_format(tmp_path, spark):
     est_path = str(tmp_path / "est")
     NMF(k=3).save(est_path)
-    with pytest.raises(ValueError, match="not a 'sparknmf.nmf.NMFModel'"):
+    with pytest.raises(ValueError, match="not a 'sparknmf.NMFModel'"):
         NMFModel.load(est_path)
     with pytest.raises(ValueError, match="not a saved sparknmf model"):
         NMFModel.load(str(tmp_path / "nowhere"))
@@ -280,7 +282,7 @@ def test_resume_from_checkpoint_on_spark(spark, tmp_path):
 
 
 def test_job_descriptions_set_and_restored(spark):
-    from sparknmf.session import describe_jobs
+    from sparknmf.engine.session import describe_jobs
 
     seen = []
     with describe_jobs(spark, "sparknmf: iter 7, update H"):
@@ -299,9 +301,9 @@ def test_float32_blocks_from_coordinates(spark):
 
 
 def test_rank_checked_before_blocks_are_built(spark, monkeypatch):
-    import sparknmf.ingest
+    import sparknmf.engine.ingest
 
     frame = _coordinates(spark, _matrix(17, shape=(3, 5)), list(range(3)), list(range(5)))
-    monkeypatch.setattr(sparknmf.ingest, "_finish", lambda *a, **k: pytest.fail("blocks were built"))
+    monkeypatch.setattr(sparknmf.engine.ingest, "_finish", lambda *a, **k: pytest.fail("blocks were built"))
     with pytest.raises(ValueError, match="k=4 is out of range"):
         NMF(k=4, rowCol="term", colCol="doc", valueCol="count").fit(frame)

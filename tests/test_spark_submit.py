@@ -1,6 +1,6 @@
 """One true ``spark-submit --master local[2]`` run of a job with the library shipped by ``--py-files``.
 
-Builds the zip with ``python -m sparknmf.bundle`` (the documented command), then submits
+Builds the zip with ``python -m sparknmf.pipeline.bundle`` (the documented command), then submits
 jobs/factorize.py on a tiny coordinates table with the V blocks on Spark, so that executors
 import sparknmf too.  Started at collection time (``background``) to overlap the rest of the run.
 """
@@ -24,7 +24,7 @@ def launch(workdir):
 
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    bundle = subprocess.run([sys.executable, "-m", "sparknmf.bundle", "--output", str(workdir / "dist")],
+    bundle = subprocess.run([sys.executable, "-m", "sparknmf.pipeline.bundle", "--output", str(workdir / "dist")],
                             cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
     if bundle.returncode:
         return bundle

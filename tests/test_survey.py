@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from sparknmf.datasets import block_diagonal
-from sparknmf.survey import Survey, randomize, rank_survey
+from sparknmf.analysis.survey import Survey, randomize, rank_survey
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ import pytest
 import scipy.sparse as sp
 
 import sparknmf
-import sparknmf.factorize
-from sparknmf import ConvergenceWarning, ModelFitError, nmf
+import sparknmf.decomposition.factorize
+from sparknmf import ConvergenceWarning, ModelFitError
+from sparknmf.decomposition import estimator as nmf
 from sparknmf.kernels.updates import UPDATE_RULES
 
 ALGORITHMS = sorted(UPDATE_RULES)
@@ -185,9 +186,9 @@ def test_algorithms_listed_and_unknown_rejected():
 def test_checkpoint_resume_gives_uninterrupted_result(tmp_path):
     V = _data("sparse")
     full = nmf(V, 3, max_iter=12, tol=0)
-    fac = sparknmf.factorize
-    from sparknmf.local import LocalMatrix
-    from sparknmf.validation import as_matrix
+    fac = sparknmf.decomposition.factorize
+    from sparknmf.engine.local import LocalMatrix
+    from sparknmf.engine.validation import as_matrix
 
     backend = LocalMatrix(as_matrix(V))
     # a run that dies after 7 iterations: the checkpoint holds iteration 6 (interval 3)

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .nnls import nnls_batched
+from sparknmf.kernels.nnls import nnls_batched
 
 __all__ = [
     "NormalEquations", "SOLVERS", "padded_counts", "row_equations", "solve", "solve_cholesky", "solve_nnls", "solve_rows",

@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from .nnls import nnls_bpp
-from .objective import FROBENIUS, KL, Statistic
-from .rowsolve import solve_nnls
-from .weighted import WEIGHTED_LS, WEIGHTED_MU, unpack_equations
+from sparknmf.kernels.nnls import nnls_bpp
+from sparknmf.kernels.objective import FROBENIUS, KL, Statistic
+from sparknmf.kernels.rowsolve import solve_nnls
+from sparknmf.kernels.weighted import WEIGHTED_LS, WEIGHTED_MU, unpack_equations
 
 __all__ = ["UPDATE_RULES", "WEIGHTED_RULES", "Rule", "RuleParams", "half_step_block", "hals_sweeps", "one_blas_thread",
            "update_block"]

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .objective import Statistic
-from .rowsolve import dense_row_equations, row_equations
+from sparknmf.kernels.objective import Statistic
+from sparknmf.kernels.rowsolve import dense_row_equations, row_equations
 
 __all__ = ["WeightedBlock", "WEIGHTED_LS", "WEIGHTED_MU", "pack_equations", "unpack_equations"]
 

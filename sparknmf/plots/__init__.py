@@ -15,11 +15,11 @@ calling a function without it raises an ImportError naming the extra.
 * :func:`history_plot` -- the objective of a fit by iteration (:mod:`.history`).
 """
 
-from ._figure import FORMATS, PLOT_EXTRA, require_matplotlib, save_figure
-from .factors import factor_dendrogram, factor_scatter, top_features
-from .history import history_plot
-from .maps import CLUSTER_LIMIT, basis_map, coef_map, consensus_map, consensus_order
-from .rank import survey_plot
+from sparknmf.plots._figure import FORMATS, PLOT_EXTRA, require_matplotlib, save_figure
+from sparknmf.plots.factors import factor_dendrogram, factor_scatter, top_features
+from sparknmf.plots.history import history_plot
+from sparknmf.plots.maps import CLUSTER_LIMIT, basis_map, coef_map, consensus_map, consensus_order
+from sparknmf.plots.rank import survey_plot
 
 __all__ = [
     "FORMATS", "PLOT_EXTRA", "CLUSTER_LIMIT", "require_matplotlib", "save_figure", "basis_map", "coef_map",

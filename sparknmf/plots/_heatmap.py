@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._figure import add_note, palette_colors
-from ._tree import draw_tree, tree_layout
+from sparknmf.plots._figure import add_note, palette_colors
+from sparknmf.plots._tree import draw_tree, tree_layout
 
 __all__ = ["Track", "annotated_heatmap", "group_starts", "reduce_groups"]
 

@@ -22,10 +22,10 @@ import math
 
 import numpy as np
 
-from ._figure import add_note, finish, new_figure, palette_colors
-from ._heatmap import Track
-from ._inputs import as_factor, as_labels, as_names, check_count
-from ._tree import draw_tree, tree_layout
+from sparknmf.plots._figure import add_note, finish, new_figure, palette_colors
+from sparknmf.plots._heatmap import Track
+from sparknmf.plots._inputs import as_factor, as_labels, as_names, check_count
+from sparknmf.plots._tree import draw_tree, tree_layout
 
 __all__ = ["factor_scatter", "factor_dendrogram", "top_features"]
 

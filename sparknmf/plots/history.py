@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._figure import finish, new_figure
+from sparknmf.plots._figure import finish, new_figure
 
 __all__ = ["history_plot"]
 

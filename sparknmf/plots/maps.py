@@ -9,8 +9,8 @@ hierarchical clustering with its dendrogram, and side tracks.
   sample's dominant basis and of known classes.
 * :func:`consensus_map` -- the consensus matrix C (s×s) of a multi-start fit,
   ordered by the average-linkage tree on ``1 − C`` that
-  :func:`sparknmf.metrics.cophenetic_correlation` uses
-  (:func:`sparknmf.metrics.consensus_linkage`); tracks of the consensus
+  :func:`sparknmf.analysis.metrics.cophenetic_correlation` uses
+  (:func:`sparknmf.analysis.metrics.consensus_linkage`); tracks of the consensus
   clusters (that tree cut into k groups), known classes and each sample's
   silhouette width on ``1 − C``.
 
@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import metrics
-from ._figure import add_note, finish, new_figure
-from ._heatmap import Track, annotated_heatmap
-from ._inputs import as_factor, as_labels, as_names, check_count, consensus_of
+from sparknmf.analysis import metrics
+from sparknmf.plots._figure import add_note, finish, new_figure
+from sparknmf.plots._heatmap import Track, annotated_heatmap
+from sparknmf.plots._inputs import as_factor, as_labels, as_names, check_count, consensus_of
 
 __all__ = ["CLUSTER_LIMIT", "basis_map", "coef_map", "consensus_map", "consensus_order"]
 
@@ -120,7 +120,7 @@ def basis_map(W, *, features=None, subset=None, scale=True, method="complete", m
         Feature names, shown when at most 60 rows are displayed.
     subset : None, int, {"kim", "max"} or array of int
         Rows to show: all; the ``subset`` features with the highest Kim &
-        Park score; those chosen by :func:`sparknmf.metrics.extract_features`;
+        Park score; those chosen by :func:`sparknmf.analysis.metrics.extract_features`;
         or the given indices.
     scale : bool
         Scale each feature's row to sum to 1 (R's ``scale="r1"``).
@@ -175,7 +175,7 @@ def coef_map(H, *, labels=None, samples=None, scale=True, method="complete", met
 
 
 def consensus_order(fit) -> np.ndarray:
-    """Samples in the order of the consensus map: the leaves of :func:`sparknmf.metrics.consensus_linkage`.
+    """Samples in the order of the consensus map: the leaves of :func:`sparknmf.analysis.metrics.consensus_linkage`.
 
     Parameters
     ----------
@@ -221,7 +221,7 @@ def consensus_map(fit, *, labels=None, k=None, samples=None, max_cells=500, figs
     Examples
     --------
     >>> from sparknmf import plots
-    >>> from sparknmf.consensus import multistart
+    >>> from sparknmf.analysis.multistart import multistart
     >>> from sparknmf.datasets import block_diagonal
     >>> V, labels = block_diagonal((8, 8), features=16, seed=2)
     >>> fit = multistart(V, 2, nrun=4, mode="local")

@@ -1,7 +1,7 @@
 """Rank survey plot: every measure against k, the randomised-data survey overlaid (R's ``plot(nmfEstimateRank)``).
 
 One panel per measure group; the original data as solid lines with filled
-markers, the randomised data (:func:`sparknmf.survey.randomize`) dashed with
+markers, the randomised data (:func:`sparknmf.analysis.survey.randomize`) dashed with
 open markers in the same colour.  A rank is a good choice where the
 original curve departs from the randomised one (e.g. the cophenetic
 correlation drops after it on real data but not on random data).
@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ._figure import finish, new_figure
+from sparknmf.plots._figure import finish, new_figure
 
 __all__ = ["PANELS", "survey_plot"]
 

@@ -2,9 +2,9 @@
 
 Usage: python _task_failure_child.py FAULTS_DIR OUT.npz
 
-Each fit runs in its own job group; the faulted ones arm a fault (sparknmf.faults) from the fit's callback, so a
+Each fit runs in its own job group; the faulted ones arm a fault (sparknmf.engine.faults) from the fit's callback, so a
 task fails in the middle of the fit.  Writes every fit's factors and history, and the number of failed tasks:
-those Spark reports for the group's stages, plus the restarts of resident tasks (sparknmf.resident; Spark then
+those Spark reports for the group's stages, plus the restarts of resident tasks (sparknmf.engine.resident; Spark then
 retries the whole barrier stage, and its status tracker keeps only the last, successful, attempt).  NMF runs on
 resident tasks (the default in a classic session) and, as ``nmfjobs``, with a Spark job per half-step.
 """
@@ -17,7 +17,9 @@ import warnings
 import numpy as np
 from pyspark.sql import SparkSession
 
-from sparknmf import NMF, MaskedALS, faults
+from sparknmf import NMF, MaskedALS
+
+from sparknmf.engine import faults
 from sparknmf.datasets import planted_nmf, planted_ratings
 
 

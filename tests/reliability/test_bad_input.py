@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparknmf import NMF, InvalidInputError, MaskedALS, MaskedALSModel, NMFModel, multistart, nmf
+from sparknmf import NMF, InvalidInputError, MaskedALS, MaskedALSModel, NMFModel, multistart
+
+from sparknmf.decomposition import estimator as nmf
 from sparknmf import datasets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,10 +282,10 @@ def _file_cases():
 
 def _model_cases():
     yield Case("MaskedALSModel.load", "another class", lambda s, t, o: MaskedALSModel.load(str(o / "model")),
-               ValueError, r"holds a 'sparknmf.nmf.NMFModel', not a 'sparknmf.als.MaskedALSModel'", "no fit")
+               ValueError, r"holds a 'sparknmf.NMFModel', not a 'sparknmf.MaskedALSModel'", "no fit")
     yield Case("NMFModel.load", "another class", lambda s, t, o: (NMF(k=2).save(str(t / "est")),
                                                                  NMFModel.load(str(t / "est"))),
-               ValueError, r"holds a 'sparknmf.nmf.NMF', not a 'sparknmf.nmf.NMFModel'", "no fit")
+               ValueError, r"holds a 'sparknmf.NMF', not a 'sparknmf.NMFModel'", "no fit")
     yield Case("NMFModel.load", "newer format version", lambda s, t, o: NMFModel.load(_newer_model(s, t, o)),
                ValueError, "was written in format version 2; this sparknmf reads up to 1", "no fit")
     yield Case("NMFModel.save", "existing path", lambda s, t, o: NMFModel.load(str(o / "model")).save(str(o / "model")),

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from _cluster import wait_for
 
-from sparknmf.checkpoint import LoopCheckpoint
+from sparknmf.engine.checkpoint import LoopCheckpoint
 
 CHILD = Path(__file__).with_name("_crash_child.py")
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ afresh from the cached blocks):
   the driver holds the factors ((n + m)·k numbers), their Grams and one float of history per iteration.
 
 NMF runs 500 iterations on Spark with one job per iteration, and again on resident tasks (one job for the whole fit,
-sparknmf.resident: its plan is built once).  MaskedALS runs 100 iterations on Spark with two jobs per iteration
+sparknmf.engine.resident: its plan is built once).  MaskedALS runs 100 iterations on Spark with two jobs per iteration
 (500 would take ~8 minutes of this shared 2-core machine's test budget), 100 on resident tasks and 500 on the
 driver backend.
 """
@@ -25,9 +25,9 @@ import pytest
 
 from sparknmf import MaskedALS
 from sparknmf.datasets import planted_ratings
-from sparknmf.factorize import factorize
-from sparknmf.matrix import BlockMatrix
-from sparknmf.validation import as_matrix
+from sparknmf.decomposition.factorize import factorize
+from sparknmf.engine.matrix import BlockMatrix
+from sparknmf.engine.validation import as_matrix
 
 pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]
 HEAP_BOUND = 1 << 20  # bytes

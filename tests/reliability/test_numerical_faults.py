@@ -8,12 +8,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from sparknmf import MaskedALS, ModelFitError, nmf
+from sparknmf import MaskedALS, ModelFitError
+
+from sparknmf.decomposition import estimator as nmf
 from sparknmf.datasets import planted_nmf, planted_ratings
-from sparknmf.factorize import factorize
+from sparknmf.decomposition.factorize import factorize
 from sparknmf.kernels.updates import EPS
-from sparknmf.local import LocalMatrix
-from sparknmf.validation import as_matrix
+from sparknmf.engine.local import LocalMatrix
+from sparknmf.engine.validation import as_matrix
 
 pytestmark = pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")
 
@@ -66,7 +68,7 @@ def ratings(spark):
 
 @pytest.mark.spark
 def test_als_nan_mid_fit_stops_with_a_remedy(spark, ratings, monkeypatch):
-    from sparknmf.als import _Fit
+    from sparknmf.ratings.estimator import _Fit
 
     calls = []
     real = _Fit.half_step

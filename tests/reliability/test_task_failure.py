@@ -4,7 +4,7 @@ same seed).  Resident tasks are restarted together (a barrier stage) and the int
 
 The fits run on ``local[2, 4]`` (local mode retries a task only when given a failure count) in a subprocess
 (tests/reliability/_task_failure_child.py), started at collection time (``@pytest.mark.background``).  The fault
-is armed through :mod:`sparknmf.faults` from the fit's callback, so it strikes in the middle of the fit.
+is armed through :mod:`sparknmf.engine.faults` from the fit's callback, so it strikes in the middle of the fit.
 """
 
 import os

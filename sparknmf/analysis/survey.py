@@ -1,0 +1,188 @@
+"""Rank survey: every clustering measure for a range of k (R's ``nmfEstimateRank``).
+
+:func:`rank_survey` runs :func:`~sparknmf.analysis.multistart.multistart` for each k
+and records :meth:`~sparknmf.analysis.multistart.MultiFit.summary` (purity and entropy
+too when labels are given).  With ``randomized=True`` (default) it runs the
+same survey on a randomised copy of V (:func:`randomize`: the entries of
+each column permuted independently, as R NMF's ``randomize``), so that a
+measure which keeps improving on random data as k grows shows overfitting,
+not structure.
+
+The result is a plain table (:class:`Survey`, a list of dicts, one per
+(data, k)), which converts to a Spark DataFrame and writes CSV or JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from sparknmf.analysis import metrics
+from sparknmf.analysis.multistart import CONSENSUS_LIMIT, _check_nrun, _sample_index, check_rank_range, multistart
+from sparknmf.engine.validation import as_matrix
+
+__all__ = ["Survey", "randomize", "rank_survey"]
+
+_RANDOM_STREAM = 11
+
+
+def randomize(V, seed: int = 0):
+    """A copy of V (n×m) with the entries of each column permuted independently.
+
+    Column sums (sample totals) and the distribution of values within each
+    column are kept; any structure shared across columns is destroyed.
+    Uses ``numpy.random.default_rng([seed, 11])``.
+
+    Parameters
+    ----------
+    V : ndarray or scipy sparse matrix of shape (n, m)
+
+    Returns
+    -------
+    ndarray, or csr_matrix for sparse input, of shape (n, m)
+    """
+    rng = np.random.default_rng([int(seed), _RANDOM_STREAM])
+    if not sp.issparse(V):
+        return rng.permuted(np.asarray(V), axis=0)
+    csc = sp.csc_matrix(V)
+    n = csc.shape[0]
+    rows = np.empty_like(csc.indices)
+    for j in range(csc.shape[1]):  # a column's non-zeros move to random distinct rows
+        lo, hi = csc.indptr[j], csc.indptr[j + 1]
+        rows[lo:hi] = rng.choice(n, hi - lo, replace=False)
+    out = sp.csc_matrix((csc.data.copy(), rows, csc.indptr.copy()), shape=csc.shape)
+    out.sort_indices()
+    return out.tocsr()
+
+
+class Survey:
+    """The table of a rank survey: one row (dict) per (data, k).
+
+    ``data`` is ``"original"`` or ``"randomized"``; the other keys are those
+    of :meth:`~sparknmf.analysis.multistart.MultiFit.summary`.
+
+    Attributes
+    ----------
+    rows : list of dict
+    """
+
+    def __init__(self, rows):
+        self.rows = list(rows)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def column(self, name: str, data: str = "original") -> list:
+        """Values of one measure for ``data``, in the order of k."""
+        return [row[name] for row in self.rows if row["data"] == data]
+
+    @property
+    def columns(self) -> list:
+        """Column names, in a stable order."""
+        names: dict = {}
+        for row in self.rows:
+            names.update(dict.fromkeys(row))
+        return list(names)
+
+    def to_arrow(self) -> pa.Table:
+        return pa.Table.from_pylist(self.rows)
+
+    def to_frame(self, spark=None):
+        """The table as a Spark DataFrame (one row per (data, k))."""
+        from sparknmf.engine.session import get_session
+
+        return (spark or get_session()).createDataFrame(self.to_arrow())
+
+    def write_csv(self, path) -> Path:
+        """Write the table as CSV with a header line; returns the path."""
+        path = Path(path)
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        return path
+
+    def write_json(self, path) -> Path:
+        """Write the table as a JSON list of objects (NaN written as null); returns the path."""
+        path = Path(path)
+        clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                 for row in self.rows]
+        path.write_text(json.dumps(clean, indent=1))
+        return path
+
+
+def rank_survey(V, ks, nrun: int = 30, *, labels=None, randomized: bool = True, seed: int = 0,
+                samples: str = "columns", on_fit=None, **options) -> Survey:
+    """Every clustering measure for each rank in ``ks``, on V and on a randomised V.
+
+    Parameters
+    ----------
+    V : ndarray or scipy sparse matrix of shape (n, m)
+    ks : iterable of int
+        Ranks, each in ``[2, min(n, m)]``.
+    nrun : int
+        Runs per rank (>= 1).
+    labels : sequence of shape (s,), optional
+        Known class of each sample (s = m columns, or n with
+        ``samples="rows"``): adds purity and entropy.
+    randomized : bool
+        Also survey ``randomize(V, seed)``.
+    seed : int
+        Seeds the runs (the same run seeds for every k) and the randomisation.
+    samples : {"columns", "rows"}
+    on_fit : callable, optional
+        ``on_fit(data, k, fit)`` with ``data`` "original" or "randomized" and
+        the :class:`~sparknmf.analysis.multistart.MultiFit` of each rank, as soon as it
+        is done (e.g. to draw its maps without keeping every fit).
+    **options :
+        Any other keyword of :func:`~sparknmf.analysis.multistart.multistart`
+        (``algorithm``, ``max_iter``, ``tol``, ``mode``, ``stop``,
+        ``consensus_limit``, ``consensus_sample``, ...).
+
+    Returns
+    -------
+    Survey
+        Rows ordered by data (original first), then k.
+
+    Every argument is checked before the first run.
+    """
+    nrun = _check_nrun(nrun)
+    if on_fit is not None and not callable(on_fit):
+        raise TypeError(f"rank_survey: on_fit must be callable, got {on_fit!r}")
+    try:
+        inspect.signature(multistart).bind(V, 2, nrun, seed=seed, samples=samples, **options)
+    except TypeError as err:
+        raise TypeError(f"rank_survey: {err}") from None
+    V = as_matrix(V)
+    ks = list(ks)
+    if not ks:
+        raise ValueError("ks is empty: give at least one rank")
+    ks = sorted(check_rank_range(k, V.shape, "k in ks") for k in ks)
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"ks has repeated ranks: {ks}")
+    if samples not in ("columns", "rows"):
+        raise ValueError(f"samples must be 'columns' or 'rows', got {samples!r}")
+    size = V.shape[1] if samples == "columns" else V.shape[0]
+    if labels is not None:
+        metrics.check_labels(labels, size)
+    _sample_index(size, options.get("consensus_limit", CONSENSUS_LIMIT), seed, options.get("consensus_sample", False))
+
+    rows = []
+    for name in ("original", "randomized") if randomized else ("original",):
+        data = V if name == "original" else randomize(V, seed)
+        for k in ks:
+            fit = multistart(data, k, nrun, seed=seed, samples=samples, **options)
+            rows.append({"data": name, **fit.summary(labels)})
+            if on_fit is not None:
+                on_fit(name, k, fit)
+    return Survey(rows)

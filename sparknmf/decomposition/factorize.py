@@ -1,0 +1,277 @@
+"""The one alternating loop, shared by every update rule and backend.
+
+A *backend* holds V and runs half-steps; two exist:
+:class:`~sparknmf.engine.local.LocalMatrix` (one block, numpy/scipy on the driver)
+and :class:`~sparknmf.engine.matrix.BlockMatrix` (a p×q grid of blocks on Spark).
+Both expose::
+
+    shape                       (n, m)
+    stats                       dict with nnz, sum, sumsq, max
+    half_step(side, rule, params, X, Y, gram_y, update=True, carry=None)
+                                -> (X_new, gram(X_new), data term at (X, Y), carry)
+    multiply(side, Y)           V @ Y (side "W") or Vᵀ @ Y (side "H")
+    describe(text)              context manager naming the Spark jobs
+
+Each iteration first updates H given W, then W given H.  A backend may
+return a *carry* -- the other factor's summed cross product and data term at
+the new state, computed in the same pass over V -- which the loop hands to
+the next half-step so that it needs no pass of its own (the Spark backend
+does this for the row-partitioned layout: one Spark job per iteration).  The H half-step
+also yields the objective of the incoming state from the pieces it computes
+anyway (Grams, cross products, data term), so the objective history costs
+no extra pass over V.  The loop stops at ``max_iter`` iterations, when the
+relative decrease of the objective falls below ``tol``, or after
+``time_limit`` seconds, and always returns a state whose objective is known.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sparknmf.engine.checkpoint import LoopCheckpoint
+from sparknmf.errors import ConvergenceWarning, check_factors, check_objective
+from sparknmf.kernels import seeding
+from sparknmf.kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, hals_sweeps
+
+__all__ = ["FitResult", "check_weighted_options", "factorize", "initial_factors"]
+
+logger = logging.getLogger("sparknmf")
+
+
+@dataclass
+class FitResult:
+    """Outcome of one factorisation ``V (n×m) ≈ W (n×k) · H (k×m)``.
+
+    Attributes
+    ----------
+    W : ndarray of shape (n, k)
+    H : ndarray of shape (k, m)
+    objective : float
+        Loss of the returned factors (see :mod:`sparknmf.kernels.updates`).
+    history : list of float
+        Objective of the initial factors, then after each iteration.
+    n_iter : int
+        Iterations performed.
+    converged : bool
+        True when the relative decrease fell below ``tol``.
+    stop_reason : {"tol", "max_iter", "time_limit", "stop_check"}
+    elapsed : float
+        Seconds spent in the loop.
+    algorithm, seed, init : the settings that produced this fit.
+    """
+
+    W: np.ndarray
+    H: np.ndarray
+    objective: float
+    history: list = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+    stop_reason: str = "max_iter"
+    elapsed: float = 0.0
+    algorithm: str = "bpp"
+    seed: int = 0
+    init: str = "random"
+
+
+def _resolve_params(backend, k: int, eta: float, beta: float, lam: float) -> RuleParams:
+    return RuleParams(eta=backend.stats["max"] if eta < 0 else float(eta), beta=float(beta),
+                      sweeps=hals_sweeps(backend.shape, backend.stats["nnz"], k), lam=float(lam))
+
+
+def _rule(algorithm: str, weighted: bool):
+    """The update rule for ``algorithm``; weighted data has its own registry."""
+    rules = WEIGHTED_RULES if weighted else UPDATE_RULES
+    if algorithm in rules:
+        return rules[algorithm]
+    if weighted and algorithm in UPDATE_RULES:
+        raise ValueError(f"algorithm {algorithm!r} does not take weights; with weights use one of "
+                         f"{sorted(WEIGHTED_RULES)} ('bpp': exact weighted ANLS, 'lee': weighted multiplicative)")
+    raise ValueError(f"algorithm must be one of {sorted(rules)}, got {algorithm!r}")
+
+
+def check_weighted_options(algorithm: str, weighted: bool, reg: float, dtype) -> None:
+    """Raise ValueError for options that do not fit (un)weighted data; call before any work."""
+    _rule(algorithm, weighted)
+    if not weighted and reg:
+        raise ValueError(f"reg/regParam={reg} applies to weighted NMF only (weights, uncertainties or "
+                         "missing='missing'); use snmf/r or snmf/l for regularized ordinary NMF")
+    if weighted and np.dtype(dtype) != np.float64:
+        raise ValueError(f"weighted NMF computes in float64; got dtype {np.dtype(dtype).name}")
+
+
+def _check_custom(A, shape, whom):
+    A = np.asarray(A, dtype=np.float64)
+    if A.shape != shape:
+        raise ValueError(f"{whom} must have shape {shape}, got {A.shape}")
+    if not np.isfinite(A).all() or (A < 0).any():
+        raise ValueError(f"{whom} must be finite and non-negative")
+    return A
+
+
+def initial_factors(backend, k: int, init: str, seed: int, W0=None, H0=None):
+    """Starting W (n×k) and Hᵀ (m×k) for ``init`` (see :mod:`sparknmf.kernels.seeding`)."""
+    n, m = backend.shape
+    mean = backend.stats.get("mean", backend.stats["sum"] / (n * m))
+    if init == "custom":
+        if W0 is None or H0 is None:
+            raise ValueError("init='custom' needs both W0 (n×k) and H0 (k×m)")
+        return _check_custom(W0, (n, k), "W0"), _check_custom(H0, (k, m), "H0").T.copy()
+    if W0 is not None or H0 is not None:
+        warnings.warn(f"W0/H0 are ignored unless init='custom' (init={init!r})", UserWarning, stacklevel=3)
+    if init == "random":
+        return seeding.random_factors(n, m, k, seed, mean)
+    if init in ("nndsvd", "nndsvda", "nndsvdar"):
+        with backend.describe("sparknmf: randomized SVD for NNDSVD"):
+            U, S, Vt = seeding.randomized_svd(backend.multiply, (n, m), k, seed)
+        return seeding.nndsvd_factors(U, S, Vt, init, mean, seed)
+    raise ValueError(f"init must be one of {seeding.INITS}, got {init!r}")
+
+
+def _relative_decrease(previous: float, current: float) -> float:
+    return abs(previous - current) / max(abs(previous), np.finfo(float).tiny)
+
+
+_REMEDY = "Try a smaller k, a stronger regularization (eta/beta for snmf), algorithm='bpp', or rescaling V."
+
+
+def factorize(
+    backend,
+    k: int,
+    *,
+    algorithm: str = "bpp",
+    init: str = "random",
+    seed: int = 0,
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    time_limit: float | None = None,
+    eta: float = -1.0,
+    beta: float = 0.01,
+    reg: float = 0.0,
+    W0=None,
+    H0=None,
+    dtype=np.float64,
+    callback=None,
+    stop_check=None,
+    checkpoint_dir=None,
+    checkpoint_interval: int = 10,
+    resume: bool = False,
+) -> FitResult:
+    """Factorise the backend's V (n×m) into W (n×k) · H (k×m) with one update rule.
+
+    Parameters
+    ----------
+    backend : LocalMatrix or BlockMatrix
+    k : int
+        Rank.
+    algorithm : str
+        A key of :data:`sparknmf.kernels.updates.UPDATE_RULES`.
+    init, seed, W0, H0 :
+        Starting point (:func:`initial_factors`).
+    max_iter, tol, time_limit :
+        Stopping rule (module docstring).
+    eta, beta : float
+        SNMF parameters; ``eta < 0`` means ``max(V)`` as in R's NMF.
+    reg : float
+        Weighted data only: L2 weight λ on both factors.
+    dtype : float32 or float64
+        Precision of the factors and of the kernels.
+    callback : callable, optional
+        ``callback(iteration, elapsed, objective)`` after each objective.
+    stop_check : callable, optional
+        ``stop_check(iteration, W, H) -> bool`` with the current W (n×k) and
+        H (k×m) after each objective; True stops the loop (stop reason
+        ``"stop_check"``, e.g. Brunet's connectivity rule).
+
+    Returns
+    -------
+    FitResult
+    """
+    weighted = getattr(backend, "weighted", False)
+    check_weighted_options(algorithm, weighted, reg, dtype)
+    rule = _rule(algorithm, weighted)
+    params = _resolve_params(backend, k, eta, beta, reg)
+    stat = rule.statistic
+    v_stat = backend.stats["sumsq"] if stat.name == "frobenius" else backend.stats["sum"]
+    checkpoint = None
+    if checkpoint_dir:
+        fingerprint = {"shape": list(backend.shape), "k": k, "algorithm": algorithm, "init": init, "seed": seed,
+                       "eta": params.eta, "beta": params.beta, "reg": params.lam, "dtype": np.dtype(dtype).name,
+                       **{key: backend.stats[key] for key in ("nnz", "sum", "sumsq")}}
+        checkpoint = LoopCheckpoint(checkpoint_dir, checkpoint_interval, fingerprint)
+    state = checkpoint.load() if checkpoint is not None and resume else None
+    with backend.serving(f"sparknmf: NMF k={k} {algorithm}, resident block tasks"):
+        if state is not None:  # the loop's whole state, so that it continues bit for bit
+            iteration, history, arrays = state
+            W, Ht, gram_w, gram_h = (arrays[name] for name in ("W", "Ht", "gram_w", "gram_h"))
+            carry = (arrays["carry"], float(arrays["carry_data"])) if "carry" in arrays else None
+            logger.info("resuming from %s at iteration %d", checkpoint.path, iteration)
+        else:
+            iteration, history, carry = 0, [], None
+            W, Ht = initial_factors(backend, k, init, seed, W0, H0)
+            if rule.positive:
+                W, Ht = np.maximum(W, params.eps), np.maximum(Ht, params.eps)
+            W, Ht = W.astype(dtype), Ht.astype(dtype)
+            gram_w, gram_h = stat.gram(W), stat.gram(Ht)
+
+        start = time.perf_counter()
+        stop_reason = "max_iter"
+        while True:
+            update = iteration < max_iter
+            with backend.describe(f"sparknmf: iter {iteration + 1}, update H"):
+                Ht_new, gram_h_new, data, carry_w = backend.half_step(
+                    "H", rule, params, Ht, W, gram_w, update=update, carry=carry
+                )
+            objective = stat.objective(data, v_stat, gram_h, gram_w) + rule.penalty(gram_w, gram_h, params)
+            check_objective("NMF", iteration, objective, history, _REMEDY)
+            history.append(objective)
+            elapsed = time.perf_counter() - start
+            logger.info("iteration %d objective %.10g elapsed %.3fs", iteration, objective, elapsed)
+            if callback is not None:
+                callback(iteration, elapsed, objective)
+            if iteration >= 1 and _relative_decrease(history[-2], objective) < tol:
+                stop_reason = "tol"
+                break
+            if stop_check is not None and stop_check(iteration, W, Ht.T):
+                stop_reason = "stop_check"
+                break
+            if not update:
+                break
+            if time_limit is not None and elapsed >= time_limit:
+                stop_reason = "time_limit"
+                break
+            Ht, gram_h = Ht_new, gram_h_new
+            check_factors("NMF", iteration + 1, _REMEDY, {"H (its Gram)": gram_h})
+            with backend.describe(f"sparknmf: iter {iteration + 1}, update W"):
+                W, gram_w, _, carry = backend.half_step("W", rule, params, W, Ht, gram_h, carry=carry_w)
+            check_factors("NMF", iteration + 1, _REMEDY, {"W (its Gram)": gram_w})
+            iteration += 1
+            if checkpoint is not None and checkpoint.due(iteration):
+                carried = {} if carry is None else {"carry": carry[0], "carry_data": np.float64(carry[1])}
+                checkpoint.save(iteration, history, W=W, Ht=Ht, gram_w=gram_w, gram_h=gram_h, **carried)
+
+    check_factors("NMF", iteration, _REMEDY, {"W": W, "H": Ht})
+    if stop_reason == "max_iter" and tol > 0:
+        warnings.warn(
+            f"NMF stopped at maxIter={max_iter} before the relative decrease reached tol={tol}; "
+            "increase maxIter or tol",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return FitResult(
+        W=np.asarray(W),
+        H=np.ascontiguousarray(np.asarray(Ht).T),
+        objective=history[-1],
+        history=history,
+        n_iter=iteration,
+        converged=stop_reason == "tol",
+        stop_reason=stop_reason,
+        elapsed=time.perf_counter() - start,
+        algorithm=algorithm,
+        seed=seed,
+        init=init,
+    )

@@ -1,0 +1,413 @@
+"""Build a :class:`~sparknmf.engine.matrix.BlockMatrix` from Spark DataFrames.
+
+Two input shapes are understood:
+
+* coordinates -- one row per stored entry ``(row id, column id, value)``;
+  absent entries are zeros.  Ids may be of any orderable type.
+* vectors -- one row per *sample* with a ``VectorUDT`` or ``array<number>``
+  column; each sample becomes a **column** of V (samples are columns, as in
+  R's NMF), so V is (vector size × number of samples).
+
+Ids are mapped once to dense indices in sorted order (distinct ids are
+collected on the driver, which also holds the factors).  The blocks are
+built in one grouped Arrow pass that also gathers the checks -- null ids or
+values, NaN/inf, negative entries, duplicate coordinates, vectors of the
+wrong size -- so that bad input fails with a message naming the ids before
+any factorisation starts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from sparknmf.engine import codec
+from sparknmf.engine.local import matrix_stats
+from sparknmf.engine.matrix import BlockMatrix, _local_frame, _spread, _steps, default_grid
+from sparknmf.engine.session import parallelism
+from sparknmf.engine.validation import MISSING_POLICIES, to_weights, weight_checks
+from sparknmf.errors import InvalidInputError
+from sparknmf.kernels.weighted import WeightedBlock
+
+__all__ = ["from_coordinates", "from_vectors", "distinct_ids", "check_columns", "index_frame"]
+
+_DENSE_FILL = 0.5  # blocks at least this full are stored dense
+_BUILD_DDL = (
+    "bi int, bj int, block binary, nnz long, sum double, sumsq double, max double, "
+    "problem string, problem_count long, problem_i long, problem_j long, problem_value double"
+)
+_BUILD_SCHEMA = pa.schema(
+    [
+        ("bi", pa.int32()), ("bj", pa.int32()), ("block", pa.binary()), ("nnz", pa.int64()),
+        ("sum", pa.float64()), ("sumsq", pa.float64()), ("max", pa.float64()),
+        ("problem", pa.string()), ("problem_count", pa.int64()), ("problem_i", pa.int64()),
+        ("problem_j", pa.int64()), ("problem_value", pa.float64()),
+    ]
+)
+
+
+def check_columns(frame, columns, whom):
+    """Raise InvalidInputError naming any of ``columns`` missing from ``frame``."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(f"{whom}: unknown column(s) {missing}; the DataFrame has {frame.columns}")
+
+
+def _check_numeric(frame, column, whom):
+    from pyspark.sql.types import NumericType
+
+    dtype = frame.schema[column].dataType
+    if not isinstance(dtype, NumericType):
+        raise InvalidInputError(f"{whom}: column {column!r} must be numeric, got {dtype.simpleString()}")
+
+
+def distinct_ids(frame, column, whom) -> pa.Array:
+    """Sorted distinct values of ``column`` (collected); null ids are an error."""
+    ids = frame.select(column).distinct().toArrow().column(0).combine_chunks()
+    if ids.null_count:
+        raise InvalidInputError(f"{whom}: column {column!r} has null ids")
+    return pc.take(ids, pc.sort_indices(ids))
+
+
+def index_frame(spark, ids, column, index):
+    """DataFrame ``(column, index long)`` mapping each id to its position in ``ids`` (for a broadcast join)."""
+    return spark.createDataFrame(pa.table({column: ids, index: pa.array(np.arange(len(ids)), pa.int64())}))
+
+
+def _payload(csr, dtype):
+    """Encode a block (as ``dtype``) dense when it is mostly full, else as CSR."""
+    csr = csr.astype(dtype, copy=False)
+    rows, cols = csr.shape
+    if csr.nnz >= _DENSE_FILL * rows * cols:
+        return codec.encode(csr.toarray())
+    return codec.encode(csr)
+
+
+def _row(bi, bj, payload, stats, problem=None):
+    row = {"bi": bi, "bj": bj, "block": payload, **{key: stats[key] for key in ("nnz", "sum", "sumsq", "max")},
+           "problem": None, "problem_count": 0, "problem_i": -1, "problem_j": -1, "problem_value": 0.0}
+    if problem is not None:
+        row.update(problem)
+    return row
+
+
+def _block_row(bi, bj, csr, dtype, problem=None):
+    return _row(bi, bj, _payload(csr, dtype), matrix_stats(csr), problem)
+
+
+def _weighted_row(bi, bj, block, problem=None):
+    return _row(bi, bj, codec.encode(block), matrix_stats(block), problem)
+
+
+def _first_problem(rows, cols, vals, dup_policy, raw_weights=None, weight_kind="weight"):
+    """The first data problem among coordinates (global indices), or None.
+
+    ``raw_weights``: the entries' weights or uncertainties (``weight_kind``), checked too.
+    """
+    checks = [(name, mask, vals) for name, mask in
+              (("null or NaN/inf value", ~np.isfinite(vals)), ("negative value", vals < 0))]
+    if raw_weights is not None:
+        checks += [(name, mask, raw_weights) for name, mask in weight_checks(raw_weights, weight_kind)]
+    for name, mask, shown in checks:
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            return {"problem": name, "problem_count": int(mask.sum()), "problem_i": int(rows[i]),
+                    "problem_j": int(cols[i]), "problem_value": float(shown[i])}
+    if dup_policy == "error" and rows.size:
+        key = rows.astype(np.int64) * (int(cols.max()) + 1) + cols
+        order = np.argsort(key, kind="stable")
+        dup = np.flatnonzero(np.diff(key[order]) == 0)
+        if dup.size:
+            i = int(order[dup[0]])
+            return {"problem": "duplicate coordinate", "problem_count": int(dup.size),
+                    "problem_i": int(rows[i]), "problem_j": int(cols[i]), "problem_value": float(vals[i])}
+    return None
+
+
+def _empty_block(shape_b, missing):
+    """An all-absent block: CSR zeros (plain), no observed entry (missing), or observed zeros of weight 1."""
+    if missing is None:
+        return sp.csr_matrix(shape_b)
+    if missing == "missing":
+        none = np.zeros(0)
+        return WeightedBlock.from_coordinates(none, none, none, none, shape_b)
+    return WeightedBlock.dense(np.zeros(shape_b), np.ones(shape_b))
+
+
+def _weighted_block(rows, cols, vals, weights, shape_b, missing):
+    """The WeightedBlock of these local coordinates; with missing='zero' absent entries are zeros of weight 1."""
+    if missing == "missing":
+        return WeightedBlock.observed(rows, cols, vals, weights, shape_b)
+    values, full = np.zeros(shape_b), np.ones(shape_b)
+    values[rows, cols], full[rows, cols] = vals, weights
+    return WeightedBlock.dense(values, full)
+
+
+def _coordinate_builder(value_col, shape, steps, duplicates, dtype, weight_col=None, weight_kind="weight",
+                        missing=None):
+    """Arrow function: the coordinates of one block → its payload and statistics (or its first problem).
+
+    ``missing`` None builds a plain block; "zero" / "missing" a WeightedBlock
+    with weights from ``weight_col`` (of ``weight_kind``) or 1.
+    """
+    n, m = shape
+    row_step, col_step = steps
+
+    def build(table):
+        bi, bj = table.column("bi")[0].as_py(), table.column("bj")[0].as_py()
+        rows = table.column("_i").to_numpy()
+        cols = table.column("_j").to_numpy()
+        vals = pc.cast(table.column(value_col), pa.float64()).to_numpy(zero_copy_only=False)  # null -> NaN
+        shape_b = (min(row_step, n - bi * row_step), min(col_step, m - bj * col_step))
+        local = rows - bi * row_step, cols - bj * col_step
+        if missing is not None:
+            raw = (pc.cast(table.column(weight_col), pa.float64()).to_numpy(zero_copy_only=False) if weight_col
+                   else np.ones(vals.size))
+            problem = _first_problem(rows, cols, vals, "error", raw, weight_kind)
+            block = (_empty_block(shape_b, missing) if problem is not None else
+                     _weighted_block(*local, vals, to_weights(raw, weight_kind), shape_b, missing))
+            return pa.Table.from_pylist([_weighted_row(bi, bj, block, problem)], schema=_BUILD_SCHEMA)
+        problem = _first_problem(rows, cols, vals, duplicates)
+        if problem is not None:
+            csr = sp.csr_matrix(shape_b)
+        else:
+            csr = sp.csr_matrix((vals, local), shape=shape_b)
+            csr.sum_duplicates()
+            csr.eliminate_zeros()
+        return pa.Table.from_pylist([_block_row(bi, bj, csr, dtype, problem)], schema=_BUILD_SCHEMA)
+
+    return build
+
+
+def _layout(spark, shape, grid, check_shape):
+    """Check the shape (caller's rule), then choose the grid: ``(grid, (row_step, col_step))``."""
+    if check_shape is not None:
+        check_shape(shape)
+    grid = grid or default_grid(spark, shape, shape[0] * shape[1] // 10)
+    return grid, _steps(shape, grid)
+
+
+def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_position, missing=None):
+    """Collect the build statistics, raise on the first problem, fill empty blocks (see :func:`_empty_block`)."""
+    built = built.cache()
+    try:
+        stats = built.drop("block").toArrow().to_pylist()
+        problems = [s for s in stats if s["problem"]]
+        if problems:
+            s = problems[0]
+            count = sum(p["problem_count"] for p in problems if p["problem"] == s["problem"])
+            where = describe_position(s["problem_i"], s["problem_j"])
+            raise InvalidInputError(
+                f"{whom} has {count} entries with a {s['problem']}, e.g. {s['problem_value']} at {where}"
+            )
+        present = {(s["bi"], s["bj"]) for s in stats}
+        n, m = shape
+        p, q = -(-n // steps[0]), -(-m // steps[1])
+        blocks = built.select("bi", "bj", "block")
+        absent = [(i, j) for i in range(p) for j in range(q) if (i, j) not in present]
+        if absent:
+            empty = [(i, j, _empty_block((min(steps[0], n - i * steps[0]), min(steps[1], m - j * steps[1])), missing))
+                     for i, j in absent]
+            stats += [{**matrix_stats(block), "bi": i, "bj": j} for i, j, block in empty]
+            blocks = blocks.unionByName(_local_frame(spark, [(i, j, codec.encode(b)) for i, j, b in empty]))
+        partitions = min(p * q, parallelism(spark))
+        blocks = _spread(blocks, p * q, partitions)
+    finally:
+        built.unpersist()
+    totals = {
+        "nnz": int(sum(s["nnz"] for s in stats)),
+        "sum": float(sum(s["sum"] for s in stats)),
+        "sumsq": float(sum(s["sumsq"] for s in stats)),
+        "max": float(max(s["max"] for s in stats)),
+    }
+    if missing is not None:
+        totals["mean"] = totals["sum"] / max(totals["nnz"], 1)
+    return BlockMatrix(spark, blocks, shape, grid, totals, row_ids, col_ids, weighted=missing is not None,
+                       partitions=partitions)
+
+
+def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, grid=None,
+                     duplicates="error", whom="NMF (input V)", check_shape=None, dtype=np.float64,
+                     weight_col=None, weight_kind="weight", missing="zero"):
+    """V from a DataFrame of coordinates ``(row id, column id, value)``, optionally weighted.
+
+    Parameters
+    ----------
+    frame : DataFrame
+    row_col, col_col, value_col : str
+        Column names.  Ids may be of any orderable type.
+    grid : (p, q), optional
+        Block grid; default :func:`~sparknmf.engine.matrix.default_grid`.
+    duplicates : {"error", "sum"}
+        Repeated (row, column) pairs raise, or are added when asked.
+    check_shape : callable, optional
+        Called with (n, m) once the ids are known, before the blocks are
+        built (e.g. to reject a rank k > min(n, m) early).
+    dtype : float64 (default) or float32
+        Precision of the stored blocks.
+    weight_col : str, optional
+        Per-entry weights ``w ≥ 0`` (``weight_kind="weight"``) or
+        uncertainties ``s > 0``, ``w = 1/s²`` (``"uncertainty"``).
+    missing : {"zero", "missing"}
+        Absent coordinates are observed zeros (weight 1) or unknown (weight
+        0).  With a weight column or ``"missing"`` the blocks are
+        WeightedBlocks (float64; duplicates are an error).
+
+    Returns
+    -------
+    BlockMatrix of shape (distinct row ids, distinct column ids)
+    """
+    from pyspark.sql import functions as F
+
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
+    weighted = bool(weight_col) or missing == "missing"
+    if weighted and duplicates != "error":
+        raise ValueError("weighted input (weights or missing='missing') takes duplicates='error' only")
+    value_cols = [value_col] + ([weight_col] if weight_col else [])
+    check_columns(frame, [row_col, col_col, *value_cols], whom)
+    for column in value_cols:
+        _check_numeric(frame, column, whom)
+    spark = frame.sparkSession
+    row_ids = distinct_ids(frame, row_col, whom)
+    col_ids = distinct_ids(frame, col_col, whom)
+    shape = (len(row_ids), len(col_ids))
+    if 0 in shape:
+        raise InvalidInputError(f"{whom} is empty (no coordinates)")
+    grid, steps = _layout(spark, shape, grid, check_shape)
+    mapped = (
+        frame.select(row_col, col_col, *value_cols)
+        .join(F.broadcast(index_frame(spark, row_ids, row_col, "_i")), row_col)
+        .join(F.broadcast(index_frame(spark, col_ids, col_col, "_j")), col_col)
+        .withColumn("bi", (F.col("_i") / steps[0]).cast("int"))
+        .withColumn("bj", (F.col("_j") / steps[1]).cast("int"))
+    )
+    built = mapped.groupBy("bi", "bj").applyInArrow(
+        _coordinate_builder(value_col, shape, steps, duplicates, dtype, weight_col, weight_kind,
+                            missing if weighted else None), _BUILD_DDL
+    )
+
+    def position(i, j):
+        return f"({row_col}={row_ids[i].as_py()!r}, {col_col}={col_ids[j].as_py()!r})"
+
+    return _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, position, missing if weighted else None)
+
+
+def _vectors_to_csr(column: pa.Array, size: int):
+    """Samples (Arrow vectors or arrays) as a CSR matrix (samples × size), plus bad sizes."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_struct(column.type):  # pyspark.ml VectorUDT
+        values = column.field("values")
+        kinds = column.field("type").to_numpy(zero_copy_only=False)
+        sizes = np.where(kinds == 1, pc.list_value_length(values).to_numpy(zero_copy_only=False),
+                         column.field("size").to_numpy(zero_copy_only=False))
+        indices = column.field("indices")
+    else:
+        values, indices = column, None
+        sizes = pc.list_value_length(values).to_numpy(zero_copy_only=False)
+    nulls = column.is_null().to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    data = pc.cast(values.flatten(), pa.float64()).to_numpy(zero_copy_only=False)
+    starts = np.concatenate(([0], np.cumsum(lengths)))
+    positions = np.arange(starts[-1]) - np.repeat(starts[:-1], lengths)
+    if indices is not None:
+        sparse_rows = np.repeat(kinds == 0, lengths)
+        positions[sparse_rows] = indices.flatten().to_numpy(zero_copy_only=False)
+    csr = sp.csr_matrix((data, positions, starts), shape=(len(column), size)) if (sizes == size).all() else None
+    return csr, sizes, nulls
+
+
+def _vector_builder(features_col, shape, steps, dtype):
+    n, m = shape
+    row_step, col_step = steps
+
+    def build(table):
+        bj = table.column("bj")[0].as_py()
+        order = np.argsort(table.column("_j").to_numpy())
+        table = table.take(order)
+        cols = table.column("_j").to_numpy()
+        csr, sizes, nulls = _vectors_to_csr(table.column(features_col), n)
+        out = []
+        if nulls.any() or csr is None:
+            bad = int(np.flatnonzero(nulls | (sizes != n))[0])
+            problem = {"problem": "null vector" if nulls[bad] else f"vector size other than {n}",
+                       "problem_count": int((nulls | (sizes != n)).sum()), "problem_i": -1,
+                       "problem_j": int(cols[bad]), "problem_value": float(sizes[bad] or 0)}
+            return pa.Table.from_pylist([_block_row(0, bj, sp.csr_matrix((1, 1)), dtype, problem)],
+                                        schema=_BUILD_SCHEMA)
+        coo = csr.tocoo()
+        problem = _first_problem(coo.col, cols[coo.row], coo.data, "sum")
+        band = csr.T.tocsr()  # features × samples of this band
+        band.eliminate_zeros()
+        for bi, start in enumerate(range(0, n, row_step)):
+            block = band[start : start + row_step] if problem is None else sp.csr_matrix((1, 1))
+            out.append(_block_row(bi, bj, block, dtype, problem))
+            if problem is not None:
+                break
+        return pa.Table.from_pylist(out, schema=_BUILD_SCHEMA)
+
+    return build
+
+
+def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom="NMF (input V)",
+                 check_shape=None, dtype=np.float64):
+    """V from one sample per row: each vector is a column of V (n features × m samples).
+
+    Parameters
+    ----------
+    frame : DataFrame
+    features_col : str
+        ``VectorUDT`` or ``array<number>`` column; all vectors have one size n.
+    id_col : str, optional
+        Sample ids (any orderable type, unique).  Without it, samples are
+        numbered with ``monotonically_increasing_id`` on a cached copy of
+        ``frame``, and those numbers are the ids kept in the model.
+    check_shape : callable, optional
+        Called with (n, m) before the blocks are built.
+    dtype : float64 (default) or float32
+        Precision of the stored blocks.
+
+    Returns
+    -------
+    BlockMatrix of shape (n, number of samples); ``col_ids`` are the sample ids.
+    """
+    from pyspark.sql import functions as F
+
+    check_columns(frame, [features_col] + ([id_col] if id_col else []), whom)
+    spark = frame.sparkSession
+    cached = None
+    if not id_col:
+        id_col = "id"
+        cached = frame.withColumn(id_col, F.monotonically_increasing_id()).cache()
+        frame = cached
+    try:
+        first = frame.select(features_col).first()
+        if first is None:
+            raise InvalidInputError(f"{whom} is empty (no samples)")
+        sample = first[0]
+        n = int(sample.size) if hasattr(sample, "size") else len(sample)
+        col_ids = distinct_ids(frame, id_col, whom)
+        count = frame.count()
+        if count != len(col_ids):
+            raise InvalidInputError(f"{whom}: column {id_col!r} has {count - len(col_ids)} duplicate ids")
+        shape = (n, len(col_ids))
+        if n == 0:
+            raise InvalidInputError(f"{whom} has vectors of size 0")
+        grid, steps = _layout(spark, shape, grid, check_shape)
+        mapped = (
+            frame.select(id_col, features_col)
+            .join(F.broadcast(index_frame(spark, col_ids, id_col, "_j")), id_col)
+            .withColumn("bj", (F.col("_j") / steps[1]).cast("int"))
+        )
+        built = mapped.groupBy("bj").applyInArrow(_vector_builder(features_col, shape, steps, dtype), _BUILD_DDL)
+
+        def position(i, j):
+            feature = "" if i < 0 else f"feature {i}, "
+            return f"({feature}{id_col}={col_ids[j].as_py()!r})"
+
+        return _finish(spark, built, shape, grid, steps, None, col_ids, whom, position)
+    finally:
+        if cached is not None:
+            cached.unpersist()

@@ -1,0 +1,182 @@
+"""Evaluation of rating models: error and ranking metrics, cross-validation and parameter grids.
+
+Every metric is computed by Spark aggregations over DataFrames (one job each,
+a single row collected), so they work in classic and Connect sessions and on
+data of any size.
+
+* :func:`rmse`, :func:`mae` -- on the output of ``MaskedALSModel.transform``
+  (or any DataFrame with a label and a prediction column).
+* :func:`ranking_metrics` -- precision@N, recall@N and NDCG@N (binary
+  relevance) of a ``recommendFor...`` output against relevant pairs.
+* :func:`catalog_coverage` -- share of the catalogue that appears in any list.
+* :func:`grid_search` / :func:`cross_validate` -- fit a grid of (rank,
+  regParam) on stored rating blocks that are ingested **once** per training
+  set and reused by every grid point.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+__all__ = ["rmse", "mae", "ranking_metrics", "catalog_coverage", "grid_search", "cross_validate"]
+
+
+def _error(predictions, label_col, prediction_col, how):
+    from pyspark.sql import functions as F
+
+    p = F.col(prediction_col).cast("double")
+    bad = p.isNull() | F.isnan(p) | (F.abs(p) == float("inf"))
+    diff = p - F.col(label_col).cast("double")
+    row = predictions.agg(F.sum(bad.cast("long")).alias("bad"), F.count(F.lit(1)).alias("rows"),
+                          F.avg(F.when(~bad, diff * diff if how == "rmse" else F.abs(diff))).alias("value")).first()
+    if not row["rows"]:
+        raise ValueError(f"{how}: no predictions to evaluate (empty DataFrame)")
+    if row["bad"]:
+        raise ValueError(f"{how}: {row['bad']} of {row['rows']} predictions are null or NaN (unknown users or items); "
+                         "use coldStartStrategy='drop' or 'biases'")
+    return math.sqrt(row["value"]) if how == "rmse" else float(row["value"])
+
+
+def rmse(predictions, labelCol="rating", predictionCol="prediction") -> float:
+    """Root mean squared error ``sqrt(mean (r − r̂)²)`` over the rows of ``predictions``.
+
+    A null or NaN prediction is an error (set ``coldStartStrategy`` to ``drop`` or ``biases``).
+    """
+    return _error(predictions, labelCol, predictionCol, "rmse")
+
+
+def mae(predictions, labelCol="rating", predictionCol="prediction") -> float:
+    """Mean absolute error ``mean |r − r̂|`` over the rows of ``predictions``."""
+    return _error(predictions, labelCol, predictionCol, "mae")
+
+
+def ranking_metrics(recommendations, relevant, n, *, queryCol="user", targetCol="item",
+                    recommendationsCol="recommendations") -> dict:
+    """Precision@n, recall@n and NDCG@n (binary relevance), averaged over queries with a relevant target.
+
+    Parameters
+    ----------
+    recommendations : DataFrame ``(queryCol, recommendationsCol array<struct<targetCol, rating>>)``
+        Best first, as returned by ``recommendForAllUsers`` (only the first n are read).
+    relevant : DataFrame with ``(queryCol, targetCol)``
+        The relevant pairs, e.g. held-out ratings ≥ 4.
+    n : int
+
+    Returns
+    -------
+    dict with ``precision``, ``recall``, ``ndcg`` and ``queries`` (how many were averaged).
+    A query with relevant targets but no recommendation row counts as 0.
+
+    Notes
+    -----
+    ``precision = hits/n``, ``recall = hits/|relevant|``,
+    ``NDCG = Σ_{hit at position p} 1/log2(p+2) / Σ_{p < min(n, |relevant|)} 1/log2(p+2)``.
+    """
+    from pyspark.sql import functions as F
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    recs = (recommendations.select(queryCol, F.posexplode(recommendationsCol).alias("_pos", "_rec"))
+            .filter(F.col("_pos") < n).select(queryCol, "_pos", F.col(f"_rec.{targetCol}").alias(targetCol)))
+    rel = relevant.select(queryCol, targetCol).distinct()
+    hits = (recs.join(rel, [queryCol, targetCol])
+            .groupBy(queryCol).agg(F.count(F.lit(1)).alias("_hits"),
+                                   F.sum(1.0 / F.log2(F.col("_pos") + 2.0)).alias("_dcg")))
+    ideal = F.array(*[F.lit(float(v)) for v in np.cumsum(1.0 / np.log2(np.arange(n) + 2.0))])
+    per_query = (rel.groupBy(queryCol).agg(F.count(F.lit(1)).alias("_rel"))
+                 .join(hits, queryCol, "left").fillna(0, ["_hits", "_dcg"])
+                 .withColumn("_idcg", F.element_at(ideal, F.least(F.col("_rel"), F.lit(n)).cast("int"))))
+    row = per_query.agg(F.avg(F.col("_hits") / n).alias("precision"), F.avg(F.col("_hits") / F.col("_rel")).alias("recall"),
+                        F.avg(F.col("_dcg") / F.col("_idcg")).alias("ndcg"), F.count(F.lit(1)).alias("queries")).first()
+    return {"precision": float(row["precision"] or 0.0), "recall": float(row["recall"] or 0.0),
+            "ndcg": float(row["ndcg"] or 0.0), "queries": int(row["queries"])}
+
+
+def catalog_coverage(recommendations, catalog_size, *, targetCol="item", recommendationsCol="recommendations") -> float:
+    """Share of the catalogue (``catalog_size`` targets) recommended to at least one query."""
+    from pyspark.sql import functions as F
+
+    if catalog_size < 1:
+        raise ValueError(f"catalog_size must be >= 1, got {catalog_size!r}")
+    seen = (recommendations.select(F.explode(recommendationsCol).alias("_rec"))
+            .select(F.col(f"_rec.{targetCol}")).distinct().count())
+    return seen / catalog_size
+
+
+def _grid(estimator, grid):
+    """The estimators of a grid ``{param name: values}`` (itertools product), with their settings."""
+    names = list(grid)
+    for values in itertools.product(*(grid[name] for name in names)):
+        settings = dict(zip(names, values))
+        yield settings, estimator.copy({estimator.getParam(name): value for name, value in settings.items()})
+
+
+def grid_search(estimator, train, test, grid, *, metrics=("rmse", "mae")) -> list:
+    """Fit every point of ``grid`` (e.g. ``{"rank": [5, 10], "regParam": [5.0, 12.0]}``) on ``train``.
+
+    ``train`` is validated and stored as rating blocks once; every grid point
+    fits on those cached blocks (:meth:`~sparknmf.ratings.estimator.MaskedALS.fitBlocks`) and
+    is scored on ``test`` (with ``coldStartStrategy="drop"`` unless the
+    estimator predicts biases for unknown ids).
+
+    Returns
+    -------
+    list of dict: the grid point's settings plus one value per metric.
+    """
+    scorers = {"rmse": rmse, "mae": mae}
+    unknown = [m for m in metrics if m not in scorers]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {sorted(scorers)}")
+    blocks = estimator.ingest(train)
+    try:
+        results = []
+        for settings, est in _grid(estimator, grid):
+            model = est.fitBlocks(blocks)
+            if model.getColdStartStrategy() == "nan":
+                model = model.copy({model.coldStartStrategy: "drop"})
+            predictions = model.transform(test).cache()
+            scores = {m: scorers[m](predictions, est.getRatingCol(), est.getPredictionCol()) for m in metrics}
+            predictions.unpersist()
+            results.append({**settings, **scores})
+        return results
+    finally:
+        blocks.unpersist()
+
+
+def cross_validate(estimator, dataset, *, folds=5, seed=0, grid=None, metrics=("rmse", "mae")) -> list:
+    """k-fold cross-validation of ``estimator`` (and of each point of ``grid``) on ``dataset``.
+
+    Ratings are assigned to folds by a seeded hash of (user, item), so the
+    folds are the same for the same seed whatever the partitioning.  Each
+    fold's training part is ingested once and shared by the grid
+    (:func:`grid_search`).
+
+    Returns
+    -------
+    list of dict, one per grid point: its settings, the mean of each metric
+    over the folds, and ``folds`` (the per-fold values).
+    """
+    from pyspark.sql import functions as F
+
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
+    grid = grid or {}
+    fold = F.pmod(F.xxhash64(F.col(estimator.getUserCol()), F.col(estimator.getItemCol()), F.lit(seed)), F.lit(folds))
+    assigned = dataset.withColumn("_fold", fold).cache()
+    try:
+        per_fold = []
+        for f in range(folds):
+            train = assigned.filter(F.col("_fold") != f).drop("_fold")
+            test = assigned.filter(F.col("_fold") == f).drop("_fold")
+            per_fold.append(grid_search(estimator, train, test, grid, metrics=metrics))
+    finally:
+        assigned.unpersist()
+    summary = []
+    for g, point in enumerate(per_fold[0]):
+        settings = {k: v for k, v in point.items() if k not in metrics}
+        values = {m: [fold_results[g][m] for fold_results in per_fold] for m in metrics}
+        summary.append({**settings, **{m: float(np.mean(v)) for m, v in values.items()}, "folds": values})
+    return summary
