@@ -147,6 +147,8 @@ def movielens(spark, results):
 
 def synthetic_ratings(path, scale=1.0, seed=0):
     """Power-law users and items, a planted rank-10 model, ratings rounded to 0.5 stars in [0.5, 5]."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)  # --data may name a folder that does not exist yet
     rng = np.random.default_rng(seed)
     n, m = int(138_000 * scale) or 1, int(27_000 * scale) or 1
     total = int(10_000_000 * scale)
