@@ -27,13 +27,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from sparknmf import plots
-
-from sparknmf.decomposition import estimator as nmf
-from sparknmf.analysis.multistart import multistart
+from sparknmf import multistart, nmf, plots
+from sparknmf.analysis.survey import rank_survey
 from sparknmf.datasets import data_dir, load_associated_press, load_iris
 from sparknmf.errors import ConvergenceWarning
-from sparknmf.analysis.survey import rank_survey
 
 OUT = Path(__file__).resolve().parent / "images"
 DPI = 100

@@ -20,7 +20,7 @@ maps of every k).
 
 import sys
 
-from sparknmf.analysis.multistart import ConnectivityStop
+from sparknmf.analysis.runs import ConnectivityStop
 from sparknmf.pipeline.inputs import INPUT_SECTION
 from sparknmf.pipeline.jobconf import Option
 from sparknmf.pipeline.jobrun import multistart_section, nmf_section, output_section, run_job

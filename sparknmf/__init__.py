@@ -6,19 +6,22 @@ V (n×m) ≈ W (n×k) · H (k×m), W, H ≥ 0.  Samples are the columns of V.
 * :func:`nmf` -- the same loop on numpy / scipy input, without Spark
   (``nmf(V, k, nrun=30)``: multi-start runs for clustering).
 * :class:`MultiStartNMF`, :func:`multistart`, :func:`rank_survey` --
-  clustering and model selection (:mod:`sparknmf.analysis.multistart`,
-  :mod:`sparknmf.analysis.metrics`, :mod:`sparknmf.analysis.survey`).
+  clustering and model selection (:mod:`sparknmf.analysis`).
 * :class:`MaskedALS` / :class:`MaskedALSModel` -- ratings: masked ALS with biases,
-  time terms and implicit feedback, top-N recommendations.
+  time terms and implicit feedback, top-N recommendations (:mod:`sparknmf.ratings`).
+
+The packages are layers; each imports only those below it::
+
+    kernels, errors, params  ←  engine, datasets  ←  decomposition, ratings  ←  analysis  ←  plots  ←  pipeline
+
+(docs/design.md draws the whole tree; tests/test_layers.py enforces it).
 """
 
-from sparknmf.analysis.multistart import MultiStartNMF, MultiStartNMFModel, multistart
-from sparknmf.analysis.survey import rank_survey
-from sparknmf.decomposition.estimator import NMF, NMFModel, nmf
-from sparknmf.decomposition.factorize import FitResult
+from sparknmf.analysis import MultiStartNMF, MultiStartNMFModel, multistart, nmf, rank_survey
+from sparknmf.decomposition import NMF, FitResult, NMFModel
 from sparknmf.errors import ConvergenceWarning, InvalidInputError, ModelFitError
 from sparknmf.kernels.updates import UPDATE_RULES
-from sparknmf.ratings.estimator import MaskedALS, MaskedALSModel
+from sparknmf.ratings import MaskedALS, MaskedALSModel
 from sparknmf.version import __version__
 
 ALGORITHMS = tuple(sorted(UPDATE_RULES))

@@ -90,9 +90,9 @@ def planted():
 @pytest.fixture
 def no_fits(monkeypatch):
     """Fails the test if a multi-start factorisation starts (checks must come before any work)."""
-    from sparknmf.analysis import multistart as consensus
+    from sparknmf.analysis import runs
 
     def refuse(*args, **kwargs):
         raise AssertionError("a factorisation started before the input was checked")
 
-    monkeypatch.setattr(consensus, "factorize", refuse)
+    monkeypatch.setattr(runs, "factorize", refuse)

@@ -7,9 +7,10 @@ import pyarrow as pa
 import pytest
 
 import sparknmf
-from sparknmf.analysis import multistart as consensus
-from sparknmf.analysis import metrics
-from sparknmf.analysis.multistart import ConnectivityStop, MultiStartNMF, MultiStartNMFModel, consensus_matrix, multistart
+from sparknmf.analysis import MultiFit, MultiStartNMF, MultiStartNMFModel, metrics, multistart
+from sparknmf.analysis import clustering
+from sparknmf.analysis.consensus import consensus_matrix
+from sparknmf.analysis.runs import ConnectivityStop, run_seeds
 from sparknmf.datasets import block_diagonal
 
 
@@ -44,7 +45,7 @@ def test_identical_runs_give_crisp_consensus():
 
 def test_identical_multistart_runs_give_crisp_consensus(blocks, monkeypatch):
     V, _ = blocks
-    monkeypatch.setattr(consensus, "run_seeds", lambda seed, nrun: np.full(nrun, 7, dtype=np.int64))
+    monkeypatch.setattr(clustering, "run_seeds", lambda seed, nrun: np.full(nrun, 7, dtype=np.int64))
     fit = multistart(V + 0.5, 4, nrun=4, mode="local", max_iter=20)  # every run from the same seed
     assert len(set(fit.objectives)) == 1
     C = fit.consensus().matrix
@@ -67,10 +68,10 @@ def test_consensus_size_limit_and_seeded_sample():
 
 # ---------------------------------------------------------------- runs
 def test_run_seeds_derive_from_one_seed():
-    seeds = consensus.run_seeds(5, 10)
+    seeds = run_seeds(5, 10)
     assert len(set(seeds.tolist())) == 10
-    np.testing.assert_array_equal(consensus.run_seeds(5, 3), seeds[:3])
-    assert not np.array_equal(consensus.run_seeds(6, 10), seeds)
+    np.testing.assert_array_equal(run_seeds(5, 3), seeds[:3])
+    assert not np.array_equal(run_seeds(6, 10), seeds)
 
 
 def test_multistart_keeps_best_and_every_assignment(blocks):
@@ -110,7 +111,7 @@ def test_summary_has_every_measure(blocks):
 def test_nmf_function_with_nrun(blocks):
     V, labels = blocks
     fit = sparknmf.nmf(V, 3, nrun=3, max_iter=50, seed=1)
-    assert isinstance(fit, consensus.MultiFit) and fit.nrun == 3
+    assert isinstance(fit, MultiFit) and fit.nrun == 3
     with pytest.raises(ValueError, match="W0, H0, callback, checkpoint_dir and resume are not supported"):
         sparknmf.nmf(V, 3, nrun=3, callback=print)
 

@@ -5,9 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from sparknmf import NMF
-
-from sparknmf.decomposition import estimator as nmf
+from sparknmf import NMF, nmf
 from sparknmf.datasets import load_associated_press
 
 pytestmark = [pytest.mark.data, pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]

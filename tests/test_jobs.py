@@ -17,9 +17,7 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from sparknmf import MultiStartNMFModel, NMFModel
-
-from sparknmf.decomposition import estimator as nmf
+from sparknmf import MultiStartNMFModel, NMFModel, nmf
 from sparknmf.datasets import block_diagonal
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ pytest.importorskip("matplotlib")
 from sparknmf import plots  # noqa: E402
 
 from sparknmf.analysis import metrics
-from sparknmf.analysis.multistart import multistart  # noqa: E402
+from sparknmf import multistart  # noqa: E402
 from sparknmf.datasets import block_diagonal  # noqa: E402
 from sparknmf.decomposition.factorize import FitResult  # noqa: E402
 from sparknmf.plots import maps  # noqa: E402

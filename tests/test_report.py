@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sparknmf.analysis.multistart import multistart
+from sparknmf import multistart
 from sparknmf.datasets import block_diagonal
 from sparknmf.plots.report import Report, write_report
 from sparknmf.analysis.survey import rank_survey

@@ -11,9 +11,7 @@ import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 
-from sparknmf import NMF, InvalidInputError, NMFModel
-
-from sparknmf.decomposition import estimator as nmf
+from sparknmf import NMF, InvalidInputError, NMFModel, nmf
 from sparknmf.decomposition.factorize import factorize
 from sparknmf.engine.local import LocalMatrix
 from sparknmf.engine.matrix import BlockMatrix

@@ -8,8 +8,7 @@ import scipy.sparse as sp
 
 import sparknmf
 import sparknmf.decomposition.factorize
-from sparknmf import ConvergenceWarning, ModelFitError
-from sparknmf.decomposition import estimator as nmf
+from sparknmf import ConvergenceWarning, ModelFitError, nmf
 from sparknmf.kernels.updates import UPDATE_RULES
 
 ALGORITHMS = sorted(UPDATE_RULES)

@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparknmf import NMF, InvalidInputError
-
-from sparknmf.decomposition import estimator as nmf
+from sparknmf import NMF, InvalidInputError, nmf
 from sparknmf.datasets import read_matrix_market
 
 

@@ -7,15 +7,13 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import nnls
 
-from sparknmf import NMF, InvalidInputError, NMFModel
-
-from sparknmf.decomposition import estimator as nmf
+from sparknmf import NMF, InvalidInputError, NMFModel, nmf
 from sparknmf.decomposition.factorize import factorize
-from sparknmf.kernels.updates import WEIGHTED_RULES, RuleParams, half_step_block
-from sparknmf.kernels.weighted import WeightedBlock
 from sparknmf.engine.local import LocalMatrix
 from sparknmf.engine.matrix import BlockMatrix
 from sparknmf.engine.validation import as_weighted
+from sparknmf.kernels.updates import WEIGHTED_RULES, RuleParams, half_step_block
+from sparknmf.kernels.weighted import WeightedBlock
 
 pytestmark = pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")
 

@@ -1,7 +1,7 @@
 """Rank survey: every clustering measure for a range of k (R's ``nmfEstimateRank``).
 
-:func:`rank_survey` runs :func:`~sparknmf.analysis.multistart.multistart` for each k
-and records :meth:`~sparknmf.analysis.multistart.MultiFit.summary` (purity and entropy
+:func:`rank_survey` runs :func:`~sparknmf.analysis.clustering.multistart` for each k
+and records :meth:`~sparknmf.analysis.clustering.MultiFit.summary` (purity and entropy
 too when labels are given).  With ``randomized=True`` (default) it runs the
 same survey on a randomised copy of V (:func:`randomize`: the entries of
 each column permuted independently, as R NMF's ``randomize``), so that a
@@ -25,7 +25,9 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from sparknmf.analysis import metrics
-from sparknmf.analysis.multistart import CONSENSUS_LIMIT, _check_nrun, _sample_index, check_rank_range, multistart
+from sparknmf.analysis.consensus import CONSENSUS_LIMIT, sample_index
+from sparknmf.analysis.clustering import multistart
+from sparknmf.analysis.runs import check_nrun, check_rank_range
 from sparknmf.engine.validation import as_matrix
 
 __all__ = ["Survey", "randomize", "rank_survey"]
@@ -66,7 +68,7 @@ class Survey:
     """The table of a rank survey: one row (dict) per (data, k).
 
     ``data`` is ``"original"`` or ``"randomized"``; the other keys are those
-    of :meth:`~sparknmf.analysis.multistart.MultiFit.summary`.
+    of :meth:`~sparknmf.analysis.clustering.MultiFit.summary`.
 
     Attributes
     ----------
@@ -142,10 +144,10 @@ def rank_survey(V, ks, nrun: int = 30, *, labels=None, randomized: bool = True, 
     samples : {"columns", "rows"}
     on_fit : callable, optional
         ``on_fit(data, k, fit)`` with ``data`` "original" or "randomized" and
-        the :class:`~sparknmf.analysis.multistart.MultiFit` of each rank, as soon as it
+        the :class:`~sparknmf.analysis.clustering.MultiFit` of each rank, as soon as it
         is done (e.g. to draw its maps without keeping every fit).
     **options :
-        Any other keyword of :func:`~sparknmf.analysis.multistart.multistart`
+        Any other keyword of :func:`~sparknmf.analysis.clustering.multistart`
         (``algorithm``, ``max_iter``, ``tol``, ``mode``, ``stop``,
         ``consensus_limit``, ``consensus_sample``, ...).
 
@@ -156,7 +158,7 @@ def rank_survey(V, ks, nrun: int = 30, *, labels=None, randomized: bool = True, 
 
     Every argument is checked before the first run.
     """
-    nrun = _check_nrun(nrun)
+    nrun = check_nrun(nrun)
     if on_fit is not None and not callable(on_fit):
         raise TypeError(f"rank_survey: on_fit must be callable, got {on_fit!r}")
     try:
@@ -175,7 +177,7 @@ def rank_survey(V, ks, nrun: int = 30, *, labels=None, randomized: bool = True, 
     size = V.shape[1] if samples == "columns" else V.shape[0]
     if labels is not None:
         metrics.check_labels(labels, size)
-    _sample_index(size, options.get("consensus_limit", CONSENSUS_LIMIT), seed, options.get("consensus_sample", False))
+    sample_index(size, options.get("consensus_limit", CONSENSUS_LIMIT), seed, options.get("consensus_sample", False))
 
     rows = []
     for name in ("original", "randomized") if randomized else ("original",):

@@ -38,7 +38,9 @@ from sparknmf.errors import ConvergenceWarning, check_factors, check_objective
 from sparknmf.kernels import seeding
 from sparknmf.kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, hals_sweeps
 
-__all__ = ["FitResult", "check_weighted_options", "factorize", "initial_factors"]
+__all__ = ["DTYPES", "FitResult", "check_weighted_options", "factorize", "initial_factors"]
+
+DTYPES = {"float64": np.float64, "float32": np.float32}  # the dtypes a fit may run in, by name
 
 logger = logging.getLogger("sparknmf")
 

@@ -31,7 +31,8 @@ from sparknmf.engine.validation import MISSING_POLICIES, to_weights, weight_chec
 from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.weighted import WeightedBlock
 
-__all__ = ["from_coordinates", "from_vectors", "distinct_ids", "check_columns", "index_frame"]
+__all__ = ["from_coordinates", "from_vectors", "distinct_ids", "check_columns", "index_frame", "is_frame",
+           "vectors_to_csr"]
 
 _DENSE_FILL = 0.5  # blocks at least this full are stored dense
 _BUILD_DDL = (
@@ -46,6 +47,11 @@ _BUILD_SCHEMA = pa.schema(
         ("problem_j", pa.int64()), ("problem_value", pa.float64()),
     ]
 )
+
+
+def is_frame(obj) -> bool:
+    """True for a Spark DataFrame (classic or Connect), told from numpy / scipy input."""
+    return hasattr(obj, "sparkSession") and hasattr(obj, "columns")
 
 
 def check_columns(frame, columns, whom):
@@ -295,7 +301,7 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
     return _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, position, missing if weighted else None)
 
 
-def _vectors_to_csr(column: pa.Array, size: int):
+def vectors_to_csr(column: pa.Array, size: int):
     """Samples (Arrow vectors or arrays) as a CSR matrix (samples × size), plus bad sizes."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_struct(column.type):  # pyspark.ml VectorUDT
@@ -328,7 +334,7 @@ def _vector_builder(features_col, shape, steps, dtype):
         order = np.argsort(table.column("_j").to_numpy())
         table = table.take(order)
         cols = table.column("_j").to_numpy()
-        csr, sizes, nulls = _vectors_to_csr(table.column(features_col), n)
+        csr, sizes, nulls = vectors_to_csr(table.column(features_col), n)
         out = []
         if nulls.any() or csr is None:
             bad = int(np.flatnonzero(nulls | (sizes != n))[0])

@@ -151,7 +151,7 @@ def _codes(column, name):
 
 
 def _collect_vectors(source: MatrixInput, frame) -> MatrixInput:
-    from sparknmf.engine.ingest import _vectors_to_csr
+    from sparknmf.engine.ingest import vectors_to_csr
 
     features, id_col = source.params["featuresCol"], source.params.get("idCol")
     table = frame.select(*([id_col] if id_col else []), features).toArrow()
@@ -161,7 +161,7 @@ def _collect_vectors(source: MatrixInput, frame) -> MatrixInput:
         raise InvalidInputError("input (vectors) is empty or starts with a null vector")
     size = first["size"] if isinstance(first, dict) and first.get("size") is not None else len(
         first["values"] if isinstance(first, dict) else first)
-    csr, sizes, nulls = _vectors_to_csr(column, size)
+    csr, sizes, nulls = vectors_to_csr(column, size)
     if csr is None or nulls.any():
         raise InvalidInputError(f"input (vectors): every {features!r} vector must have size {size}")
     ids = table.column(id_col).to_pylist() if id_col else list(range(len(column)))

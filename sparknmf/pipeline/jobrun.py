@@ -60,14 +60,14 @@ _MULTISTART_PARAMS = ("nrun", "runMode", "samples", "stopChecks", "checkInterval
 
 def nmf_section(only=None, defaults=None) -> dict:
     """``[nmf]``: the Params of :class:`~sparknmf.NMF` (snake_case), without column Params and checkpointDir."""
-    from sparknmf.decomposition.estimator import NMF
+    from sparknmf.decomposition import NMF
 
     return params_section(NMF, only=only, exclude=_INPUT_PARAMS, defaults=defaults)
 
 
 def multistart_section(defaults=None, exclude=()) -> dict:
     """``[multistart]``: the Params :class:`~sparknmf.MultiStartNMF` adds (``nrun``, ``run_mode``, ...)."""
-    from sparknmf.analysis.multistart import MultiStartNMF
+    from sparknmf.analysis import MultiStartNMF
 
     return params_section(MultiStartNMF, only=[p for p in _MULTISTART_PARAMS if p not in exclude], defaults=defaults)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparknmf.analysis.multistart import Consensus
+from sparknmf.analysis.consensus import Consensus
 
 __all__ = ["as_factor", "as_names", "as_labels", "consensus_of", "check_count"]
 
@@ -56,8 +56,8 @@ def check_count(value, whom: str, low: int = 1) -> int:
 def consensus_of(obj, k=None):
     """``(Consensus, k, total samples)`` from a multi-start fit or a consensus matrix.
 
-    ``obj`` is a :class:`~sparknmf.analysis.multistart.MultiFit`, a
-    :class:`~sparknmf.analysis.multistart.MultiStartNMFModel` or a square array C in
+    ``obj`` is a :class:`~sparknmf.analysis.clustering.MultiFit`, a
+    :class:`~sparknmf.analysis.estimator.MultiStartNMFModel` or a square array C in
     [0, 1]; k (number of consensus clusters) comes from the fit unless given.
     A single fit has no consensus: ValueError.
     """

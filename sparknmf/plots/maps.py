@@ -221,7 +221,7 @@ def consensus_map(fit, *, labels=None, k=None, samples=None, max_cells=500, figs
     Examples
     --------
     >>> from sparknmf import plots
-    >>> from sparknmf.analysis.multistart import multistart
+    >>> from sparknmf import multistart
     >>> from sparknmf.datasets import block_diagonal
     >>> V, labels = block_diagonal((8, 8), features=16, seed=2)
     >>> fit = multistart(V, 2, nrun=4, mode="local")

@@ -21,10 +21,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparknmf import NMF, InvalidInputError, MaskedALS, MaskedALSModel, NMFModel, multistart
-
-from sparknmf.decomposition import estimator as nmf
-from sparknmf import datasets
+from sparknmf import NMF, InvalidInputError, MaskedALS, MaskedALSModel, NMFModel, datasets, multistart, nmf
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]

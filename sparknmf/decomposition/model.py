@@ -1,0 +1,304 @@
+"""The fitted NMF: ``NMFModel`` holds W (n×k) and H (k×m), projects new samples, completes entries, persists.
+
+V (n×m) ≈ W (n×k) · H (k×m); samples are the columns of V.  A model file is
+JSON metadata plus W and Hᵀ as Parquet (:mod:`sparknmf.engine.persistence`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+from pyspark.ml import Model
+from pyspark.ml.util import MLReadable, MLWritable
+
+from sparknmf.decomposition.factorize import FitResult
+from sparknmf.decomposition.params import _NMFModelParams
+from sparknmf.engine import persistence
+from sparknmf.engine.ingest import check_columns, is_frame, vectors_to_csr
+from sparknmf.engine.session import get_session
+from sparknmf.engine.validation import as_matrix
+from sparknmf.kernels.nnls import nnls_bpp
+
+__all__ = ["NMFModel"]
+
+
+class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
+    """A fitted factorization V (n×m) ≈ W (n×k) · H (k×m); samples are columns of V.
+
+    Attributes
+    ----------
+    W : ndarray of shape (n, k)
+        Basis (one row per feature / row id of V).
+    H : ndarray of shape (k, m)
+        Coefficients (one column per sample / column id of V).
+    rowIds, colIds : pyarrow Array or None
+        User ids of V's rows and columns (None: positions 0..n-1, 0..m-1).
+    objective : float
+    history : list of float
+        Objective of the initial factors, then after each iteration.
+    nIter : int
+    converged : bool
+
+    ``NMFModel()`` with no arguments is an empty model, as needed by ``load``.
+    """
+
+    def __init__(self, result: FitResult | None = None, rowIds=None, colIds=None):
+        super().__init__()
+        self._result = result
+        self.rowIds, self.colIds = rowIds, colIds
+
+    def _require(self):
+        if self._result is None:
+            raise ValueError("this NMFModel is empty: fit an NMF or load a saved model")
+        return self._result
+
+    @property
+    def W(self) -> np.ndarray:
+        return self._require().W
+
+    @property
+    def H(self) -> np.ndarray:
+        return self._require().H
+
+    @property
+    def rank(self) -> int:
+        return self.W.shape[1]
+
+    @property
+    def objective(self) -> float:
+        return self._require().objective
+
+    @property
+    def history(self) -> list:
+        return list(self._require().history)
+
+    @property
+    def nIter(self) -> int:
+        return self._require().n_iter
+
+    @property
+    def converged(self) -> bool:
+        return self._require().converged
+
+    @property
+    def result(self) -> FitResult:
+        """The underlying :class:`~sparknmf.decomposition.factorize.FitResult`."""
+        return self._require()
+
+    # ---------------------------------------------------------------- DataFrames
+    def _rows_frame(self, matrix, ids):
+        table = pa.table({
+            "id": ids if ids is not None else pa.array(np.arange(matrix.shape[0]), pa.int64()),
+            "features": pa.array(list(np.asarray(matrix, dtype=np.float64)), pa.list_(pa.float64())),
+        })
+        return get_session().createDataFrame(table)
+
+    @property
+    def rowFactors(self):
+        """DataFrame ``(id, features array<double>)``: the rows of W (n of them, k values each)."""
+        return self._rows_frame(self.W, self.rowIds)
+
+    @property
+    def colFactors(self):
+        """DataFrame ``(id, features array<double>)``: the columns of H (m of them, k values each)."""
+        return self._rows_frame(self.H.T, self.colIds)
+
+    # ---------------------------------------------------------------- projection
+    def project(self, V_new) -> np.ndarray:
+        """Coefficients of new samples: ``argmin_{H ≥ 0} ‖V_new − W H‖`` by exact NNLS.
+
+        Parameters
+        ----------
+        V_new : ndarray or sparse matrix of shape (n, m_new)
+            New samples as columns, on the same n features as W.
+
+        Returns
+        -------
+        H_new : ndarray of shape (k, m_new)
+        """
+        V_new = as_matrix(V_new, "NMFModel.project (input V)")
+        if V_new.shape[0] != self.W.shape[0]:
+            raise ValueError(f"V_new must have {self.W.shape[0]} rows (features), got {V_new.shape[0]}")
+        W = self.W
+        cross = np.asarray((V_new.T @ W) if sp.issparse(V_new) else V_new.T @ W).T
+        return nnls_bpp(W.T @ W, cross)
+
+    def transform(self, dataset, params=None):
+        """Project samples onto the basis W by NNLS.
+
+        * numpy / scipy (n×m_new): returns H_new (k×m_new), see :meth:`project`.
+        * DataFrame with ``featuresCol`` (vectors of size n, one sample per
+          row): returns the DataFrame with ``outputCol`` (array<double> of k
+          coefficients) appended.
+        * DataFrame of coordinates ``(rowCol, colCol, valueCol)`` with row ids
+          among the model's: returns ``(colCol, outputCol)``, one row per
+          sample; entries with unknown row ids are ignored.
+        """
+        if not is_frame(dataset):
+            return self.project(dataset)
+        return super().transform(dataset, params)
+
+    def _transform(self, dataset):
+        self._require()
+        if self.getFeaturesCol() in dataset.columns:
+            return self._transform_vectors(dataset)
+        check_columns(dataset, [self.getRowCol(), self.getColCol(), self.getValueCol()],
+                      f"NMFModel.transform (no vector column {self.getFeaturesCol()!r}; coordinates)")
+        return self._transform_coordinates(dataset)
+
+    def _transform_vectors(self, dataset):
+        W, features, out_col = self.W, self.getFeaturesCol(), self.getOutputCol()
+        n = W.shape[0]
+        gram = W.T @ W
+        position = dataset.columns.index(features)
+
+        def run(batches):
+            for batch in batches:
+                csr, sizes, nulls = vectors_to_csr(batch.column(position), n)
+                if csr is None or nulls.any():
+                    raise ValueError(f"NMFModel.transform: every {features!r} vector must have size {n}")
+                coef = nnls_bpp(gram, np.asarray(csr @ W).T).T
+                yield batch.append_column(out_col, pa.array(list(coef), pa.list_(pa.float64())))
+
+        from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
+
+        schema = StructType([*dataset.schema.fields, StructField(out_col, ArrayType(DoubleType()))])
+        return dataset.mapInArrow(run, schema)
+
+    def _transform_coordinates(self, dataset):
+        from pyspark.sql import functions as F
+
+        W = self.W
+        spark = dataset.sparkSession
+        row_col, col_col, value_col, out_col = self.getRowCol(), self.getColCol(), self.getValueCol(), self.getOutputCol()
+        ids = self.rowIds if self.rowIds is not None else pa.array(np.arange(W.shape[0]), pa.int64())
+        index = spark.createDataFrame(pa.table({row_col: ids, "_i": pa.array(np.arange(len(ids)), pa.int64())}))
+        gram = W.T @ W
+        coords = dataset.select(row_col, col_col, value_col).join(F.broadcast(index), row_col)
+
+        def project(table):
+            rows = table.column("_i").to_numpy()
+            vals = pa.compute.cast(table.column(value_col), pa.float64()).to_numpy(zero_copy_only=False)
+            cross = W[rows].T @ vals
+            coef = nnls_bpp(gram, cross[:, None])[:, 0]
+            return pa.table({col_col: table.column(col_col).slice(0, 1),
+                             out_col: pa.array([coef], pa.list_(pa.float64()))})
+
+        out_type = dataset.schema[col_col].dataType.simpleString()
+        return coords.groupBy(col_col).applyInArrow(project, f"{col_col} {out_type}, {out_col} array<double>")
+
+    # ---------------------------------------------------------------- completion
+    def complete(self, positions=None, *, limit: int = 10_000_000):
+        """The fitted values ``(WH)_ij``: the filled-in matrix for missing entries.
+
+        Parameters
+        ----------
+        positions : None, (rows, cols) or DataFrame
+            * None: the dense n×m matrix ``W H``, only when n·m ≤ ``limit``
+              (small data); otherwise ask for positions.
+            * ``(rows, cols)``: integer index arrays of equal length; returns
+              an ndarray of their values.
+            * DataFrame with ``rowCol`` and ``colCol`` (ids as in the fitted
+              input): returns it with ``predictionCol`` (double) appended,
+              NaN where an id was not in the fit; computed by blocks of rows
+              in Arrow functions, never as a dense matrix.
+        """
+        W, Ht = self.W, np.ascontiguousarray(self.H.T)
+        n, m = W.shape[0], Ht.shape[0]
+        if positions is None:
+            if n * m > limit:
+                raise ValueError(f"complete(): the dense {n}×{m} matrix has more than limit={limit} entries; "
+                                 "pass the positions you need (index arrays or a DataFrame of ids)")
+            return W @ Ht.T
+        if is_frame(positions):
+            return self._complete_frame(positions, W, Ht)
+        rows, cols = (np.asarray(a) for a in positions)
+        if rows.shape != cols.shape or not (np.issubdtype(rows.dtype, np.integer) and np.issubdtype(cols.dtype, np.integer)):
+            raise ValueError("complete((rows, cols)) needs two integer index arrays of the same length")
+        for name, index, size in (("row", rows, n), ("column", cols, m)):
+            if index.size and (index.min() < 0 or index.max() >= size):
+                raise IndexError(f"complete(): {name} indices must be in [0, {size}), got {index.min()}..{index.max()}")
+        return np.einsum("ij,ij->i", W[rows], Ht[cols])
+
+    def _complete_frame(self, dataset, W, Ht):
+        from pyspark.sql.types import DoubleType, StructField, StructType
+
+        row_col, col_col, out_col = self.getRowCol(), self.getColCol(), self.getPredictionCol()
+        check_columns(dataset, [row_col, col_col], "NMFModel.complete")
+        row_ids, col_ids = self.rowIds, self.colIds
+        positions = dataset.columns.index(row_col), dataset.columns.index(col_col)
+
+        def index(column, ids, size):
+            if ids is None:  # positional ids 0..size-1
+                values = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False) if len(column) else np.zeros(0)
+                found = ~column.is_null().to_numpy(zero_copy_only=False) & (values >= 0) & (values < size)
+                return np.where(found, values, 0).astype(np.int64), found
+            found = pc.index_in(column, value_set=ids)
+            return pc.fill_null(found, 0).to_numpy(zero_copy_only=False), ~found.is_null().to_numpy(zero_copy_only=False)
+
+        def run(batches):
+            for batch in batches:
+                i, row_found = index(batch.column(positions[0]), row_ids, W.shape[0])
+                j, col_found = index(batch.column(positions[1]), col_ids, Ht.shape[0])
+                values = np.where(row_found & col_found, np.einsum("ij,ij->i", W[i], Ht[j]), np.nan)
+                yield batch.append_column(out_col, pa.array(values, pa.float64()))
+
+        schema = StructType([*dataset.schema.fields, StructField(out_col, DoubleType())])
+        return dataset.mapInArrow(run, schema)
+
+    # ---------------------------------------------------------------- persistence
+    def _extra_metadata(self) -> dict:
+        """Subclass hook: more metadata fields to save (see sparknmf.analysis.clustering)."""
+        return {}
+
+    def _save_extra(self, spark, path, overwrite):
+        """Subclass hook: save more arrays under ``path``."""
+
+    def _load_extra(self, spark, path, metadata):
+        """Subclass hook: restore what :meth:`_save_extra` wrote."""
+
+    def _load_arrays(self, path, spark, metadata):
+        """Restore W, H, ids and the fit's record after the Params (:class:`~sparknmf.engine.persistence.ParamsReader`)."""
+        try:
+            (n, m), k = metadata["shape"], int(metadata["k"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}/metadata lacks the model's shape and rank") from None
+        W, row_ids = persistence.read_rows(spark, f"{path}/W", n, k)
+        Ht, col_ids = persistence.read_rows(spark, f"{path}/H", m, k)
+        self._result = FitResult(
+            W=W, H=np.ascontiguousarray(Ht.T), objective=metadata["objective"], history=metadata["history"],
+            n_iter=metadata["nIter"], converged=metadata["converged"], stop_reason=metadata["stopReason"],
+            elapsed=metadata["elapsed"], algorithm=metadata["algorithm"], seed=metadata["seed"],
+            init=metadata["init"],
+        )
+        positional = pa.array(np.arange(n), pa.int64()), pa.array(np.arange(m), pa.int64())
+        self.rowIds = None if row_ids.equals(positional[0]) else row_ids
+        self.colIds = None if col_ids.equals(positional[1]) else col_ids
+        self._load_extra(spark, path, metadata)
+
+    def write(self):
+        return _ModelWriter(self)
+
+    @classmethod
+    def read(cls):
+        return persistence.ParamsReader(cls)
+
+
+class _ModelWriter(persistence.ParamsWriter):
+    """Writes an NMFModel: metadata + W and Hᵀ as Parquet (``W/``, ``H/``)."""
+
+    def saveImpl(self, path):
+        model, spark = self.instance, self.sparkSession
+        result = model._require()
+        extra = {
+            "k": model.rank, "shape": [model.W.shape[0], model.H.shape[1]], "objective": result.objective,
+            "history": result.history, "nIter": result.n_iter, "converged": result.converged,
+            "stopReason": result.stop_reason, "elapsed": result.elapsed, "algorithm": result.algorithm,
+            "seed": result.seed, "init": result.init, **model._extra_metadata(),
+        }
+        persistence.write_metadata(model, path, spark, extra, overwrite=self.shouldOverwrite)
+        persistence.write_rows(spark, f"{path}/W", model.W, model.rowIds, overwrite=self.shouldOverwrite)
+        persistence.write_rows(spark, f"{path}/H", model.H.T, model.colIds, overwrite=self.shouldOverwrite)
+        model._save_extra(spark, path, self.shouldOverwrite)
