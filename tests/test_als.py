@@ -117,7 +117,7 @@ def test_driver_threads_run_blas_on_one_thread_and_restore_it():
     """The driver's block threads take the cores: BLAS is limited to one thread meanwhile, then restored."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from sparknmf.ratings.store import _in_threads
+    from sparknmf.ratings.store import in_threads as _in_threads
 
     def blas_threads():
         return sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
@@ -154,13 +154,13 @@ class _Session:
     ({}, "spark", 1_000, False),
 ])
 def test_driver_rule(conf, backend, rows, expected):
-    from sparknmf.ratings.store import use_driver
+    from sparknmf.ratings.ingest import use_driver
 
     assert use_driver(_Session(**conf), backend, rows, 24, 1_000_000) is expected
 
 
 def test_driver_rule_rejects_a_malformed_size():
-    from sparknmf.ratings.store import use_driver
+    from sparknmf.ratings.ingest import use_driver
 
     with pytest.raises(ValueError, match="spark.driver.memory"):
         use_driver(_Session(**{"spark.driver.memory": "lots"}), "auto", 10_000_000, 24, 0)

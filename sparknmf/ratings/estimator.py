@@ -23,7 +23,7 @@ checkpoint directory is needed.
 Ratings with at most ``localLimit`` entries are fitted on the driver by the
 same block functions (``backend="auto"``), which skips Spark's per-job cost;
 so are larger ratings on a local master while they fit the driver's limits
-(:func:`~sparknmf.ratings.store.use_driver`).  The driver runs its blocks on one
+(:func:`~sparknmf.ratings.ingest.use_driver`).  The driver runs its blocks on one
 thread per core.
 
 References
@@ -69,7 +69,7 @@ from sparknmf.kernels.als import (
 )
 from sparknmf.kernels.seeding import chunked_draw
 from sparknmf.params import HasExecutionMode, Interval, OneOf, check_params, with_accessors
-from sparknmf.ratings.store import DUPLICATE_POLICIES, ingest_ratings
+from sparknmf.ratings.ingest import DUPLICATE_POLICIES, ingest_ratings
 
 __all__ = ["MaskedALS", "MaskedALSModel", "COLD_START_STRATEGIES", "REGULARIZATIONS"]
 
@@ -686,9 +686,9 @@ class MaskedALSModel(Model, _MaskedALSModelParams, MLWritable, MLReadable):
         original = dataset.columns
         frame = self._indexed(dataset, [("user", user_col, "_u"), ("item", item_col, "_i")])
         if timed:
-            from sparknmf.ratings.store import _day_column
+            from sparknmf.ratings.ingest import day_column
 
-            frame = frame.withColumn("_day", _day_column(dataset, time_col))
+            frame = frame.withColumn("_day", day_column(dataset, time_col))
         if self.getColdStartStrategy() == "drop":
             frame = frame.filter(F.col("_u").isNotNull() & F.col("_i").isNotNull())
         frame = frame.select(*original, "_u", "_i", *(["_day"] if timed else []))
