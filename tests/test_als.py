@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from sparknmf import InvalidInputError, MaskedALS, MaskedALSModel, NMF
-from sparknmf.ratings.estimator import _MaskedALSParams, top_n
+from sparknmf.kernels.topn import top_n
+from sparknmf.ratings.estimator import _MaskedALSParams
 from sparknmf.datasets import planted_ratings
 from sparknmf.kernels.rowsolve import row_equations
 from sparknmf.kernels.seeding import chunked_draw

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparknmf.ratings.estimator import top_n
+from sparknmf.kernels.topn import top_n
 from sparknmf.kernels.als import (
     Entries, SideSpec, drift, half_step, implicit_apply, implicit_system, predict,
 )
