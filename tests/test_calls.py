@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sparknmf.engine import calls
-from sparknmf.ratings.estimator import _half_step_task
+from sparknmf.ratings.fit import _half_step_task
 from sparknmf.kernels.als import SideSpec
 from sparknmf.kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams
 from sparknmf.engine.matrix import _fused_run

@@ -3,6 +3,7 @@
 Above :mod:`sparknmf.engine` and :mod:`sparknmf.kernels`; nothing here imports NMF or the analysis code.
 """
 
-from sparknmf.ratings.estimator import MaskedALS, MaskedALSModel
+from sparknmf.ratings.estimator import MaskedALS
+from sparknmf.ratings.model import MaskedALSModel
 
 __all__ = ["MaskedALS", "MaskedALSModel"]

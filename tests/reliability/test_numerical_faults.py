@@ -68,7 +68,7 @@ def ratings(spark):
 
 @pytest.mark.spark
 def test_als_nan_mid_fit_stops_with_a_remedy(spark, ratings, monkeypatch):
-    from sparknmf.ratings.estimator import _Fit
+    from sparknmf.ratings.fit import FitLoop as _Fit
 
     calls = []
     real = _Fit.half_step

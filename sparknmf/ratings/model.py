@@ -1,0 +1,360 @@
+"""The fitted ratings model: :class:`MaskedALSModel`, its predictions and its persistence.
+
+A model holds every known user's and item's parameters (rows in sorted id
+order, laid out as :class:`~sparknmf.kernels.als.SideSpec` says), the ids and
+the global mean μ; it predicts r̂_ui(t) of :mod:`sparknmf.ratings.estimator`
+with the implicit-feedback sum z_u folded into the user factor.  Its
+``recommendFor...`` methods run :func:`~sparknmf.ratings.recommend.recommend`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from pyspark.ml import Model
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasPredictionCol
+from pyspark.ml.util import MLReadable, MLWritable
+
+from sparknmf.engine import persistence
+from sparknmf.engine.ingest import check_columns
+from sparknmf.kernels.als import Entries, SideSpec
+from sparknmf.params import with_accessors
+from sparknmf.ratings.ingest import day_column, with_indices
+from sparknmf.ratings.recommend import Side, recommend
+from sparknmf.ratings.store import SIDES, StepContext, other_side
+
+__all__ = ["COLD_START_STRATEGIES", "MaskedALSModel", "MaskedALSModelParams"]
+
+COLD_START_STRATEGIES = ("nan", "drop", "biases")
+
+
+@with_accessors
+class MaskedALSModelParams(HasPredictionCol):
+    """Column Params shared by :class:`~sparknmf.ratings.estimator.MaskedALS` and :class:`MaskedALSModel`."""
+
+    userCol = Param(Params._dummy(), "userCol", "column of user ids (any type)", typeConverter=TypeConverters.toString)
+    itemCol = Param(Params._dummy(), "itemCol", "column of item ids (any type)", typeConverter=TypeConverters.toString)
+    ratingCol = Param(Params._dummy(), "ratingCol", "column of ratings", typeConverter=TypeConverters.toString)
+    timestampCol = Param(Params._dummy(), "timestampCol",
+                         "column of rating times: seconds since the epoch, or a timestamp ('' = none)",
+                         typeConverter=TypeConverters.toString)
+    coldStartStrategy = Param(Params._dummy(), "coldStartStrategy",
+                              f"prediction for unknown users or items: one of {list(COLD_START_STRATEGIES)}",
+                              typeConverter=TypeConverters.toString)
+    ratingRange = Param(Params._dummy(), "ratingRange",
+                        "[low, high]: ratings outside are an error and predictions are clipped to it ([] = none)",
+                        typeConverter=TypeConverters.toListFloat)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._setDefault(userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
+                         predictionCol="prediction", coldStartStrategy="nan", ratingRange=[])
+
+
+class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
+    """A fitted :class:`~sparknmf.ratings.estimator.MaskedALS`: parameters of every known user and item, ids, μ.
+
+    Attributes
+    ----------
+    rank : int
+    globalMean : float
+        μ, the weighted mean training rating.
+    userIds, itemIds : pyarrow Array
+        Ids in index order (sorted); row r of every user array is user ``userIds[r]``.
+    userParams, itemParams : ndarray of shape (n, width_u), (m, width_i)
+        ``[factor (k) | bias | extras]`` per row; the user factor includes the
+        implicit-feedback sum z_u.
+    implicitVectors : ndarray of shape (m, k) or None
+        The SVD++ vectors y_j (for warm starts).
+    implicitSums : ndarray of shape (n, k)
+        Each user's z_u = |N(u)|^-½ Σ_{j∈N(u)} y_j, part of its factor in
+        ``userParams`` (zeros without implicit feedback; for warm starts).
+    history : list of float
+        Objective after each iteration.
+    nIter : int
+
+    ``MaskedALSModel()`` with no arguments is an empty model, as ``load`` needs.
+    """
+
+    def __init__(self, state=None):
+        super().__init__()
+        self._state = state
+
+    def _require(self):
+        if self._state is None:
+            raise ValueError("this MaskedALSModel is empty: fit a MaskedALS or load a saved model")
+        return self._state
+
+    # ---------------------------------------------------------------- attributes
+    @property
+    def rank(self) -> int:
+        return self._require()["specs"]["user"].rank
+
+    @property
+    def globalMean(self) -> float:
+        return float(self._require()["mu"])
+
+    def ids(self, side):
+        return self._require()["ids"][side]
+
+    @property
+    def userIds(self):
+        return self.ids("user")
+
+    @property
+    def itemIds(self):
+        return self.ids("item")
+
+    @property
+    def userParams(self) -> np.ndarray:
+        return self._require()["P"]["user"]
+
+    @property
+    def itemParams(self) -> np.ndarray:
+        return self._require()["P"]["item"]
+
+    @property
+    def implicitVectors(self):
+        return self._require()["Y"]
+
+    @property
+    def implicitSums(self) -> np.ndarray:
+        return self._require()["Z"]
+
+    @property
+    def history(self) -> list:
+        return list(self._require()["history"])
+
+    @property
+    def nIter(self) -> int:
+        return int(self._require()["nIter"])
+
+    def _frame(self, side, values, column, dtype):
+        from sparknmf.engine.session import get_session
+
+        values = np.asarray(values, dtype=np.float64)
+        data = pa.array(list(values), pa.list_(pa.float64())) if values.ndim == 2 else pa.array(values)
+        return get_session().createDataFrame(pa.table({"id": self.ids(side), column: data}))
+
+    @property
+    def userFactors(self):
+        """DataFrame ``(id, features array<double>)``: each user's factor w_u (+ z_u), k values."""
+        return self._frame("user", self.userParams[:, : self.rank], "features", None)
+
+    @property
+    def itemFactors(self):
+        """DataFrame ``(id, features array<double>)``: each item's factor h_i, k values."""
+        return self._frame("item", self.itemParams[:, : self.rank], "features", None)
+
+    def _biases(self, side):
+        spec = self._require()["specs"][side]
+        if not spec.bias:
+            raise ValueError("this model was fitted with biases=False")
+        return self._require()["P"][side][:, spec.rank]
+
+    @property
+    def userBiases(self):
+        """DataFrame ``(id, bias double)``: b_u (a ValueError when fitted with biases=False)."""
+        return self._frame("user", self._biases("user"), "bias", None)
+
+    @property
+    def itemBiases(self):
+        """DataFrame ``(id, bias double)``: b_i (a ValueError when fitted with biases=False)."""
+        return self._frame("item", self._biases("item"), "bias", None)
+
+    @property
+    def itemTimeBiases(self):
+        """DataFrame ``(id, bins array<double>)``: b_i,bin for each time bin (timeBins > 0)."""
+        spec = self._require()["specs"]["item"]
+        if spec.kind != "bins":
+            raise ValueError("this model has no time-binned item biases (timeBins=0)")
+        start = spec.rank + int(spec.bias)
+        return self._frame("item", self.itemParams[:, start : start + spec.bins], "bins", None)
+
+    @property
+    def userDrifts(self):
+        """DataFrame ``(id, drift double)``: α_u of the user bias drift (userDrift=True)."""
+        spec = self._require()["specs"]["user"]
+        if spec.kind != "drift":
+            raise ValueError("this model has no user drift (userDrift=False)")
+        return self._frame("user", self.userParams[:, spec.rank + int(spec.bias)], "drift", None)
+
+    # ---------------------------------------------------------------- predictions
+    def _predictor(self):
+        state = self._require()
+        return _Predictor(state["specs"], state["P"]["user"], state["P"]["item"], state["mu"], state["context"],
+                          self.getColdStartStrategy() == "biases", tuple(self.getRatingRange()))
+
+    def predictIndices(self, users, items, days=None) -> np.ndarray:
+        """r̂ for index pairs (users[n], items[n]); see :meth:`_Predictor.predict`."""
+        return self._predictor().predict(users, items, days)
+
+    def _transform(self, dataset):
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import DoubleType, StructField, StructType
+
+        self._require()
+        user_col, item_col, pred_col = self.getUserCol(), self.getItemCol(), self.getPredictionCol()
+        time_col = self.getTimestampCol()
+        timed = self._require()["context"].timed and time_col in dataset.columns
+        check_columns(dataset, [user_col, item_col], "MaskedALSModel.transform")
+        original = dataset.columns
+        frame = with_indices(dataset, [(self.userIds, user_col, "_u"), (self.itemIds, item_col, "_i")])
+        if timed:
+            frame = frame.withColumn("_day", day_column(dataset, time_col))
+        if self.getColdStartStrategy() == "drop":
+            frame = frame.filter(F.col("_u").isNotNull() & F.col("_i").isNotNull())
+        frame = frame.select(*original, "_u", "_i", *(["_day"] if timed else []))
+        predictor = self._predictor()
+
+        def run(batches):
+            for batch in batches:
+                users = pa.compute.fill_null(batch.column("_u"), -1).to_numpy(zero_copy_only=False)
+                items = pa.compute.fill_null(batch.column("_i"), -1).to_numpy(zero_copy_only=False)
+                days = batch.column("_day").to_numpy(zero_copy_only=False) if timed else None
+                pred = predictor.predict(users, items, days)
+                keep = batch.select(original)
+                yield keep.append_column(pred_col, pa.array(pred, pa.float64()))
+
+        schema = StructType([*dataset.schema.fields, StructField(pred_col, DoubleType())])
+        return frame.mapInArrow(run, schema)
+
+    # ---------------------------------------------------------------- recommendations
+    def recommendForAllUsers(self, numItems, *, exclude=None, candidates=None):
+        """Top ``numItems`` items for every user.
+
+        Returns a DataFrame ``(userCol, recommendations array<struct<itemCol, rating float>>)``,
+        best first.  ``exclude``: a DataFrame of (userCol, itemCol) pairs never
+        to recommend (e.g. the training ratings, to leave out already-rated
+        items); ``candidates``: a list or DataFrame (itemCol) of the only items
+        to recommend.  Scores are the static predictions μ + b_u + b_i + w_uᵀh_i
+        (no time terms), computed by blocks (:mod:`sparknmf.ratings.recommend`).
+        """
+        return self._recommend("user", numItems, None, exclude, candidates)
+
+    def recommendForUserSubset(self, dataset, numItems, *, exclude=None, candidates=None):
+        """As :meth:`recommendForAllUsers` for the users in ``dataset[userCol]`` (unknown ids are skipped)."""
+        return self._recommend("user", numItems, dataset, exclude, candidates)
+
+    def recommendForAllItems(self, numUsers, *, exclude=None, candidates=None):
+        """Top ``numUsers`` users for every item: ``(itemCol, recommendations array<struct<userCol, rating float>>)``.
+
+        ``exclude`` as for :meth:`recommendForAllUsers`; ``candidates`` restricts the users.
+        """
+        return self._recommend("item", numUsers, None, exclude, candidates)
+
+    def recommendForItemSubset(self, dataset, numUsers, *, exclude=None, candidates=None):
+        """As :meth:`recommendForAllItems` for the items in ``dataset[itemCol]``."""
+        return self._recommend("item", numUsers, dataset, exclude, candidates)
+
+    def _side(self, side):
+        """The ``side`` of the model as :func:`~sparknmf.ratings.recommend.recommend` reads it."""
+        state = self._require()
+        spec, P = state["specs"][side], state["P"][side]
+        return Side(side, self.getUserCol() if side == "user" else self.getItemCol(), self.ids(side),
+                    state["idTypes"][side], P[:, : spec.rank], P[:, spec.rank] if spec.bias else np.zeros(P.shape[0]))
+
+    def _recommend(self, side, num, subset, exclude, candidates):
+        return recommend(self._side(side), self._side(other_side(side)), num, self.globalMean, subset=subset,
+                         exclude=exclude, candidates=candidates)
+
+    # ---------------------------------------------------------------- persistence
+    def write(self):
+        return _ModelWriter(self)
+
+    @classmethod
+    def read(cls):
+        return persistence.ParamsReader(cls)
+
+    def _load_arrays(self, path, spark, metadata):
+        """Restore the parameters, ids and fit record (called by the reader after the Params)."""
+        try:
+            specs = {side: SideSpec(**metadata["specs"][side]) for side in SIDES}
+            (n, m), c, implicit = metadata["shape"], metadata["context"], bool(metadata["implicit"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}/metadata lacks the model's layout (specs, shape, context)") from None
+        k = specs["user"].rank
+        width_u = specs["user"].width + (k if implicit else 0) + int(c["drift"])
+        width_i = specs["item"].width + (k if implicit else 0)
+        users, user_ids = persistence.read_rows(spark, f"{path}/users", n, width_u)
+        items, item_ids = persistence.read_rows(spark, f"{path}/items", m, width_i)
+        wu, wi = specs["user"].width, specs["item"].width
+        context = StepContext(weighted=c["weighted"], timed=c["timed"], bins=c["bins"], day_range=tuple(c["dayRange"]),
+                              mean_days=users[:, -1].copy() if c["drift"] else None, beta=c["beta"])
+        self._state = {
+            "P": {"user": users[:, :wu].copy(), "item": items[:, :wi].copy()},
+            "Z": users[:, wu : wu + k].copy() if implicit else np.zeros((n, k)),
+            "Y": items[:, wi : wi + k].copy() if implicit else None, "specs": specs, "mu": float(metadata["mu"]),
+            "ids": {"user": user_ids, "item": item_ids}, "idTypes": metadata["idTypes"], "context": context,
+            "history": metadata["history"], "nIter": metadata["nIter"], "stopReason": metadata["stopReason"],
+            "elapsed": metadata["elapsed"],
+        }
+
+
+class _Predictor:
+    """The prediction rule of a model, small enough to ship with a task."""
+
+    def __init__(self, specs, P_user, P_item, mu, context, biases_for_unknown, rating_range):
+        self.specs, self.P_user, self.P_item, self.mu, self.context = specs, P_user, P_item, mu, context
+        self.biases_for_unknown, self.rating_range = biases_for_unknown, rating_range
+
+    def predict(self, users, items, days=None) -> np.ndarray:
+        """r̂ for index pairs (users[n], items[n]); ``days`` (n,) the rating times in days (None: the last day).
+
+        Index −1 means unknown: NaN, or with ``coldStartStrategy="biases"``
+        μ plus the known side's bias terms.  Times outside the training range
+        fall in the first or last bin.  Clipped to ``ratingRange`` when set.
+        """
+        specs, ctx = self.specs, self.context
+        users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+        known_u, known_i = users >= 0, items >= 0
+        u, i = np.maximum(users, 0), np.maximum(items, 0)
+        nnz = users.shape[0]
+        entries = Entries(np.array([0, nnz]), i, np.zeros(nnz))
+        if ctx.timed:
+            days = np.full(nnz, ctx.day_range[1]) if days is None else np.asarray(days, np.float64)
+            entries.bins, dev = ctx.time_terms(days, u)
+            entries.dev = None if dev is None else np.where(known_u, dev, 0.0)
+        k = specs["user"].rank
+        pred = (self.mu + np.where(known_u, specs["user"].contribution(self.P_user, u, entries), 0.0)
+                + np.where(known_i, specs["item"].contribution(self.P_item, i, entries), 0.0)
+                + np.where(known_u & known_i, np.einsum("nk,nk->n", self.P_user[u, :k], self.P_item[i, :k]), 0.0))
+        if not self.biases_for_unknown:
+            pred = np.where(known_u & known_i, pred, np.nan)
+        if self.rating_range:
+            pred = np.clip(pred, *self.rating_range)
+        return pred
+
+
+# -------------------------------------------------------------------------------- persistence
+def _spec_dict(spec: SideSpec) -> dict:
+    return {"rank": spec.rank, "bias": spec.bias, "kind": spec.kind, "bins": spec.bins}
+
+
+class _ModelWriter(persistence.ParamsWriter):
+    """Writes a MaskedALSModel: metadata + ``users/`` and ``items/`` Parquet rows with their ids.
+
+    User rows are ``[params | z (implicit) | mean day (drift)]``, item rows ``[params | y (implicit)]``.
+    """
+
+    def saveImpl(self, path):
+        model, spark = self.instance, self.sparkSession
+        state = model._require()
+        ctx = state["context"]
+        implicit = state["Y"] is not None
+        users = [state["P"]["user"]] + ([state["Z"]] if implicit else [])
+        users += [ctx.mean_days[:, None]] if ctx.mean_days is not None else []
+        items = [state["P"]["item"]] + ([state["Y"]] if implicit else [])
+        extra = {
+            "specs": {side: _spec_dict(state["specs"][side]) for side in SIDES}, "mu": state["mu"],
+            "implicit": implicit, "idTypes": state["idTypes"], "history": state["history"], "nIter": state["nIter"],
+            "stopReason": state["stopReason"], "elapsed": state["elapsed"],
+            "context": {"weighted": ctx.weighted, "timed": ctx.timed, "bins": ctx.bins,
+                        "dayRange": list(ctx.day_range), "drift": ctx.mean_days is not None, "beta": ctx.beta},
+            "shape": [len(state["ids"]["user"]), len(state["ids"]["item"])],
+        }
+        persistence.write_metadata(model, path, spark, extra, overwrite=self.shouldOverwrite)
+        for name, parts, side in (("users", users, "user"), ("items", items, "item")):
+            persistence.write_rows(spark, f"{path}/{name}", np.hstack(parts), state["ids"][side],
+                                   overwrite=self.shouldOverwrite)
