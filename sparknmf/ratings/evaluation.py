@@ -89,7 +89,8 @@ def ranking_metrics(recommendations, relevant, n, *, queryCol="user", targetCol=
     per_query = (rel.groupBy(queryCol).agg(F.count(F.lit(1)).alias("_rel"))
                  .join(hits, queryCol, "left").fillna(0, ["_hits", "_dcg"])
                  .withColumn("_idcg", F.element_at(ideal, F.least(F.col("_rel"), F.lit(n)).cast("int"))))
-    row = per_query.agg(F.avg(F.col("_hits") / n).alias("precision"), F.avg(F.col("_hits") / F.col("_rel")).alias("recall"),
+    row = per_query.agg(F.avg(F.col("_hits") / n).alias("precision"),
+                        F.avg(F.col("_hits") / F.col("_rel")).alias("recall"),
                         F.avg(F.col("_dcg") / F.col("_idcg")).alias("ndcg"), F.count(F.lit(1)).alias("queries")).first()
     return {"precision": float(row["precision"] or 0.0), "recall": float(row["recall"] or 0.0),
             "ndcg": float(row["ndcg"] or 0.0), "queries": int(row["queries"])}
