@@ -24,10 +24,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from sparknmf import NMF, MultiStartNMF
+from sparknmf.analysis.metrics import fit_measures
 from sparknmf.pipeline.inputs import INPUT_SECTION
 from sparknmf.pipeline.jobrun import multistart_section, nmf_section, output_section, run_job
-from sparknmf.analysis.metrics import fit_measures
-from sparknmf.pipeline.publish import write_json
+from sparknmf.pipeline.staging import write_json
 
 SCHEMA = {
     "input": INPUT_SECTION,

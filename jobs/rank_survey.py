@@ -21,11 +21,11 @@ maps of every k).
 import sys
 
 from sparknmf.analysis.runs import ConnectivityStop
+from sparknmf.analysis.survey import rank_survey
 from sparknmf.pipeline.inputs import INPUT_SECTION
 from sparknmf.pipeline.jobconf import Option
 from sparknmf.pipeline.jobrun import multistart_section, nmf_section, output_section, run_job
 from sparknmf.plots.rank import PANELS
-from sparknmf.analysis.survey import rank_survey
 
 SCHEMA = {
     "input": INPUT_SECTION,

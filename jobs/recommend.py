@@ -35,12 +35,13 @@ import sys
 from pathlib import Path
 
 from sparknmf import MaskedALS, MaskedALSModel
-from sparknmf.ratings.evaluation import ranking_metrics, rmse
+from sparknmf.params import Interval
 from sparknmf.pipeline.inputs import RATINGS_SECTION, check_ratings, content_digest, holdout_split, read_ratings
 from sparknmf.pipeline.jobconf import Option, params_section
 from sparknmf.pipeline.jobrun import JobRefused, run_job
-from sparknmf.params import Interval
-from sparknmf.pipeline.publish import Publication, metric_gate, validate_table, write_json
+from sparknmf.pipeline.publish import Publication, metric_gate, validate_table
+from sparknmf.pipeline.staging import write_json
+from sparknmf.ratings.evaluation import ranking_metrics, rmse
 
 logger = logging.getLogger("sparknmf")
 

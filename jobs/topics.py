@@ -25,12 +25,19 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from sparknmf import NMF, plots
+from sparknmf.analysis.metrics import fit_measures
+from sparknmf.analysis.topics import (
+    document_topics,
+    prominent_terms,
+    read_vocabulary,
+    select_terms,
+    term_names,
+    top_terms,
+)
 from sparknmf.pipeline.inputs import INPUT_SECTION
 from sparknmf.pipeline.jobconf import Option
 from sparknmf.pipeline.jobrun import nmf_section, output_section, run_job
-from sparknmf.analysis.metrics import fit_measures
-from sparknmf.pipeline.publish import write_json
-from sparknmf.analysis.topics import document_topics, prominent_terms, read_vocabulary, select_terms, term_names, top_terms
+from sparknmf.pipeline.staging import write_json
 
 SCHEMA = {
     "input": INPUT_SECTION,

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from sparknmf.engine import calls
-from sparknmf.ratings.fit import _half_step_task
+from sparknmf.engine.block_tasks import _fused_run
 from sparknmf.kernels.als import SideSpec
 from sparknmf.kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams
-from sparknmf.engine.matrix import _fused_run
+from sparknmf.ratings.fit import _half_step_task
 from sparknmf.ratings.store import StepContext, _block_run
 
 

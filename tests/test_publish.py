@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sparknmf.pipeline.publish import Publication, PublishError, StagedDirectory, metric_gate, write_json
+from sparknmf.pipeline.publish import Publication, PublishError, metric_gate
+from sparknmf.pipeline.staging import StagedDirectory, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 

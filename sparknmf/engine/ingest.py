@@ -24,8 +24,9 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from sparknmf.engine import codec
+from sparknmf.engine.frames import local_frame, spread_blocks
 from sparknmf.engine.local import matrix_stats
-from sparknmf.engine.matrix import BlockMatrix, _local_frame, _spread, _steps, default_grid
+from sparknmf.engine.matrix import BlockMatrix, default_grid, grid_steps
 from sparknmf.engine.session import parallelism
 from sparknmf.engine.validation import MISSING_POLICIES, to_weights, weight_checks
 from sparknmf.errors import InvalidInputError
@@ -192,7 +193,7 @@ def _layout(spark, shape, grid, check_shape):
     if check_shape is not None:
         check_shape(shape)
     grid = grid or default_grid(spark, shape, shape[0] * shape[1] // 10)
-    return grid, _steps(shape, grid)
+    return grid, grid_steps(shape, grid)
 
 
 def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_position, missing=None):
@@ -217,9 +218,9 @@ def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_p
             empty = [(i, j, _empty_block((min(steps[0], n - i * steps[0]), min(steps[1], m - j * steps[1])), missing))
                      for i, j in absent]
             stats += [{**matrix_stats(block), "bi": i, "bj": j} for i, j, block in empty]
-            blocks = blocks.unionByName(_local_frame(spark, [(i, j, codec.encode(b)) for i, j, b in empty]))
+            blocks = blocks.unionByName(local_frame(spark, [(i, j, codec.encode(b)) for i, j, b in empty]))
         partitions = min(p * q, parallelism(spark))
-        blocks = _spread(blocks, p * q, partitions)
+        blocks = spread_blocks(blocks, p * q, partitions)
     finally:
         built.unpersist()
     totals = {

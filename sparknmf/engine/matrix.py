@@ -32,39 +32,32 @@ With q > 1 each task computes its cross-product piece, the pieces are summed
 by block row key (one shuffle of n×k numbers), and the update runs after the
 sum: the 2-D layout of MPI-FAUN (Kannan, Ballard & Park 2016).  Grams (k×k)
 and data terms come back to the driver with the new factor blocks, so each
-half-step is one Spark job and the plan never grows across iterations.
+half-step is one Spark job and the plan never grows across iterations.  The
+bodies those jobs run are in :mod:`sparknmf.engine.block_tasks`; block
+DataFrames from the driver are made and placed by :mod:`sparknmf.engine.frames`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from sparknmf.engine import codec, faults
-from sparknmf.engine.calls import Call, block_constant, block_function, block_type
+from sparknmf.engine import codec
+from sparknmf.engine.block_tasks import PIECE_DDL, STEP_DDL, finish_task, fused_task, piece_task, product_task
+from sparknmf.engine.frames import local_frame, spread_blocks
 from sparknmf.engine.resident import resident_fit
 from sparknmf.engine.session import describe_jobs, parallelism
-from sparknmf.kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, half_step_block, update_block
+from sparknmf.kernels.updates import update_block
 from sparknmf.kernels.weighted import WeightedBlock
 
-__all__ = ["BlockMatrix", "default_grid"]
+__all__ = ["BLOCK_SCHEMA", "BlockMatrix", "default_grid", "grid_steps", "split_rows"]
 
 _TARGET_BLOCK_NNZ = 1 << 24  # ~16M stored values (128 MB) per block: few waves, tasks well under 1 GB
 BLOCK_SCHEMA = "bi int, bj int, block binary"
-_STEP_SCHEMA = pa.schema(
-    [("key", pa.int32()), ("x", pa.binary()), ("gram", pa.binary()), ("data", pa.float64()),
-     ("carry", pa.binary()), ("carry_data", pa.float64())]
-)
-_PIECE_SCHEMA = pa.schema(
-    [("key", pa.int32()), ("part", pa.int32()), ("x", pa.binary()), ("cross", pa.binary()), ("data", pa.float64())]
-)
-_STEP_DDL = "key int, x binary, gram binary, data double, carry binary, carry_data double"
-_PIECE_DDL = "key int, part int, x binary, cross binary, data double"
 
 
 def default_grid(spark, shape, nnz: int) -> tuple[int, int]:
@@ -83,7 +76,8 @@ def default_grid(spark, shape, nnz: int) -> tuple[int, int]:
     return 1, min(blocks, m)
 
 
-def _steps(shape, grid):
+def grid_steps(shape, grid) -> tuple[int, int]:
+    """``(row_step, col_step)``: rows per block row and columns per block column of V (n×m) on a p×q grid."""
     n, m = shape
     p, q = grid
     if p < 1 or q < 1:
@@ -129,7 +123,7 @@ class BlockMatrix:
         n, m = shape
         if n < 1 or m < 1:
             raise ValueError(f"shape must be positive, got {shape}")
-        self.row_step, self.col_step = _steps(shape, grid)
+        self.row_step, self.col_step = grid_steps(shape, grid)
         self.grid = (math.ceil(n / self.row_step), math.ceil(m / self.col_step))
         for ids, size, what in ((row_ids, n, "row_ids"), (col_ids, m, "col_ids")):
             if ids is not None and len(ids) != size:
@@ -152,7 +146,7 @@ class BlockMatrix:
 
         stats = matrix_stats(V)
         grid = grid or default_grid(spark, V.shape, stats["nnz"])
-        row_step, col_step = _steps(V.shape, grid)
+        row_step, col_step = grid_steps(V.shape, grid)
         V = V.tocsr() if sp.issparse(V) else V
         rows = []
         for bi, first_row in enumerate(range(0, V.shape[0], row_step)):
@@ -166,7 +160,7 @@ class BlockMatrix:
                     block = band[:, first_col : first_col + col_step]
                     block = block.tocsr() if sp.issparse(block) else block
                 rows.append((bi, bj, codec.encode(block)))
-        blocks = _spread(_local_frame(spark, rows), len(rows), parallelism(spark))
+        blocks = spread_blocks(local_frame(spark, rows), len(rows), parallelism(spark))
         return cls(spark, blocks, V.shape, grid, stats, row_ids, col_ids, weighted=isinstance(V, WeightedBlock),
                    partitions=min(len(rows), parallelism(spark)))
 
@@ -278,22 +272,22 @@ class BlockMatrix:
         key, other, step, _, fused = self._orient(side)
         if fused:
             with_carry = update and Y.shape[0] <= self.driver_reduce_rows
-            table = self._map(side, X, Y, lambda xs, ys: _fused_task(rule, params, side, gram_y, update, xs, ys,
-                                                                      with_carry), _STEP_DDL)
+            table = self._map(side, X, Y, lambda xs, ys: fused_task(rule, params, side, gram_y, update, xs, ys,
+                                                                    with_carry), STEP_DDL)
             return (*_assemble(table, rule), _carry(table) if with_carry else None)
         if X.shape[0] <= self.driver_reduce_rows or self._resident is not None:
-            pieces = self._map(side, X, Y, lambda xs, ys: _piece_task(rule, side, other, xs, ys), _PIECE_DDL)
+            pieces = self._map(side, X, Y, lambda xs, ys: piece_task(rule, side, other, xs, ys), PIECE_DDL)
             return (*_reduce_on_driver(pieces, rule, params, side, gram_y, X, step, update), None)
         frame, xs, ys = self._route(side, *self._encode(side, X, Y))
-        pieces = frame.mapInArrow(_piece_task(rule, side, other, xs, ys), _PIECE_DDL)
-        finish = _finish_task(rule, params, side, gram_y, update)
-        table = pieces.groupBy("key").applyInArrow(finish, _STEP_DDL).toArrow()
+        pieces = frame.mapInArrow(piece_task(rule, side, other, xs, ys), PIECE_DDL)
+        finish = finish_task(rule, params, side, gram_y, update)
+        table = pieces.groupBy("key").applyInArrow(finish, STEP_DDL).toArrow()
         return (*_assemble(table, rule), None)
 
     def multiply(self, side, Y):
         """``V @ Y`` (side "W", Y m×l) or ``Vᵀ @ Y`` (side "H", Y n×l), assembled on the driver."""
         _, other, _, _, _ = self._orient(side)
-        table = self._map(side, None, Y, lambda xs, ys: _product_task(side, other, ys), _PIECE_DDL)
+        table = self._map(side, None, Y, lambda xs, ys: product_task(side, other, ys), PIECE_DDL)
         rows = self.shape[0] if side == "W" else self.shape[1]
         return _sum_pieces(table, rows, self._orient(side)[2])
 
@@ -338,167 +332,3 @@ def _reduce_on_driver(pieces, rule, params, side, gram_y, X, step, update):
     cross = _sum_pieces(pieces, X.shape[0], step).astype(X.dtype, copy=False)
     X_new, gram = update_block(rule, params, side, gram_y, cross, X, update=update)
     return X_new, gram, float(np.sum(pieces.column("data").to_numpy()))
-
-
-_UPLOAD_BYTES = 64 << 20  # driver data goes to Spark in DataFrames of at most this size
-
-
-def _local_frame(spark, rows):
-    """A DataFrame of ``(bi, bj, block)`` rows from the driver, uploaded in bounded pieces.
-
-    One ``createDataFrame`` per ≤64 MB of payload keeps each task's share of
-    the driver's data (and a Connect request) small; the pieces are unioned.
-    """
-    pieces, piece, size = [], [], 0
-    for row in rows:
-        if piece and size + len(row[2]) > _UPLOAD_BYTES:
-            pieces.append(piece)
-            piece, size = [], 0
-        piece.append(row)
-        size += len(row[2])
-    pieces.append(piece)
-    frames = [
-        spark.createDataFrame(pa.table({
-            "bi": pa.array([r[0] for r in part], pa.int32()),
-            "bj": pa.array([r[1] for r in part], pa.int32()),
-            "block": pa.array([r[2] for r in part], pa.binary()),
-        }))
-        for part in pieces
-    ]
-    return functools.reduce(lambda a, b: a.unionByName(b), frames)
-
-
-def _spread(frame, count, partitions=None):
-    """Blocks range-partitioned on their ordinal, cached: one per partition, or runs of
-    consecutive blocks in ``partitions`` partitions."""
-    from pyspark.sql import functions as F
-
-    ordinal = F.col("bi") * F.lit(1 << 20) + F.col("bj")
-    spread = frame.repartitionByRange(max(1, min(count, partitions or count)), ordinal).cache()
-    spread.count()
-    return spread
-
-
-def _oriented_block(payload, side):
-    V = codec.decode(payload)
-    return V if side == "W" else V.T
-
-
-def _payloads(batch, name):
-    """The binary column ``name`` as zero-copy Arrow buffers (None for nulls)."""
-    return [value.as_buffer() if value.is_valid else None for value in batch.column(name)]
-
-
-def _rows(batch, other, xs, ys):
-    """Per block in an Arrow batch: (key, other key, block, X_i payload, Y_j payload).
-
-    Payloads are zero-copy views of the Arrow batch (blocks can be large).
-    """
-    keys, others = batch.column("key").to_pylist(), batch.column(other).to_pylist()
-    names = batch.schema.names
-    x_col = _payloads(batch, "x") if xs is None and "x" in names else [xs[k] if xs else None for k in keys]
-    y_col = _payloads(batch, "y") if ys is None else [ys[o] for o in others]
-    return zip(keys, others, _payloads(batch, "block"), x_col, y_col)
-
-
-# what the bodies' calls carry to resident tasks (sparknmf.engine.calls): the update rules by name, their parameters
-block_type(RuleParams)
-for _rules, _label in ((UPDATE_RULES, "UPDATE_RULES"), (WEIGHTED_RULES, "WEIGHTED_RULES")):
-    for _key, _rule in _rules.items():
-        block_constant(__name__, f"{_label}[{_key}]", _rule)
-
-
-def _fused_task(rule, params, side, gram_y, update, xs, ys, with_carry):
-    """mapInArrow body when each task sees a whole block row: the full update.
-
-    With ``with_carry`` it also returns Y's cross-product piece at the new
-    rows (``carry``), from the same block, for Y's next half-step.  Bodies
-    are :class:`~sparknmf.engine.calls.Call` s of registered module functions, which
-    resident tasks receive without pickle, one per half-step.
-    """
-    return Call(_fused_run, dict(rule=rule, params=params, side=side, gram_y=gram_y, update=update, xs=xs, ys=ys,
-                                 with_carry=with_carry))
-
-
-@block_function
-def _fused_run(batches, *, rule, params, side, gram_y, update, xs, ys, with_carry):
-    other = "bj" if side == "W" else "bi"
-    for batch in batches:
-        out = {"key": [], "x": [], "gram": [], "data": [], "carry": [], "carry_data": []}
-        for key, _, block, x, y in _rows(batch, other, xs, ys):
-            faults.inject(f"nmf-{side}", key)
-            V, Y = _oriented_block(block, side), codec.decode(y)
-            X_new, gram, data = half_step_block(rule, params, side, gram_y, V, codec.decode(x), Y, update=update)
-            carry, carry_data = rule.statistic.cross(V.T, Y, X_new) if with_carry else (None, None)
-            out["key"].append(key)
-            out["x"].append(codec.encode(X_new))
-            out["gram"].append(codec.encode(np.atleast_2d(gram)))
-            out["data"].append(data)
-            out["carry"].append(None if carry is None else codec.encode(carry))
-            out["carry_data"].append(carry_data)
-        yield pa.RecordBatch.from_pydict(out, schema=_STEP_SCHEMA)
-
-
-def _piece_task(rule, side, other, xs, ys):
-    """mapInArrow body for q > 1: one cross-product piece per block.
-
-    The current rows X_i ride along with the piece of block column 0 only.
-    """
-    return Call(_piece_run, dict(rule=rule, side=side, other=other, xs=xs, ys=ys))
-
-
-@block_function
-def _piece_run(batches, *, rule, side, other, xs, ys):
-    for batch in batches:
-        out = {"key": [], "part": [], "x": [], "cross": [], "data": []}
-        for key, o, block, x, y in _rows(batch, other, xs, ys):
-            faults.inject(f"nmf-{side}", key)
-            cross, data = rule.statistic.cross(_oriented_block(block, side), codec.decode(x), codec.decode(y))
-            out["key"].append(key)
-            out["part"].append(o)
-            out["x"].append(bytes(x) if o == 0 else None)
-            out["cross"].append(codec.encode(cross))
-            out["data"].append(data)
-        yield pa.RecordBatch.from_pydict(out, schema=_PIECE_SCHEMA)
-
-
-def _finish_task(rule, params, side, gram_y, update):
-    """applyInArrow body for q > 1: sum the pieces of one block row, then update."""
-
-    def run(table):
-        table = table.sort_by("part")
-        key = table.column("key")[0].as_py()
-        cross = sum(codec.decode(c) for c in table.column("cross").to_pylist())
-        X = codec.decode(next(x for x in table.column("x").to_pylist() if x is not None))
-        X_new, gram = update_block(rule, params, side, gram_y, cross, X, update=update)
-        return pa.table(
-            {
-                "key": pa.array([key], pa.int32()),
-                "x": [codec.encode(X_new)],
-                "gram": [codec.encode(np.atleast_2d(gram))],
-                "data": [float(np.sum(table.column("data").to_numpy()))],
-                "carry": pa.nulls(1, pa.binary()),
-                "carry_data": pa.nulls(1, pa.float64()),
-            },
-            schema=_STEP_SCHEMA,
-        )
-
-    return run
-
-
-def _product_task(side, other, ys):
-    """mapInArrow body of :meth:`BlockMatrix.multiply`: one product piece per block."""
-    return Call(_product_run, dict(side=side, other=other, ys=ys))
-
-
-@block_function
-def _product_run(batches, *, side, other, ys):
-    for batch in batches:
-        out = {"key": [], "part": [], "x": [], "cross": [], "data": []}
-        for key, o, block, _, y in _rows(batch, other, None, ys):
-            out["key"].append(key)
-            out["part"].append(o)
-            out["x"].append(None)
-            out["cross"].append(codec.encode(np.asarray(_oriented_block(block, side) @ codec.decode(y))))
-            out["data"].append(0.0)
-        yield pa.RecordBatch.from_pydict(out, schema=_PIECE_SCHEMA)

@@ -33,8 +33,8 @@ from sparknmf.errors import InvalidInputError
 from sparknmf.pipeline.jobconf import Option
 
 __all__ = [
-    "FORMATS", "INPUT_SECTION", "RATINGS_SECTION", "MatrixInput", "check_input", "read_input", "read_labels", "is_local",
-    "read_ratings", "check_ratings", "holdout_split", "content_digest",
+    "FORMATS", "INPUT_SECTION", "RATINGS_SECTION", "MatrixInput", "check_input", "read_input", "read_labels",
+    "is_local", "read_ratings", "check_ratings", "holdout_split", "content_digest",
 ]
 
 FORMATS = ("matrix_market", "dense", "coordinates", "vectors")

@@ -25,13 +25,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 import time
+from pathlib import Path
 
 from sparknmf.errors import InvalidInputError
 from sparknmf.pipeline.jobconf import ConfError, Option, load_conf, params_section
-from sparknmf.pipeline.publish import PublishError, StagedDirectory, write_json
+from sparknmf.pipeline.staging import PublishError, StagedDirectory, write_json
 
 __all__ = [
     "SPARK_SECTION", "Job", "JobRefused", "run_job", "nmf_section", "multistart_section", "output_section",
@@ -140,7 +140,7 @@ class Job:
     def start(self, *, driver: bool = False):
         """Check ``[input]`` and ``[output]`` (before any work), start the session and read V.
 
-        Returns ``(output, input)``: the :class:`~sparknmf.pipeline.publish.StagedDirectory` and the
+        Returns ``(output, input)``: the :class:`~sparknmf.pipeline.staging.StagedDirectory` and the
         :class:`~sparknmf.pipeline.inputs.MatrixInput` (collected to the driver with ``driver=True``).
         """
         from sparknmf.pipeline.inputs import check_input, read_input
@@ -200,7 +200,7 @@ class Job:
             "counts": self.counts, "metrics": self.metrics,
             "conf_files": self.conf.files, "overrides": list(getattr(self.args, "set", None) or []),
             "conf": self.conf.to_dict(),
-            "versions": {"sparknmf": __version__, "sparknmf_from": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            "versions": {"sparknmf": __version__, "sparknmf_from": str(Path(__file__).resolve().parents[1]),
                          "spark": self._spark.version if self._spark is not None else None},
             "master": self._spark.conf.get("spark.master", None) if self._spark is not None else None,
         }

@@ -1,19 +1,7 @@
-"""Job outputs that never leave a half-written state: staged directories and versioned publications.
+"""Versioned publications of a table (the recommendation refresh), switched atomically, and the checks before a switch.
 
-Both work on a file system the driver sees as paths (a local disk, or on a
-cluster a shared mount such as NFS at the same path on every node): they
-rely on POSIX ``rename`` replacing a name atomically.  Spark writes into the
-staged folders through ``file://`` URIs.
-
-:class:`StagedDirectory` -- a job's output folder.  Everything is written to
-a hidden sibling ``.<name>.staging-<id>``; :meth:`~StagedDirectory.commit`
-renames it into place.  An existing output is refused before any work
-unless ``overwrite``; then it is renamed aside and deleted only once the new
-one is in place (a crash in between leaves it as ``.<name>.previous-<id>``,
-which the next run puts back).
-
-:class:`Publication` -- versions of a published table (the recommendation
-refresh)::
+Works on a file system the driver sees as paths, as
+:mod:`sparknmf.pipeline.staging` does (POSIX ``rename``)::
 
     root/
       CURRENT              {"version": "v000007", "history": ["v000005", "v000006", "v000007"], "last": 7}
@@ -28,6 +16,8 @@ naming the previous complete version: before the switch the new version is
 an orphan that readers never see (the next run deletes it), after it the new
 one is complete.  The last ``keep`` versions stay on disk and
 :meth:`~Publication.rollback` switches back to the one before.
+:func:`metric_gate` and :func:`validate_table` are the checks a run makes
+before it switches.
 """
 
 from __future__ import annotations
@@ -44,10 +34,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = [
-    "PublishError", "StagedDirectory", "Publication", "Version", "write_json", "read_json", "metric_gate",
-    "validate_table",
-]
+from sparknmf.pipeline.staging import PublishError, fsync_dir, local_path, read_json, write_json
+
+__all__ = ["Publication", "PublishError", "Version", "metric_gate", "validate_table"]
 
 logger = logging.getLogger("sparknmf")
 
@@ -56,131 +45,6 @@ _LOCK = "LOCK"
 _VERSION_DIGITS = 6
 
 
-class PublishError(RuntimeError):
-    """A publication could not be validated, switched or rolled back; the previous one is untouched."""
-
-
-def _clean(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalars
-        return _clean(value.item())
-    return value
-
-
-def write_json(path, data, *, atomic: bool = True) -> Path:
-    """Write ``data`` as indented JSON (NaN and inf as null); by default through a temporary file and a rename."""
-    path = Path(path)
-    text = json.dumps(_clean(data), indent=1, sort_keys=False, default=str) + "\n"
-    if not atomic:
-        path.write_text(text, encoding="utf-8")
-        return path
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def read_json(path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _local(path) -> Path:
-    text = str(path)
-    return Path(text[len("file://"):] if text.startswith("file://") else text).absolute()
-
-
-# ------------------------------------------------------------------------------------------ one output folder
-class StagedDirectory:
-    """An output folder written in a hidden staging sibling and renamed into place (module docstring).
-
-    Parameters
-    ----------
-    path : path
-        The final folder.
-    overwrite : bool
-        Replace an existing folder (after the new one is complete) instead of refusing.
-    """
-
-    def __init__(self, path, *, overwrite: bool = False):
-        self.path = _local(path)
-        self.overwrite = bool(overwrite)
-        token = uuid.uuid4().hex[:12]
-        self.stage = self.path.parent / f".{self.path.name}.staging-{token}"
-        self._aside = self.path.parent / f".{self.path.name}.previous-{token}"
-
-    def _restore_previous(self) -> None:
-        """Put back an output that a crashed run had renamed aside."""
-        if self.path.exists():
-            return
-        aside = sorted(self.path.parent.glob(f".{self.path.name}.previous-*"), key=lambda p: p.stat().st_mtime)
-        if aside:
-            os.rename(aside[-1], self.path)
-            logger.warning("restored %s from %s (an earlier run stopped while replacing it)", self.path, aside[-1])
-
-    def problem(self) -> str | None:
-        """Why this output cannot be written, or None (checked before any work)."""
-        if self.path.parent.exists() and not self.path.parent.is_dir():
-            return f"{self.path.parent} is not a folder"
-        if self.path.parent.is_dir():
-            self._restore_previous()
-        if self.path.exists() and not self.overwrite:
-            return "exists already (set output.overwrite = true to replace it once the new output is complete)"
-        if self.path.exists() and not self.path.is_dir():
-            return "exists and is not a folder"
-        return None
-
-    def open(self) -> Path:
-        """Create the staging folder; returns it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.stage.mkdir()
-        return self.stage
-
-    def uri(self, *parts) -> str:
-        """A ``file://`` URI under the staging folder, for Spark writers."""
-        return self.stage.joinpath(*parts).as_uri()
-
-    def commit(self) -> Path:
-        """Move the staging folder into place (replacing the old output last); returns the final path."""
-        _fsync_dir(self.stage)
-        if self.path.exists():
-            os.rename(self.path, self._aside)
-        os.rename(self.stage, self.path)
-        _fsync_dir(self.path.parent)
-        if self._aside.exists():
-            shutil.rmtree(self._aside, ignore_errors=True)
-        return self.path
-
-    def discard(self) -> None:
-        """Remove the staging folder (after a failure); the existing output is untouched."""
-        shutil.rmtree(self.stage, ignore_errors=True)
-
-
-# ------------------------------------------------------------------------------------------ versioned publication
 @dataclass(frozen=True)
 class Version:
     """A published version: its name (``v000007``), folder and metadata (``version.json``)."""
@@ -219,7 +83,7 @@ class Publication:
     def __init__(self, root, *, keep: int = 5):
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 2:
             raise ValueError(f"keep must be an integer >= 2 (one version to roll back to), got {keep!r}")
-        self.root = _local(root)
+        self.root = local_path(root)
         self.keep = keep
         self.hooks: dict = {}
 
@@ -306,10 +170,10 @@ class Publication:
         self._hook("staged")
         name = _version_name(self._next_number())
         write_json(stage / "version.json", {**meta, "version": name, "published": _now()})
-        _fsync_dir(stage)
+        fsync_dir(stage)
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         os.rename(stage, self.versions_dir / name)
-        _fsync_dir(self.versions_dir)
+        fsync_dir(self.versions_dir)
         self._hook("moved")
         history = [v for v in self.history() if v != name] + [name]
         self._switch(name, history[-self.keep:], int(name[1:]))
@@ -331,7 +195,7 @@ class Publication:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def rollback(self) -> Version:
         """Switch ``CURRENT`` back to the previous kept version; returns it.  The rolled-back version is deleted."""

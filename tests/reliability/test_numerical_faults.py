@@ -8,14 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from sparknmf import MaskedALS, ModelFitError
-
-from sparknmf.decomposition import estimator as nmf
+from sparknmf import MaskedALS, ModelFitError, nmf
 from sparknmf.datasets import planted_nmf, planted_ratings
 from sparknmf.decomposition.factorize import factorize
-from sparknmf.kernels.updates import EPS
 from sparknmf.engine.local import LocalMatrix
 from sparknmf.engine.validation import as_matrix
+from sparknmf.kernels.updates import EPS
 
 pytestmark = pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")
 
