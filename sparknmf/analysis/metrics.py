@@ -34,6 +34,10 @@ Measures (R NMF names in brackets):
 * :func:`predict` [``predict(x, prob=TRUE)``] -- cluster membership with
   the probability ``max / sum`` of each sample's coefficients.
 
+One module on purpose (it is near 500 lines): R NMF's set of measures, each a
+small pure function of collected objects, documented together in the list
+above; cut by kind, the list would scatter over several files.
+
 References
 ----------
 J.-P. Brunet, P. Tamayo, T. R. Golub and J. P. Mesirov (2004), PNAS 101(12),
