@@ -15,8 +15,8 @@ and ``--set section.key=value`` overrides on top::
 Every problem raises :class:`ConfError` naming the file (or the ``--set``
 argument) and the key, before any Spark work: a missing or unreadable file,
 TOML syntax, an unknown section or key (with the known ones), a wrong type,
-a value outside its range or choices, a required key given nowhere, an
-environment variable in a path that is not set.
+a NaN or infinite number, a value outside its range or choices, a required key
+given nowhere, an environment variable in a path that is not set.
 
 ``--set`` values are TOML values (``nmf.k=10``, ``survey.ks=[2, 3, 4]``,
 ``nmf.algorithm="hals"``); a value that is not valid TOML is taken as a plain
@@ -25,6 +25,7 @@ string, so ``--set input.path=/data/v.mtx`` needs no quotes.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -113,8 +114,23 @@ def _describe(value) -> str:
     return f"{value!r} ({kind})"
 
 
+_FINITE = {"float": "a finite number", "list[float]": "an array of finite numbers",
+           "table": "a table of name = string, finite number or boolean"}
+
+
+def _non_finite(value) -> list:
+    """The NaN and infinite numbers in a value (a number, an array's elements, a table's values)."""
+    items = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
+    return [v for v in items if isinstance(v, float) and not math.isfinite(v)]
+
+
 def check_value(option: Option, key: str, value, source: str):
-    """The value, converted (int -> float, ``${VAR}`` in paths); ConfError naming ``key`` and ``source``."""
+    """The value, converted (int -> float, ``${VAR}`` in paths); ConfError naming ``key`` and ``source``.
+
+    A number is finite: NaN and ±inf (TOML ``nan``, ``inf``) are refused, as an array element or a
+    table value too, unless the option's check admits that infinity explicitly (an
+    :class:`~sparknmf.params.Interval` whose bound is ``math.inf``).
+    """
     if not _type_ok(option.kind, value):
         raise ConfError(f"{source}: {key} must be {_KIND_NAMES[option.kind]}, got {_describe(value)}")
     if option.kind == "float":
@@ -129,6 +145,10 @@ def check_value(option: Option, key: str, value, source: str):
             return os.environ[name]
 
         value = _ENV.sub(expand, value)
+    non_finite = _non_finite(value)
+    if non_finite and not (option.check is not None and option.kind == "float" and option.check(value)):
+        allowed = option.check.describe(value) if option.check is not None else _FINITE[option.kind]
+        raise ConfError(f"{source}: {key} must be {allowed}, got {value!r} (NaN and infinity are not allowed)")
     if option.choices is not None:
         bad = [v for v in value if v not in option.choices] if isinstance(value, list) else (
             [] if value in option.choices else [value])
@@ -251,12 +271,14 @@ def _read_file(path) -> dict:
     if not path.is_file():
         raise ConfError(f"{path}: no such configuration file")
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        # "utf-8-sig": a byte order mark (as some Windows editors write) is skipped, not a TOML syntax error
+        return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except tomllib.TOMLDecodeError as err:
         raise ConfError(f"{path}: not valid TOML: {err}") from None
     except UnicodeDecodeError as err:
         raise ConfError(f"{path}: not valid UTF-8: {err}") from None
+    except OSError as err:
+        raise ConfError(f"{path}: cannot read the configuration file: {err.strerror or err}") from None
 
 
 def _assign(schema, raw_values, sources, section, name, value, source):
