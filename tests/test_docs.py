@@ -10,7 +10,9 @@
     cluster, a Spark Connect server, ...); the reason must be given.
   - every other block runs, in a fresh temporary folder:
     * a block that mentions ``SparkSession`` runs in this process on the shared
-      ``spark`` session (its ``getOrCreate()`` returns that session);
+      ``spark`` session (its ``getOrCreate()`` returns that session).  What Spark writes
+      goes to the JVM's working folder, not the block's: such blocks save to a
+      ``tempfile.mkdtemp()`` folder;
     * any other block runs in a fresh Python subprocess (no Spark session), with a
       timeout;
     * a block that reads the real data (mentions ``SPARKNMF_DATA`` or imports a loader
@@ -18,6 +20,7 @@
 
 * Every relative link and image in README.md and docs/*.md points to a file of the
   repository, and every ``#anchor`` to a heading of the page it names.
+* What the ```python blocks import from sparknmf exists (fragments too).
 * Every ```toml block parses with tomllib.  ```bash and ```text blocks are not run.
 """
 
@@ -27,6 +30,7 @@ import ast
 import builtins
 import doctest
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
@@ -56,13 +60,14 @@ DATA_LOADERS = {"data_dir", "load_associated_press", "load_iris", "load_movielen
 
 
 # ---------------------------------------------------------------------------------------------- docstrings
-@pytest.mark.parametrize("name", ["sparknmf.decomposition.estimator", "sparknmf.plots.maps"])
+@pytest.mark.parametrize("name", ["sparknmf.decomposition.estimator", "sparknmf.plots.maps", "sparknmf.analysis.clustering"])
 def test_docstring_examples(name):
     module = importlib.import_module(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert tried > 0 and failures == 0
+
 
 
 # ---------------------------------------------------------------------------------------------- code blocks
@@ -102,21 +107,45 @@ def fenced_blocks(path: Path) -> list[Block]:
     return blocks
 
 
-def free_names(tree: ast.AST) -> set[str]:
-    """Names a block reads but never binds (imports, assignments, defs, arguments, loop targets...)."""
-    bound, used = set(dir(builtins)), set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            (used if isinstance(node.ctx, ast.Load) else bound).add(node.id)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(node.name)
-        elif isinstance(node, ast.arg):
-            bound.add(node.arg)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            bound.add(node.name)
-    return used - bound
+def _names(node: ast.AST) -> tuple[set[str], set[str]]:
+    """(names read, names bound) anywhere inside ``node``."""
+    used, bound = set(), set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            (used if isinstance(sub.ctx, ast.Load) else bound).add(sub.id)
+        elif isinstance(sub, (ast.Import, ast.ImportFrom)):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in sub.names)
+        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(sub.name)
+        elif isinstance(sub, ast.arg):
+            bound.add(sub.arg)
+        elif isinstance(sub, ast.ExceptHandler) and sub.name:
+            bound.add(sub.name)
+    return used, bound
+
+
+def free_names(tree: ast.Module) -> set[str]:
+    """Names a block reads before any of its statements binds them (``model.save(...)`` with no ``model = ...``
+    above it).  Statement by statement: an assignment's value is read before its targets are bound; names
+    bound inside a statement (loop targets, comprehension variables, arguments) count for that statement."""
+    bound, free = set(dir(builtins)), set()
+    for statement in tree.body:
+        if isinstance(statement, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            used, inner = _names(statement.value) if statement.value is not None else (set(), set())
+            if isinstance(statement, ast.AugAssign):
+                used |= _names(statement.target)[1]  # x += 1 reads x
+            for target in targets:  # subscripts and attributes read their object
+                target_used, _ = _names(target)
+                used |= target_used
+            free |= used - bound - inner
+            for target in targets:
+                bound |= _names(target)[1]
+        else:
+            used, inner = _names(statement)
+            free |= used - bound - inner
+            bound |= inner
+    return free
 
 
 def needs_data(block: Block, tree: ast.AST) -> bool:
@@ -162,6 +191,22 @@ def test_python_block_parses(block):
         pytest.fail(f"{block.where}: line {err.lineno} of the block does not parse: {err.msg}")
     if block.not_run is not None:
         assert block.not_run, f"{block.where}: say why the block is not run: <!-- not run: reason -->"
+
+
+@pytest.mark.parametrize("block", PYTHON, ids=[b.where for b in PYTHON])
+def test_python_block_imports_exist(block):
+    """What a block imports from sparknmf exists, fragments and not-run blocks included (modules move)."""
+    missing = []
+    for node in ast.walk(ast.parse(block.source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sparknmf":
+            module = importlib.import_module(node.module)
+            missing += [f"{node.module}.{alias.name}" for alias in node.names if not hasattr(module, alias.name)
+                        and importlib.util.find_spec(f"{node.module}.{alias.name}") is None]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "sparknmf" and importlib.util.find_spec(alias.name) is None:
+                    missing.append(alias.name)
+    assert not missing, f"{block.where} imports what does not exist: {missing}"
 
 
 @pytest.mark.parametrize("block", [b for b in PYTHON if b.path == README], ids=lambda b: b.where)
