@@ -22,13 +22,30 @@ A run, holding the publication's lock:
    (:class:`sparknmf.pipeline.publish.Publication`: a crash at any point leaves the previous publication
    readable); keeps the last ``publish.keep`` versions.
 
-``--rollback`` switches ``CURRENT`` back to the previous version.  Every run writes its summary
-(status ``published``, ``unchanged``, ``refused``, ``rolled back`` or ``failed``; timings, counts,
-metrics of both models, versions) to ``publish.summary`` (default ``<root>/last_run.json``); a
-published version also holds it as ``summary.json``.
+``--rollback`` switches ``CURRENT`` back to the previous version (holding the lock too).
+
+The lock is ``<root>/LOCK`` (:mod:`sparknmf.pipeline.publish`, "The lock"): created complete with the
+holder's host, pid, process start time and start time; a run that finds it held by a live run exits
+with code 4 and a message naming the holder.  A LOCK left by a crash does not block: it is taken over
+at once when its process is gone (or its PID reused) on this machine, after 10 minutes without a
+heartbeat when it was taken on another host, after 30 s when it is unreadable or empty.
+
+Every run that gets past the configuration checks writes its record (status ``published``,
+``unchanged``, ``refused``, ``rolled back``, ``locked`` or ``failed`` with the error; ``action``
+``refresh`` or ``rollback``; timings, counts, metrics of both models, versions; a locked run: the
+``holder`` and the ``previous`` run's outcome) to ``publish.summary`` (default
+``<root>/last_run.json``); when the disk is full it tries a small record (``"record": "small"``).
+A published version also holds its record as ``summary.json``.
 Readers take ``<root>/versions/<CURRENT's version>/recommendations``.
+
+Exit codes: 0 published, unchanged or rolled back; 1 failed (a full disk: ``recommend: failed: the disk
+is full: ...``; nothing to roll back to; a validation failure); 2 bad configuration or input, before any
+work (no run record); 3 refused by the metric gate; 4 locked by another run (:data:`EXIT_LOCKED`);
+5 the run record could not be written (:data:`EXIT_UNRECORDED`; ``last_run.json`` still describes an
+earlier run, stderr says how this one ended).
 """
 
+import errno
 import logging
 import shutil
 import sys
@@ -39,11 +56,14 @@ from sparknmf.params import Interval
 from sparknmf.pipeline.inputs import RATINGS_SECTION, check_ratings, content_digest, holdout_split, read_ratings
 from sparknmf.pipeline.jobconf import Option, params_section
 from sparknmf.pipeline.jobrun import JobRefused, run_job
-from sparknmf.pipeline.publish import Publication, metric_gate, validate_table
-from sparknmf.pipeline.staging import write_json
+from sparknmf.pipeline.publish import LockBusy, Publication, PublishError, metric_gate, validate_table
+from sparknmf.pipeline.staging import read_json, write_json
 from sparknmf.ratings.evaluation import ranking_metrics, rmse
 
 logger = logging.getLogger("sparknmf")
+
+EXIT_LOCKED = 4      # another run holds the publication's lock
+EXIT_UNRECORDED = 5  # the run record could not be written
 
 # columns come from [input]; loop checkpoints (checkpointDir, checkpointInterval: resuming a killed fit) are
 # library options: a failed refresh is rerun, warm-starting from the published model
@@ -141,37 +161,100 @@ def _evaluate(model, train, test, conf):
     return metrics, recs
 
 
+class _Record:
+    """The run record (``last_run.json``): written by every run that gets past the configuration checks."""
+
+    def __init__(self, job, path: Path, action: str):
+        self.job, self.path, self.action = job, path, action
+        self.status: str | None = None  # the status last written (or tried)
+        self.failed: str | None = None  # why nothing could be written for this run (the last write)
+
+    def write(self, status: str, **extra) -> bool:
+        """Write the record; when that fails (a full disk...) a small one; False when neither was written."""
+        self.status = status
+        try:
+            write_json(self.path, self.job.summary(status, action=self.action, **extra))
+            self.failed = None
+            return True
+        except Exception as err:  # OSError (ENOSPC, EDQUOT, EROFS...), or a summary that cannot be made
+            error = f"{type(err).__name__}: {err}"
+        small = {"job": self.job.name, "action": self.action, "status": status, "record": "small",
+                 "record_error": error, **{k: v for k, v in extra.items() if k in ("error", "current")}}
+        try:
+            write_json(self.path, small)
+        except Exception:
+            self.failed = error
+            return False
+        self.failed = None
+        return True
+
+    def previous(self) -> dict | None:
+        """The outcome recorded by the run before (kept in the record of a run refused by the lock)."""
+        try:
+            data = read_json(self.path)
+            return {k: data.get(k) for k in ("action", "status", "started", "finished", "current", "error")}
+        except (OSError, ValueError, AttributeError):
+            return None
+
+
 def refresh(job):
+    """Check, take the lock, refresh or roll back; every outcome writes the run record (module docstring)."""
     conf = job.conf
     root = conf["publish"]["root"]
     pub = Publication(root, keep=conf["publish"]["keep"])
-    summary_path = Path(conf["publish"]["summary"] or Path(root) / "last_run.json")
-    if job.args.rollback:
+    record = _Record(job, Path(conf["publish"]["summary"] or Path(root) / "last_run.json"),
+                     "rollback" if job.args.rollback else "refresh")
+    fingerprint = None
+    if not job.args.rollback:
+        _check(conf)
+    try:
+        if not job.args.rollback:
+            data = content_digest(conf["input"]["path"], conf["holdout"]["path"])
+            fingerprint = None if data is None else f"{data}-{conf.digest('input', 'holdout', 'als', 'recommend')}"
+        Path(root).mkdir(parents=True, exist_ok=True)
+        record.path.parent.mkdir(parents=True, exist_ok=True)
         with pub.lock():
-            version = pub.rollback()
-        write_json(summary_path, job.summary("rolled back", current=version.name, history=pub.history()))
-        print(f"recommend: rolled back to {version.name}")
-        return 0
-    _check(conf)
-    data = content_digest(conf["input"]["path"], conf["holdout"]["path"])
-    fingerprint = None if data is None else f"{data}-{conf.digest('input', 'holdout', 'als', 'recommend')}"
-    Path(root).mkdir(parents=True, exist_ok=True)
-    with pub.lock():
-        try:
-            return _refresh(job, pub, fingerprint, summary_path)
-        except Exception as err:
-            if not isinstance(err, JobRefused):  # a refusal writes its own summary
-                write_json(summary_path, job.summary("failed", error=f"{type(err).__name__}: {err}"))
-            raise
+            status = _rollback(pub, record) if job.args.rollback else _refresh(job, pub, fingerprint, record)
+    except LockBusy as err:
+        print(f"recommend: locked: {err}", file=sys.stderr)
+        if record.write("locked", error=str(err), holder=err.holder, previous=record.previous()):
+            return EXIT_LOCKED
+        return _unrecorded(record, "locked")
+    except BaseException as err:
+        if not isinstance(err, JobRefused):  # a refusal writes its own record
+            record.write("failed", error=f"{type(err).__name__}: {err}")
+        if record.failed is not None and isinstance(err, Exception):
+            logger.error("recommend: %s failed", record.action, exc_info=True)
+            return _unrecorded(record, f"refused: {err}" if isinstance(err, JobRefused) else
+                               f"failed: {type(err).__name__}: {err}")
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise PublishError(f"the disk is full: {err}") from err
+        raise
+    return _unrecorded(record, record.status) if record.failed is not None else status
 
 
-def _refresh(job, pub, fingerprint, summary_path):
+def _unrecorded(record, outcome: str) -> int:
+    """Exit code 5: the run record could not be written; stderr says how the run ended."""
+    print(f"recommend: {outcome}; and the run record {record.path} could not be written ({record.failed}): "
+          f"it still describes an earlier run", file=sys.stderr)
+    return EXIT_UNRECORDED
+
+
+def _rollback(pub, record):
+    """``--rollback``, holding the lock."""
+    version = pub.rollback()
+    record.write("rolled back", current=version.name, history=pub.history())
+    print(f"recommend: rolled back to {version.name}")
+    return 0
+
+
+def _refresh(job, pub, fingerprint, record):
     """The refresh, holding the publication's lock (module docstring, steps 1-6)."""
     conf = job.conf
     pub.clean_staging()
     current = pub.current()
     if current is not None and fingerprint is not None and current.meta.get("fingerprint") == fingerprint:
-        write_json(summary_path, job.summary("unchanged", current=current.name, history=pub.history()))
+        record.write("unchanged", current=current.name, history=pub.history())
         print(f"recommend: {current.name} was made from the same input and configuration; nothing to do")
         return 0
     spark = job.spark()
@@ -195,7 +278,7 @@ def _refresh(job, pub, fingerprint, summary_path):
                  "warm_start": current.name if cold is None else None, "cold_start": cold}
         reasons = metric_gate(new, old, {m: conf["gate"][f"{m}_margin"] for m in conf["gate"]["metrics"]})
         if reasons:
-            write_json(summary_path, job.summary("refused", reasons=reasons, current=current.name, **extra))
+            record.write("refused", reasons=reasons, current=current.name, **extra)
             raise JobRefused("; ".join(reasons) + f" (gate in {conf.source('gate.metrics')}); "
                              f"{current.name} stays published")
         with job.step("publish"):
@@ -203,7 +286,7 @@ def _refresh(job, pub, fingerprint, summary_path):
     finally:
         train.unpersist()
         test.unpersist()
-    write_json(summary_path, job.summary("published", current=version.name, history=pub.history(), **extra))
+    record.write("published", current=version.name, history=pub.history(), **extra)
     print(f"recommend: published {version.name} (held-out RMSE {new['rmse']:.4f}, NDCG@"
           f"{conf['recommend']['top_n']} {new['ndcg']:.4f})")
     return 0

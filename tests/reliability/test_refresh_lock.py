@@ -16,10 +16,12 @@ with O_APPEND: with one holder at a time the lines alternate.
 
 import errno
 import hashlib
+import importlib
 import json
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -262,12 +264,12 @@ def _valid(folder: Path) -> None:
             raise PublishError(f"{folder / part} is damaged")
 
 
-def _publish(pub, seed):
+def _publish(pub, seed, size=150_000):
     rng = random.Random(seed)
     stage = pub.stage()
     parts = {}
     for i in range(3):
-        data = rng.randbytes(rng.randint(1, 150_000))
+        data = rng.randbytes(rng.randint(1, size))
         (stage / f"part{i}.bin").write_bytes(data)
         parts[f"part{i}.bin"] = _sha(data)
 
@@ -332,3 +334,151 @@ def test_kill_9_at_random_points_leaves_a_complete_version_and_the_next_run_publ
         assert not list((pub.root / "staging").iterdir())
     print(f"kill -9 of a publisher, last step reached before the kill: {where}")
     assert len(where) >= 3  # the kills landed in several steps
+
+
+# ------------------------------------------------------------------------------------------ the job's run records
+def _job():
+    return importlib.import_module("jobs.recommend")
+
+
+def _conf(tmp_path, root) -> str:
+    """A configuration of jobs/recommend.py (the input is never read: these runs stop before Spark)."""
+    (tmp_path / "ratings.parquet").write_bytes(b"PAR1")
+    path = tmp_path / "recommend.toml"
+    path.write_text(f'[input]\npath = "{tmp_path / "ratings.parquet"}"\n[publish]\nroot = "{root}"\nkeep = 3\n')
+    return str(path)
+
+
+def _last_run(root) -> dict:
+    return json.loads((root / "last_run.json").read_text())
+
+
+def test_a_run_refused_by_the_lock_exits_4_names_the_holder_and_writes_its_record(tmp_path, capsys):
+    root = tmp_path / "pub"
+    pub = Publication(root)
+    _publish(pub, 1, 100)
+    (root / "last_run.json").write_text(json.dumps({"status": "published", "current": "v000001", "started": "s"}))
+    with pub.lock():
+        for flags, action in (([], "refresh"), (["--rollback"], "rollback")):
+            assert _job().main([_conf(tmp_path, root), *flags]) == _job().EXIT_LOCKED == 4
+            err = capsys.readouterr().err
+            assert f"recommend: locked: {root} is being refreshed by another run (pid {os.getpid()} on " in err
+            record = _last_run(root)
+            assert record["status"] == "locked" and record["action"] == action
+            assert record["holder"]["pid"] == os.getpid() and "being refreshed" in record["error"]
+            assert record["previous"]["status"] == ("published" if action == "refresh" else "locked")
+    assert pub.current().name == "v000001"
+
+
+def test_rollbacks_and_a_failed_rollback_write_their_record(tmp_path, capsys):
+    root = tmp_path / "pub"
+    pub = Publication(root)
+    for seed in (1, 2):
+        _publish(pub, seed, 100)
+    _stale_lock(root, "empty")  # an empty LOCK (a full disk under sparknmf 0.1) does not block a rollback
+    assert _job().main([_conf(tmp_path, root), "--rollback"]) == 0
+    record = _last_run(root)
+    assert record["status"] == "rolled back" and record["current"] == "v000001" and record["action"] == "rollback"
+    assert _job().main([_conf(tmp_path, root), "--rollback"]) == 1
+    assert "recommend: failed: " in capsys.readouterr().err
+    record = _last_run(root)
+    assert record["status"] == "failed" and record["action"] == "rollback"
+    assert record["error"].startswith("PublishError: ") and "no previous version to roll back to" in record["error"]
+    assert sorted(p.name for p in root.iterdir()) == ["CURRENT", "last_run.json", "staging", "versions"]
+
+
+def test_a_run_whose_record_cannot_be_written_exits_5(tmp_path, capsys, monkeypatch):
+    root = tmp_path / "pub"
+    pub = Publication(root)
+    for seed in (1, 2):
+        _publish(pub, seed, 100)
+
+    def full(path, data, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_job(), "write_json", full)
+    assert _job().main([_conf(tmp_path, root), "--rollback"]) == _job().EXIT_UNRECORDED == 5
+    err = capsys.readouterr().err
+    assert (f"recommend: rolled back; and the run record {root / 'last_run.json'} could not be written (OSError: "
+            f"[Errno {errno.ENOSPC}] No space left on device): it still describes an earlier run") in err
+    assert pub.current().name == "v000001"  # the rollback itself was done
+    assert _job().main([_conf(tmp_path, root), "--rollback"]) == 5  # nothing to roll back to, and no record
+    assert "recommend: failed: PublishError: " in capsys.readouterr().err
+    with pub.lock():
+        assert _job().main([_conf(tmp_path, root)]) == 5
+        assert "recommend: locked; and the run record" in capsys.readouterr().err
+    assert not (root / "last_run.json").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root and mount; skipped otherwise)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True,
+                          text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        if subprocess.run(["umount", str(disk)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def _fill(disk, leave: int = 0) -> Path:
+    """Fill ``disk`` up, then free ``leave`` bytes; returns the filler file."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as err:
+        assert err.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler
+
+
+def test_a_full_disk_fails_the_run_with_what_can_be_written(small_disk, tmp_path, capsys, monkeypatch):
+    root = small_disk / "pub"
+    pub = Publication(root)
+    for seed in (1, 2):
+        _publish(pub, seed, 3000)
+    conf = _conf(tmp_path, root)
+
+    # completely full: not even the lock can be taken, nor a record written: exit 5, nothing changed
+    filler = _fill(small_disk)
+    with pytest.raises(OSError, match="No space left"):
+        with pub.lock():
+            pass
+    assert _job().main([conf, "--rollback"]) == 5
+    err = capsys.readouterr().err
+    assert "recommend: failed: OSError: [Errno 28] No space left on device; and the run record" in err
+    assert sorted(p.name for p in root.iterdir()) == ["CURRENT", "staging", "versions"]  # no LOCK, no temp file
+
+    # 64 KiB free: the staged output fills the disk; it is removed, the record written, exit 1
+    filler.unlink()
+    _fill(small_disk, 64 * 1024)
+
+    def refresh(job, pub, fingerprint, record):  # the job's publish step, with outputs larger than the disk
+        pub.clean_staging()
+        stage = pub.stage()
+        try:
+            (stage / "part0.bin").write_bytes(os.urandom(400_000))
+            return pub.commit(stage, {})
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+
+    monkeypatch.setattr(_job(), "_refresh", refresh)
+    assert _job().main([conf]) == 1
+    assert "recommend: failed: the disk is full: [Errno 28] No space left on device" in capsys.readouterr().err
+    record = _last_run(root)
+    assert record["status"] == "failed" and record["error"] == "OSError: [Errno 28] No space left on device"
+    assert pub.current().name == "v000002"
+    _valid(pub.current().path)
+    assert not (root / "LOCK").exists() and not list((root / "staging").iterdir())
