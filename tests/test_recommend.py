@@ -1,10 +1,10 @@
-"""The recommendation refresh job: publish, idempotent reruns, warm start, metric gate, injected crash, rollback."""
+"""The recommendation refresh job: publish, idempotent reruns, warm start, metric gate, a full disk, rollback."""
 
+import errno
 import importlib
 import json
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -94,14 +94,20 @@ def test_publish_rerun_warm_start_gate_crash_and_rollback(spark, tmp_path, ratin
     assert summary["cold_start"] == "the model of v000002 has other parameters (rank 2 -> 3)"
     assert summary["metrics"]["new"]["rmse"] > summary["metrics"]["published"]["rmse"] + 0.05
 
-    # a crash between writing the new version and switching CURRENT leaves v000002 readable
+    # a full disk between writing the new version and switching CURRENT leaves v000002 readable: exit 1,
+    # the record says why
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
     with monkeypatch.context() as patch:
-        patch.setattr(Publication, "_switch", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
-        with pytest.raises(RuntimeError, match="crash"):
-            job().main([conf(tmp_path, ratings, 2)])
+        patch.setattr(Publication, "_switch", full)
+        assert job().main([conf(tmp_path, ratings, 2)]) == 1
+    assert "recommend: failed: the disk is full: [Errno 28] No space left on device" in capsys.readouterr().err
     assert current_recommendations(spark, tmp_path)[0] == "v000002"
     assert (pub.versions_dir / "v000003").exists()  # the orphan, never read
-    assert last_run(tmp_path)["status"] == "failed" and last_run(tmp_path)["error"] == "RuntimeError: crash"
+    assert last_run(tmp_path)["status"] == "failed"
+    assert last_run(tmp_path)["error"] == "OSError: [Errno 28] No space left on device"
+    assert not (tmp_path / "pub" / "LOCK").exists()
     assert job().main([conf(tmp_path, ratings, 2)]) == 0  # the rerun publishes and removes the orphan
     name4, recs4 = current_recommendations(spark, tmp_path)
     assert name4 == "v000004" and not (pub.versions_dir / "v000003").exists()
@@ -114,6 +120,7 @@ def test_publish_rerun_warm_start_gate_crash_and_rollback(spark, tmp_path, ratin
     assert current_recommendations(spark, tmp_path) == (name, recs)
     assert job().main([day1, "--rollback"]) == 1
     assert "no previous version to roll back to" in capsys.readouterr().err
+    assert last_run(tmp_path)["status"] == "failed" and last_run(tmp_path)["action"] == "rollback"
 
     # the same input and configuration as v000004 give the same recommendations (seeded, deterministic)
     assert job().main([conf(tmp_path, ratings, 2)]) == 0
