@@ -19,9 +19,38 @@ from sparknmf.engine import persistence
 from sparknmf.engine.ingest import check_columns, is_frame, vectors_to_csr
 from sparknmf.engine.session import get_session
 from sparknmf.engine.validation import as_matrix
+from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.nnls import nnls_bpp
 
 __all__ = ["NMFModel"]
+
+# the problems transform looks for in DataFrame input, in the order they are reported
+_PROBLEMS = ("null vectors or vectors of another size", "null, NaN or infinite entries", "negative entries")
+_PROBLEM_SCHEMA = pa.schema([("problem", pa.int32()), ("count", pa.int64()), ("at", pa.string()),
+                             ("value", pa.float64())])
+_PROBLEM_DDL = "problem int, count long, at string, value double"
+
+
+def _problem_rows(masks, where, values) -> pa.RecordBatch:
+    """One row per problem of ``masks`` ({problem index: boolean mask}) that occurs: count and first example."""
+    rows = []
+    for code, mask in masks.items():
+        if mask.any():
+            first = int(np.flatnonzero(mask)[0])
+            rows.append({"problem": code, "count": int(mask.sum()), "at": where(first), "value": float(values[first])})
+    return pa.RecordBatch.from_pylist(rows, schema=_PROBLEM_SCHEMA)
+
+
+def _raise_first_problem(found: pa.Table, whom: str) -> None:
+    """Raise InvalidInputError for the first problem kind found (totals over all tasks), as the numpy path does."""
+    if not found.num_rows:
+        return
+    code = min(found.column("problem").to_pylist())
+    mine = found.filter(pc.equal(found.column("problem"), code))
+    count, at, value = int(pc.sum(mine.column("count")).as_py()), mine.column("at")[0].as_py(), mine.column("value")[0]
+    example = f"size {value.as_py():g} at {at}" if code == 0 else f"{value.as_py()} at {at}"
+    raise InvalidInputError(f"{whom} has {count} {_PROBLEMS[code]}, e.g. {example}; NMF coefficients need "
+                            "non-negative finite data (the numpy input is checked the same way)")
 
 
 class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
@@ -135,18 +164,72 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
         * DataFrame of coordinates ``(rowCol, colCol, valueCol)`` with row ids
           among the model's: returns ``(colCol, outputCol)``, one row per
           sample; entries with unknown row ids are ignored.
+
+        Input with NaN, infinite or negative entries (or null / wrongly sized
+        vectors) raises :class:`~sparknmf.errors.InvalidInputError`, for a
+        DataFrame after one checking job, before the result is returned.
         """
         if not is_frame(dataset):
             return self.project(dataset)
         return super().transform(dataset, params)
 
     def _transform(self, dataset):
+        """DataFrame input is checked first, by one Spark job (null or wrongly sized vectors, NaN/inf and negative
+        entries: :class:`~sparknmf.errors.InvalidInputError`, as for numpy input); the projection stays lazy."""
         self._require()
         if self.getFeaturesCol() in dataset.columns:
+            self._check_vectors(dataset)
             return self._transform_vectors(dataset)
-        check_columns(dataset, [self.getRowCol(), self.getColCol(), self.getValueCol()],
-                      f"NMFModel.transform (no vector column {self.getFeaturesCol()!r}; coordinates)")
+        whom = f"NMFModel.transform (no vector column {self.getFeaturesCol()!r}; coordinates)"
+        check_columns(dataset, [self.getRowCol(), self.getColCol(), self.getValueCol()], whom)
+        self._check_coordinates(dataset)
         return self._transform_coordinates(dataset)
+
+    def _check_vectors(self, dataset):
+        from pyspark.ml.linalg import VectorUDT
+        from pyspark.sql.types import ArrayType, NumericType
+
+        features, n = self.getFeaturesCol(), self.W.shape[0]
+        whom = f"NMFModel.transform (column {features!r})"
+        dtype = dataset.schema[features].dataType
+        if not (isinstance(dtype, ArrayType) and isinstance(dtype.elementType, NumericType)
+                or isinstance(dtype, VectorUDT)):
+            raise InvalidInputError(f"{whom}: must hold vectors or arrays of numbers, got {dtype.simpleString()}")
+        position = dataset.columns.index(features)
+
+        def scan(batches):
+            for batch in batches:
+                csr, sizes, nulls = vectors_to_csr(batch.column(position), n)
+                if csr is None or nulls.any():
+                    yield _problem_rows({0: nulls | (sizes != n)}, lambda r: "a row of the batch", sizes)
+                    continue
+                vals = csr.data
+                yield _problem_rows({1: ~np.isfinite(vals), 2: vals < 0}, lambda e: f"feature {csr.indices[e]}", vals)
+
+        _raise_first_problem(dataset.mapInArrow(scan, _PROBLEM_DDL).toArrow(), whom)
+
+    def _check_coordinates(self, dataset):
+        from pyspark.sql.types import NumericType
+
+        value_col = self.getValueCol()
+        whom = f"NMFModel.transform (column {value_col!r})"
+        dtype = dataset.schema[value_col].dataType
+        if not isinstance(dtype, NumericType):
+            raise InvalidInputError(f"{whom}: must be numeric, got {dtype.simpleString()}")
+        row_col, col_col = self.getRowCol(), self.getColCol()
+
+        def scan(batches):
+            for batch in batches:
+                table = pa.Table.from_batches([batch])
+                vals = pc.cast(table.column(value_col), pa.float64()).to_numpy(zero_copy_only=False)  # null -> NaN
+
+                def where(e):
+                    row, col = (table.column(c)[e].as_py() for c in (row_col, col_col))
+                    return f"({row_col}={row!r}, {col_col}={col!r})"
+
+                yield _problem_rows({1: ~np.isfinite(vals), 2: vals < 0}, where, vals)
+
+        _raise_first_problem(dataset.select(row_col, col_col, value_col).mapInArrow(scan, _PROBLEM_DDL).toArrow(), whom)
 
     def _transform_vectors(self, dataset):
         W, features, out_col = self.W, self.getFeaturesCol(), self.getOutputCol()
@@ -172,7 +255,8 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
 
         W = self.W
         spark = dataset.sparkSession
-        row_col, col_col, value_col, out_col = self.getRowCol(), self.getColCol(), self.getValueCol(), self.getOutputCol()
+        row_col, col_col, value_col = self.getRowCol(), self.getColCol(), self.getValueCol()
+        out_col = self.getOutputCol()
         ids = self.rowIds if self.rowIds is not None else pa.array(np.arange(W.shape[0]), pa.int64())
         index = spark.createDataFrame(pa.table({row_col: ids, "_i": pa.array(np.arange(len(ids)), pa.int64())}))
         gram = W.T @ W
@@ -215,7 +299,8 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
         if is_frame(positions):
             return self._complete_frame(positions, W, Ht)
         rows, cols = (np.asarray(a) for a in positions)
-        if rows.shape != cols.shape or not (np.issubdtype(rows.dtype, np.integer) and np.issubdtype(cols.dtype, np.integer)):
+        integers = np.issubdtype(rows.dtype, np.integer) and np.issubdtype(cols.dtype, np.integer)
+        if rows.shape != cols.shape or not integers:
             raise ValueError("complete((rows, cols)) needs two integer index arrays of the same length")
         for name, index, size in (("row", rows, n), ("column", cols, m)):
             if index.size and (index.min() < 0 or index.max() >= size):
@@ -236,7 +321,8 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
                 found = ~column.is_null().to_numpy(zero_copy_only=False) & (values >= 0) & (values < size)
                 return np.where(found, values, 0).astype(np.int64), found
             found = pc.index_in(column, value_set=ids)
-            return pc.fill_null(found, 0).to_numpy(zero_copy_only=False), ~found.is_null().to_numpy(zero_copy_only=False)
+            known = ~found.is_null().to_numpy(zero_copy_only=False)
+            return pc.fill_null(found, 0).to_numpy(zero_copy_only=False), known
 
         def run(batches):
             for batch in batches:
@@ -260,7 +346,10 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
         """Subclass hook: restore what :meth:`_save_extra` wrote."""
 
     def _load_arrays(self, path, spark, metadata):
-        """Restore W, H, ids and the fit's record after the Params (:class:`~sparknmf.engine.persistence.ParamsReader`)."""
+        """Restore W, H, ids and the fit's record after the Params.
+
+        Called by :class:`~sparknmf.engine.persistence.ParamsReader`.
+        """
         try:
             (n, m), k = metadata["shape"], int(metadata["k"])
         except (KeyError, TypeError, ValueError):
