@@ -42,12 +42,14 @@ Exit codes: 0 published, unchanged or rolled back; 1 failed (a full disk: ``reco
 is full: ...``; nothing to roll back to; a validation failure); 2 bad configuration or input, before any
 work (no run record); 3 refused by the metric gate; 4 locked by another run (:data:`EXIT_LOCKED`);
 5 the run record could not be written (:data:`EXIT_UNRECORDED`; ``last_run.json`` still describes an
-earlier run, stderr says how this one ended).
+earlier run, stderr says how this one ended); 143 terminated by SIGTERM (after writing its record
+``failed``, ``terminated by SIGTERM``, and releasing the lock).
 """
 
 import errno
 import logging
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -222,7 +224,7 @@ def refresh(job):
         return _unrecorded(record, "locked")
     except BaseException as err:
         if not isinstance(err, JobRefused):  # a refusal writes its own record
-            record.write("failed", error=f"{type(err).__name__}: {err}")
+            record.write("failed", error=str(err) if isinstance(err, Terminated) else f"{type(err).__name__}: {err}")
         if record.failed is not None and isinstance(err, Exception):
             logger.error("recommend: %s failed", record.action, exc_info=True)
             return _unrecorded(record, f"refused: {err}" if isinstance(err, JobRefused) else
@@ -316,8 +318,31 @@ def _arguments(parser):
                         help="switch the publication back to the previous version and stop")
 
 
+class Terminated(SystemExit):
+    """SIGTERM (a scheduler's time limit): raised in the main thread so that the run cleans up (staging
+    folder, lock) and writes its record; exits with code 143 (128 + SIGTERM) as an unhandled SIGTERM would."""
+
+    def __init__(self):
+        super().__init__(128 + signal.SIGTERM)
+
+    def __str__(self):
+        return "terminated by SIGTERM"
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> int:
-    return run_job("recommend", SCHEMA, refresh, argv, description=__doc__, add_arguments=_arguments)
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
+    try:
+        return run_job("recommend", SCHEMA, refresh, argv, description=__doc__, add_arguments=_arguments)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

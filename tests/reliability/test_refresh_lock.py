@@ -482,3 +482,37 @@ def test_a_full_disk_fails_the_run_with_what_can_be_written(small_disk, tmp_path
     assert pub.current().name == "v000002"
     _valid(pub.current().path)
     assert not (root / "LOCK").exists() and not list((root / "staging").iterdir())
+
+
+_TERMINATED = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import jobs.recommend as job
+
+def refresh(job_, pub, fingerprint, record):  # a long fit
+    (pub.stage() / "model").write_text("half")
+    print("fitting", flush=True)
+    time.sleep(120)
+
+job._refresh = refresh
+sys.exit(job.main([sys.argv[2]]))
+"""
+
+
+def test_a_run_terminated_by_sigterm_writes_its_record_and_releases_the_lock(tmp_path):
+    root = tmp_path / "pub"
+    pub = Publication(root)
+    _publish(pub, 1, 100)
+    run = subprocess.Popen([sys.executable, "-c", _TERMINATED, str(Path(__file__).resolve().parents[2]),
+                            _conf(tmp_path, root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert run.stdout.readline() == "fitting\n", run.stderr.read()
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 143, run.stderr.read()
+    record = _last_run(root)
+    assert record["status"] == "failed" and record["error"] == "terminated by SIGTERM"
+    assert sorted(p.name for p in root.iterdir()) == ["CURRENT", "last_run.json", "staging", "versions"]
+    assert pub.current().name == "v000001"
