@@ -367,9 +367,7 @@ def _stale(record, age: float, max_age: float, here: dict) -> str | None:
     if not isinstance(record, dict) or not _is_pid(record.get("pid")) or not record.get("host"):
         return f"it is unreadable or empty and {age:.0f} s old" if age > LOCK_GRACE else None
     pid = record["pid"]
-    # same host, boot and PID namespace (a record without boot or namespace, from older versions, is compared
-    # by host alone): the PID says whether the holder runs
-    if all(record.get(key, here[key]) == here[key] for key in here):
+    if _same_machine(record, here):
         if not _alive(pid):
             return f"its process {pid} is gone"
         start, recorded = _process_start(pid), record.get("pid_start")
@@ -380,8 +378,14 @@ def _stale(record, age: float, max_age: float, here: dict) -> str | None:
     return None
 
 
+def _same_machine(record: dict, here: dict) -> bool:
+    """Whether the PID in ``record`` means a process here: same host, boot and PID namespace (a record without
+    boot or namespace, from sparknmf 0.1, is compared by host alone)."""
+    return all(record.get(key, here[key]) == here[key] for key in here)
+
+
 def _describe(record) -> str:
-    if not isinstance(record, dict):
+    if not isinstance(record, dict) or not _is_pid(record.get("pid")):
         return "holder unknown: the lock file is unreadable or empty"
     return f"pid {record.get('pid')} on {record.get('host')} since {record.get('since')}"
 
@@ -499,8 +503,9 @@ class _Lock:
             if depth:
                 raise LockBusy(f"{self.path.parent}: another run is taking over a stale lock ({_describe(record)})",
                                record)
-            rule = ("once that process has ended" if record is not None and record.get("host") == here["host"]
-                    else f"if it is not refreshed for {max_age:.0f} s" if record is not None
+            readable = record is not None and _is_pid(record.get("pid")) and bool(record.get("host"))
+            rule = ("once that process has ended" if readable and _same_machine(record, here)
+                    else f"if it is not refreshed for {max_age:.0f} s" if readable
                     else f"when it is older than {LOCK_GRACE:.0f} s")
             raise LockBusy(f"{self.path.parent} is being refreshed by another run ({_describe(record)}); the lock "
                            f"is taken over {rule}", record)
