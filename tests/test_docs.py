@@ -218,8 +218,8 @@ def test_readme_blocks_run_as_pasted(block):
 
 @pytest.mark.parametrize(("block", "uses_spark", "uses_data"), RUNNABLE)
 def test_python_block_runs(block, uses_spark, uses_data, request, tmp_path, monkeypatch):
-    if uses_data:
-        request.getfixturevalue("data_dir")  # skips, saying why, when SPARKNMF_DATA is not a folder
+    if uses_data:  # skips, saying why, when SPARKNMF_DATA is not a folder; absolute, as the block runs elsewhere
+        monkeypatch.setenv("SPARKNMF_DATA", str(request.getfixturevalue("data_dir").resolve()))
     code = compile(block.source, block.where, "exec")
     if uses_spark:
         request.getfixturevalue("spark")  # the shared session: the block's getOrCreate() returns it
