@@ -104,7 +104,7 @@ def test_a_stranger_is_refused_and_the_fit_goes_on(spark):
 
     def intrude(iteration, elapsed, objective):
         if iteration == 2:  # between half-steps: the driver reads the hello during the next one
-            port = block._resident._server.getsockname()[1]
+            port = block._resident.address[1]
             stranger = socket.create_connection(("127.0.0.1", port), timeout=10)
             payload = json.dumps({"token": "0" * 32, "task": 10**9, "partition": 0, "tasks": 2}).encode()
             stranger.sendall(len(payload).to_bytes(8, "big") + payload)
@@ -122,7 +122,7 @@ def test_a_stranger_is_refused_and_the_fit_goes_on(spark):
 def test_tasks_that_cannot_reach_the_driver_fall_back_to_jobs(spark, monkeypatch):
     """Executors that cannot connect back (a firewall, a remote Connect client): the fit runs a job per half-step."""
     serve = resident._serve
-    monkeypatch.setattr(resident, "_serve", lambda address, token: serve(("127.0.0.1", 9), token))  # nothing listens
+    monkeypatch.setattr(resident, "_serve", lambda address, *rest: serve(("127.0.0.1", 9), *rest))  # nothing listens
     block = BlockMatrix.from_array(spark, as_matrix(_matrix(6)), (2, 1))
     try:
         reference = _fit(block, "jobs", algorithm="hals")

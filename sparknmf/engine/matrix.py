@@ -49,7 +49,7 @@ import scipy.sparse as sp
 from sparknmf.engine import codec
 from sparknmf.engine.block_tasks import PIECE_DDL, STEP_DDL, finish_task, fused_task, piece_task, product_task
 from sparknmf.engine.frames import local_frame, spread_blocks
-from sparknmf.engine.resident import resident_fit
+from sparknmf.engine.resident import frame_limit, resident_fit
 from sparknmf.engine.session import describe_jobs, parallelism
 from sparknmf.kernels.updates import update_block
 from sparknmf.kernels.weighted import WeightedBlock
@@ -243,7 +243,10 @@ class BlockMatrix:
             return
         n, m = self.shape
         stored = min(8 * n * m, 16 * self.stats["nnz"]) * (2 if self.weighted else 1)
-        with resident_fit(self.spark, self.execution, self.blocks, self.partitions, stored, description) as tasks:
+        # k and the randomized SVD's sample width are at most min(n, m)
+        limit = frame_limit(stored, n + m, min(n, m), self.grid[0] * self.grid[1])
+        with resident_fit(self.spark, self.execution, self.blocks, self.partitions, stored, description,
+                          frame_limit=limit) as tasks:
             self._resident = tasks
             try:
                 yield self

@@ -239,7 +239,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
             raise ValueError(f"MaskedALS.fitFrom: the initial model has rank {initialModel.rank}, "
                              f"this estimator rank={self.getRank()}")
         blocks.execution = self.getExecutionMode()
-        with blocks.serving(f"sparknmf: MaskedALS rank={self.getRank()}, resident block tasks"):
+        with blocks.serving(f"sparknmf: MaskedALS rank={self.getRank()}, resident block tasks", rank=self.getRank()):
             state = FitLoop(self, blocks, initialModel, callback).run(resume)
         model = MaskedALSModel(state)
         self._copyValues(model)

@@ -56,7 +56,7 @@ import pyarrow.compute as pc
 
 from sparknmf.engine import codec, faults
 from sparknmf.engine.calls import Call, block_function, block_type
-from sparknmf.engine.resident import resident_fit, task_state
+from sparknmf.engine.resident import frame_limit, resident_fit, task_state
 from sparknmf.engine.session import describe_jobs
 from sparknmf.kernels.als import Entries, drift
 from sparknmf.kernels.updates import one_blas_thread
@@ -185,11 +185,12 @@ class RatingBlocks:
         return contextlib.nullcontext() if self._resident is not None else describe_jobs(self.spark, text)
 
     @contextlib.contextmanager
-    def serving(self, description: str):
+    def serving(self, description: str, rank: int | None = None):
         """Context of one fit: its half-steps run on resident tasks when :attr:`execution` allows.
 
         The tasks hold the blocks of both sides and keep them decoded between
-        half-steps (:func:`~sparknmf.engine.resident.resident_fit`).
+        half-steps (:func:`~sparknmf.engine.resident.resident_fit`); ``rank``
+        (the fit's) bounds the frames they exchange (n + m when not given).
         """
         from pyspark.sql import functions as F
 
@@ -199,7 +200,13 @@ class RatingBlocks:
         frame = self.store.select(F.col("side").alias("bi"), F.col("key").alias("bj"), "block", "aux")
         width = 1 + int(self.context.weighted) + int(self.context.timed)
         stored = 2 * self.nnz * (12 + 8 * width) * 2  # both copies, as stored and decoded
-        with resident_fit(self.spark, self.execution, frame, self.partitions, stored, description) as tasks:
+        n, m = self.shape
+        # a side's parameters (factor, bias, drift or time bins) and the implicit vectors
+        columns = n + m if rank is None else 2 * rank + 2 + self.context.bins
+        count = sum(math.ceil(size / self.steps[side]) for side, size in zip(SIDES, self.shape))
+        limit = frame_limit(stored, n + m, columns, count)
+        with resident_fit(self.spark, self.execution, frame, self.partitions, stored, description,
+                          frame_limit=limit) as tasks:
             self._resident = tasks
             try:
                 yield self
