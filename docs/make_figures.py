@@ -1,4 +1,4 @@
-"""Regenerate the README's figures from the real datasets into docs/images/.
+"""Regenerate the figures of README.md and docs/ from the real datasets into docs/images/.
 
     SPARKNMF_DATA=../shared/data PYTHONPATH=. python docs/make_figures.py [--only iris|ap|movielens]
 

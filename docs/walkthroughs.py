@@ -1,10 +1,10 @@
-"""The README's walkthroughs, each one command: runs the jobs on the real data and refreshes the README's figures.
+"""The walkthroughs of docs/walkthroughs.md, each one command: runs the jobs on the real data and refreshes their figures.
 
     SPARKNMF_DATA=../shared/data PYTHONPATH=. python docs/walkthroughs.py ap|movielens|iris [--out out]
 
 Each walkthrough runs the jobs exactly as a user would (their ``main(argv)``
 with the configuration files under conf/, in one Spark session), writes the
-jobs' output folders under ``--out``, copies the figures shown in README.md to
+jobs' output folders under ``--out``, copies the figures shown in docs/walkthroughs.md to
 docs/images/walkthrough_*.png and prints the tables shown there (Markdown).
 
 * ``ap`` -- AssociatedPress topics: the first 20 documents, terms in at least

@@ -60,7 +60,8 @@ DATA_LOADERS = {"data_dir", "load_associated_press", "load_iris", "load_movielen
 
 
 # ---------------------------------------------------------------------------------------------- docstrings
-@pytest.mark.parametrize("name", ["sparknmf.decomposition.estimator", "sparknmf.plots.maps", "sparknmf.analysis.clustering"])
+@pytest.mark.parametrize("name", ["sparknmf.decomposition.estimator", "sparknmf.plots.maps", "sparknmf.analysis.clustering",
+                                  "sparknmf.analysis.estimator"])
 def test_docstring_examples(name):
     module = importlib.import_module(name)
     with warnings.catch_warnings():

@@ -11,8 +11,8 @@ import numpy as np
 from pyspark import keyword_only
 from pyspark.ml.param import Param, Params, TypeConverters
 
-from sparknmf.analysis.consensus import CONSENSUS_LIMIT
 from sparknmf.analysis.clustering import MultiFit, multistart
+from sparknmf.analysis.consensus import CONSENSUS_LIMIT
 from sparknmf.analysis.runs import MODES, ConnectivityStop
 from sparknmf.decomposition import NMF, NMFModel
 from sparknmf.decomposition.params import _NMFParams
@@ -75,7 +75,7 @@ class MultiStartNMF(NMF, _MultiStartParams):
 
     Examples
     --------
-    >>> from sparknmf.analysis.clustering import MultiStartNMF
+    >>> from sparknmf import MultiStartNMF
     >>> from sparknmf.datasets import block_diagonal
     >>> V, labels = block_diagonal((8, 8), features=16, seed=2)
     >>> model = MultiStartNMF(k=2, nrun=4, runMode="local").fit(V)
