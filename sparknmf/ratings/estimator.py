@@ -37,7 +37,7 @@ from pyspark.ml.util import MLReadable, MLWritable
 
 from sparknmf.engine import persistence
 from sparknmf.engine.resident import EXECUTION_MODES
-from sparknmf.params import HasExecutionMode, Interval, OneOf, check_params, with_accessors
+from sparknmf.params import HasExecutionMode, Interval, OneOf, RangePair, check_params, with_accessors
 from sparknmf.ratings.fit import FitLoop
 from sparknmf.ratings.ingest import DUPLICATE_POLICIES, ingest_ratings
 from sparknmf.ratings.model import COLD_START_STRATEGIES, MaskedALSModel, MaskedALSModelParams
@@ -115,6 +115,7 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
         "seed": Interval(0, integer=True),
         "checkpointInterval": Interval(1, integer=True),
         "coldStartStrategy": OneOf(COLD_START_STRATEGIES),
+        "ratingRange": RangePair(),
         "executionMode": OneOf(EXECUTION_MODES),
     }
 
@@ -130,9 +131,6 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
         """Cross-parameter rules, after the constraints table."""
         check_params(self)
         name = type(self).__name__
-        low_high = self.getRatingRange()
-        if low_high and (len(low_high) != 2 or not low_high[0] <= low_high[1]):
-            raise ValueError(f"{name}: invalid ratingRange={low_high!r}; it must be [] or [low, high] with low <= high")
         needs_time = [p for p, on in (("timeBins", self.getTimeBins() > 0), ("userDrift", self.getUserDrift()),
                                       ("duplicates='last'", self.getDuplicates() == "last")) if on]
         if needs_time and not self.getTimestampCol():
@@ -208,7 +206,8 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
         self._check_rules()
         return ingest_ratings(
             dataset, user_col=self.getUserCol(), item_col=self.getItemCol(), rating_col=self.getRatingCol(),
-            weight_col=self.getWeightCol(), time_col=self.getTimestampCol(), rating_range=tuple(self.getRatingRange()),
+            weight_col=self.getWeightCol(), time_col=self.getTimestampCol(),
+            rating_range=tuple(self.getRatingRange() or ()),
             duplicates=self.getDuplicates(), user_blocks=self.getNumUserBlocks(), item_blocks=self.getNumItemBlocks(),
             bins=self.getTimeBins(), drift_on=self.getUserDrift(), beta=self.getDriftExponent(),
             backend=self.getBackend(), local_limit=self.getLocalLimit(),

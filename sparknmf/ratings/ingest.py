@@ -2,8 +2,12 @@
 
 Every data check runs before any fitting, in one aggregation job (:func:`ingest_ratings`): columns and
 their types, empty input, null ids, NaN/inf ratings, ratings outside the declared range, bad weights,
-null timestamps; duplicate (user, item) pairs are found while the blocks are built, and raise unless a
-:data:`DUPLICATE_POLICIES` merge was chosen.
+null, NaN or infinite timestamps; duplicate (user, item) pairs are found while the blocks are built, and
+raise unless a :data:`DUPLICATE_POLICIES` merge was chosen.  The checks that need no data (the column
+Params name different columns, ids of an atomic type) run before any Spark job.
+
+Column names are used as given, whatever they contain (dots, backticks): every Spark expression refers
+to a column through :func:`column_ref`, never by parsing its name.
 
 The blocks (layout in :mod:`sparknmf.ratings.store`) are built in two steps: every input partition cuts
 its ratings into one *piece* per (side, block) (:func:`_piece_builder`), then the pieces of a block are
@@ -22,12 +26,13 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from sparknmf.engine import codec
-from sparknmf.engine.ingest import check_columns, distinct_ids, index_frame
+from sparknmf.engine.ingest import check_columns, index_frame
 from sparknmf.engine.session import conf_bytes, describe_jobs, is_local_master, parallelism, placement_keys
 from sparknmf.errors import InvalidInputError
 from sparknmf.ratings.store import SIDES, RatingBlocks, StepContext, in_threads
 
-__all__ = ["DUPLICATE_POLICIES", "day_column", "ingest_ratings", "use_driver", "with_indices"]
+__all__ = ["DUPLICATE_POLICIES", "check_distinct_columns", "check_id_column", "check_id_type", "column_ref",
+           "day_column", "ingest_ratings", "use_driver", "with_indices"]
 
 DUPLICATE_POLICIES = ("error", "mean", "last")
 SECONDS_PER_DAY = 86400.0
@@ -48,6 +53,54 @@ _BLOCK_SCHEMA = pa.schema([
 _TARGET_BLOCK_NNZ = 1 << 22
 
 
+def column_ref(name: str):
+    """The Spark column named exactly ``name`` (``F.col`` would parse dots and backticks in it)."""
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def check_distinct_columns(named: dict, whom: str) -> None:
+    """``ValueError`` when two column Params name the same column (``named``: {Param: column}; '' = unset)."""
+    seen = {}
+    for param, column in named.items():
+        if column and column in seen:
+            raise ValueError(f"{whom}: {seen[column]} and {param} are both {column!r}; each must name its own column")
+        seen.setdefault(column, param)
+
+
+_ID_TYPES = "string, integer, decimal, floating point, boolean, date, timestamp or binary"
+
+
+def check_id_column(frame, column: str, whom: str) -> None:
+    """Ids must be of an atomic type (they are sorted, hashed and joined): not an array, map, struct or UDT."""
+    from pyspark.sql.types import AtomicType
+
+    dtype = frame.schema[column].dataType
+    if not isinstance(dtype, AtomicType):
+        raise InvalidInputError(f"{whom}: id column {column!r} has type {dtype.simpleString()}; ids must be one "
+                                f"value of an atomic type ({_ID_TYPES}), not an array, map or struct")
+
+
+_INTEGER_TYPES = ("tinyint", "smallint", "int", "bigint")
+
+
+def check_id_type(frame, column: str, trained: str, whom: str) -> None:
+    """The ids in ``column`` must have the type the model was trained on (``trained``, a Spark DDL type).
+
+    Ids are matched exactly, by value, so the type must be the same; the one exception is the integer
+    types (tinyint, smallint, int, bigint), which compare exactly with each other.  Anything else (int
+    ids for a model trained on strings) would be cast by Spark's join: "1" and "01" both become 1, and
+    a non-numeric string fails the cast.
+    """
+    found = frame.schema[column].dataType.simpleString()
+    if found != trained and not (found in _INTEGER_TYPES and trained in _INTEGER_TYPES):
+        raise InvalidInputError(
+            f"{whom}: column {column!r} holds ids of type {found}, but the model was trained on ids of type "
+            f"{trained}; ids are matched exactly, so give them as {trained} (cast the column yourself if every "
+            f"id converts exactly)")
+
+
 def _check_type(frame, column, whom, kinds, what):
     dtype = frame.schema[column].dataType
     if not isinstance(dtype, kinds):
@@ -59,11 +112,11 @@ def _validate(frame, cols, rating_range, whom):
     from pyspark.sql import functions as F
 
     user, item, rating, weight, time = cols
-    r = F.col(rating).cast("double")
+    r = column_ref(rating).cast("double")
     bad_rating = r.isNull() | F.isnan(r) | (F.abs(r) == float("inf"))
     checks = [
-        (f"null ids in column {user!r}", F.col(user).isNull()),
-        (f"null ids in column {item!r}", F.col(item).isNull()),
+        (f"null ids in column {user!r}", column_ref(user).isNull()),
+        (f"null ids in column {item!r}", column_ref(item).isNull()),
         ("null, NaN or infinite ratings", bad_rating),
     ]
     if rating_range:
@@ -71,15 +124,17 @@ def _validate(frame, cols, rating_range, whom):
         checks.append((f"ratings outside the declared ratingRange [{low}, {high}]",
                        ~bad_rating & ((r < low) | (r > high))))
     if weight:
-        w = F.col(weight).cast("double")
+        w = column_ref(weight).cast("double")
         checks.append((f"null, NaN, infinite or negative weights in column {weight!r}",
                        w.isNull() | F.isnan(w) | (F.abs(w) == float("inf")) | (w < 0)))
     if time:
-        checks.append((f"null timestamps in column {time!r}", F.col(time).isNull()))
+        # a NaN day would make the day range (low, nan) and put every rating in bin 0
+        day = day_column(frame, time)
+        checks.append((f"null, NaN or infinite timestamps in column {time!r}",
+                       day.isNull() | F.isnan(day) | (F.abs(day) == float("inf"))))
     aggs = [F.count(F.lit(1)).alias("rows")]
     aggs += [F.sum(cond.cast("long")).alias(f"c{n}") for n, (_, cond) in enumerate(checks)]
     if time:
-        day = day_column(frame, time)
         aggs += [F.min(day).alias("dmin"), F.max(day).alias("dmax")]
     stats = frame.agg(*aggs).first()
     if stats["rows"] == 0:
@@ -87,7 +142,7 @@ def _validate(frame, cols, rating_range, whom):
     for n, (what, cond) in enumerate(checks):
         count = stats[f"c{n}"] or 0
         if count:
-            example = frame.filter(cond).select(user, item, rating).first()
+            example = frame.filter(cond).select(*map(column_ref, (user, item, rating))).first()
             raise InvalidInputError(
                 f"{whom} has {count} {what}, e.g. "
                 f"({user}={example[0]!r}, {item}={example[1]!r}, {rating}={example[2]!r})"
@@ -102,9 +157,9 @@ def day_column(frame, time):
 
     dtype = frame.schema[time].dataType
     if isinstance(dtype, (TimestampType, TimestampNTZType, DateType)):
-        seconds = F.unix_timestamp(F.col(time).cast("timestamp")).cast("double")
+        seconds = F.unix_timestamp(column_ref(time).cast("timestamp")).cast("double")
     else:
-        seconds = F.col(time).cast("double")
+        seconds = column_ref(time).cast("double")
     return seconds / SECONDS_PER_DAY
 
 
@@ -115,12 +170,12 @@ def _dedupe(frame, cols, policy):
 
     user, item, rating, weight, time = cols
     if policy == "mean":
-        aggs = [F.avg(rating).alias(rating)]
-        aggs += [F.avg(weight).alias(weight)] if weight else []
-        aggs += [F.max(time).alias(time)] if time else []
-        return frame.groupBy(user, item).agg(*aggs)
-    order = F.col(time).desc() if time else F.lit(0)
-    window = Window.partitionBy(user, item).orderBy(order)
+        aggs = [F.avg(column_ref(rating)).alias(rating)]
+        aggs += [F.avg(column_ref(weight)).alias(weight)] if weight else []
+        aggs += [F.max(column_ref(time)).alias(time)] if time else []
+        return frame.groupBy(column_ref(user), column_ref(item)).agg(*aggs)
+    order = column_ref(time).desc() if time else F.lit(0)
+    window = Window.partitionBy(column_ref(user), column_ref(item)).orderBy(order)
     return frame.withColumn("_rank", F.row_number().over(window)).filter("_rank = 1").drop("_rank")
 
 
@@ -278,11 +333,9 @@ def _build_on_driver(table, pieces, merge, workers):
 
 def _prepared(frame, cols):
     """The input with the numeric columns the builders read: ``_r``, ``_w`` and ``_day`` (days)."""
-    from pyspark.sql import functions as F
-
     user, item, rating, weight, time = cols
-    out = [F.col(user), F.col(item), F.col(rating).cast("double").alias("_r")]
-    out += [F.col(weight).cast("double").alias("_w")] if weight else []
+    out = [column_ref(user), column_ref(item), column_ref(rating).cast("double").alias("_r")]
+    out += [column_ref(weight).cast("double").alias("_w")] if weight else []
     out += [day_column(frame, time).alias("_day")] if time else []
     return frame.select(*out)
 
@@ -299,15 +352,21 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
 
     Raises
     ------
+    ValueError
+        Two column Params naming the same column.
     InvalidInputError
-        Unknown columns, non-numeric ratings / weights, empty input, null ids,
-        NaN / infinite ratings, ratings outside ``rating_range``, bad weights,
-        null timestamps, duplicate (user, item) pairs (with ``duplicates="error"``).
+        Unknown columns, ids of a non-atomic type (array, map, struct), non-numeric ratings / weights,
+        empty input, null ids, NaN / infinite ratings, ratings outside ``rating_range``, bad weights,
+        null / NaN / infinite timestamps, duplicate (user, item) pairs (with ``duplicates="error"``).
     """
     from pyspark.sql.types import DateType, NumericType, TimestampNTZType, TimestampType
 
+    check_distinct_columns({"userCol": user_col, "itemCol": item_col, "ratingCol": rating_col,
+                            "weightCol": weight_col, "timestampCol": time_col}, whom)
     cols = (user_col, item_col, rating_col, weight_col or None, time_col or None)
     check_columns(frame, [c for c in cols if c], whom)
+    check_id_column(frame, user_col, whom)
+    check_id_column(frame, item_col, whom)
     _check_type(frame, rating_col, whom, NumericType, "numeric")
     if weight_col:
         _check_type(frame, weight_col, whom, NumericType, "numeric")
@@ -316,7 +375,7 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
                     "numeric seconds or a timestamp")
     spark = frame.sparkSession
     id_types = {side: frame.schema[column].dataType.simpleString() for side, column in zip(SIDES, (user_col, item_col))}
-    frame = frame.select(*[c for c in cols if c])
+    frame = frame.select(*[column_ref(c) for c in cols if c])
     stats = _validate(frame, cols, rating_range, whom)
     if duplicates != "error":
         frame = _dedupe(frame, cols, duplicates)
@@ -328,8 +387,8 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
         user_ids = _local_ids(table.column(user_col), user_col, whom)
         item_ids = _local_ids(table.column(item_col), item_col, whom)
     else:
-        user_ids = distinct_ids(frame, user_col, whom)
-        item_ids = distinct_ids(frame, item_col, whom)
+        user_ids = _local_ids(frame.select(column_ref(user_col)).distinct().toArrow().column(0), user_col, whom)
+        item_ids = _local_ids(frame.select(column_ref(item_col)).distinct().toArrow().column(0), item_col, whom)
     n, m = len(user_ids), len(item_ids)
     steps = {"user": _grid(spark, n, user_blocks, stats["rows"]), "item": _grid(spark, m, item_blocks, stats["rows"])}
     # block key of either side goes to partition key % partitions: the side with more blocks fills every one

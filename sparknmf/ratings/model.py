@@ -19,8 +19,8 @@ from pyspark.ml.util import MLReadable, MLWritable
 from sparknmf.engine import persistence
 from sparknmf.engine.ingest import check_columns
 from sparknmf.kernels.als import Entries, SideSpec
-from sparknmf.params import with_accessors
-from sparknmf.ratings.ingest import day_column, with_indices
+from sparknmf.params import OneOf, RangePair, check_param, check_params, with_accessors
+from sparknmf.ratings.ingest import check_distinct_columns, check_id_type, column_ref, day_column, with_indices
 from sparknmf.ratings.recommend import Side, recommend
 from sparknmf.ratings.store import SIDES, StepContext, other_side
 
@@ -75,11 +75,29 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
     nIter : int
 
     ``MaskedALSModel()`` with no arguments is an empty model, as ``load`` needs.
+
+    ``coldStartStrategy`` and ``ratingRange`` are checked when set (setters, ``setParams``, ``load``) and
+    again before predicting (``copy`` and ``set`` bypass the setters): a ``ratingRange`` is ``[]`` or two
+    finite numbers ``[low, high]`` with ``low < high``.
+
+    Ids given to :meth:`transform` and the ``recommendFor...Subset`` methods (and in ``exclude`` /
+    ``candidates``) must have the type of the training ids (:func:`~sparknmf.ratings.ingest.check_id_type`;
+    the integer types are interchangeable): Spark would otherwise cast them, and the strings ``"1"`` and
+    ``"01"`` would both match the integer 1.
     """
+
+    _constraints = {"coldStartStrategy": OneOf(COLD_START_STRATEGIES), "ratingRange": RangePair()}
 
     def __init__(self, state=None):
         super().__init__()
         self._state = state
+
+    def _set(self, **kwargs):
+        """Set Params, refusing a value outside the :attr:`_constraints` table (ValueError) before setting any."""
+        for name, value in kwargs.items():
+            if name in self._constraints and value is not None:
+                check_param(self, name, self.getParam(name).typeConverter(value), self._constraints[name])
+        return super()._set(**kwargs)
 
     def _require(self):
         if self._state is None:
@@ -183,8 +201,9 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
     # ---------------------------------------------------------------- predictions
     def _predictor(self):
         state = self._require()
+        check_params(self)
         return _Predictor(state["specs"], state["P"]["user"], state["P"]["item"], state["mu"], state["context"],
-                          self.getColdStartStrategy() == "biases", tuple(self.getRatingRange()))
+                          self.getColdStartStrategy() == "biases", tuple(self.getRatingRange() or ()))
 
     def predictIndices(self, users, items, days=None) -> np.ndarray:
         """r̂ for index pairs (users[n], items[n]); see :meth:`_Predictor.predict`."""
@@ -194,19 +213,27 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         from pyspark.sql import functions as F
         from pyspark.sql.types import DoubleType, StructField, StructType
 
-        self._require()
+        state, whom = self._require(), "MaskedALSModel.transform"
+        predictor = self._predictor()
         user_col, item_col, pred_col = self.getUserCol(), self.getItemCol(), self.getPredictionCol()
         time_col = self.getTimestampCol()
-        timed = self._require()["context"].timed and time_col in dataset.columns
-        check_columns(dataset, [user_col, item_col], "MaskedALSModel.transform")
+        timed = state["context"].timed and time_col in dataset.columns
+        check_distinct_columns({"userCol": user_col, "itemCol": item_col, "timestampCol": time_col if timed else "",
+                                "predictionCol": pred_col}, whom)
+        check_columns(dataset, [user_col, item_col], whom)
+        for side, column in (("user", user_col), ("item", item_col)):
+            check_id_type(dataset, column, state["idTypes"][side], whom)
         original = dataset.columns
         frame = with_indices(dataset, [(self.userIds, user_col, "_u"), (self.itemIds, item_col, "_i")])
         if timed:
             frame = frame.withColumn("_day", day_column(dataset, time_col))
         if self.getColdStartStrategy() == "drop":
             frame = frame.filter(F.col("_u").isNotNull() & F.col("_i").isNotNull())
-        frame = frame.select(*original, "_u", "_i", *(["_day"] if timed else []))
-        predictor = self._predictor()
+        # positional names for the Arrow function (pyspark's mapInArrow parses the names it is given, and a
+        # backtick or a dot in one would fail); the output takes the original names back
+        kept = [f"_c{n}" for n in range(len(original))]
+        frame = (frame.select(*map(column_ref, original), "_u", "_i", *(["_day"] if timed else []))
+                 .toDF(*kept, "_u", "_i", *(["_day"] if timed else [])))
 
         def run(batches):
             for batch in batches:
@@ -214,8 +241,8 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
                 items = pa.compute.fill_null(batch.column("_i"), -1).to_numpy(zero_copy_only=False)
                 days = batch.column("_day").to_numpy(zero_copy_only=False) if timed else None
                 pred = predictor.predict(users, items, days)
-                keep = batch.select(original)
-                yield keep.append_column(pred_col, pa.array(pred, pa.float64()))
+                columns = [batch.column(name) for name in kept] + [pa.array(pred, pa.float64())]
+                yield pa.RecordBatch.from_arrays(columns, names=[*original, pred_col])
 
         schema = StructType([*dataset.schema.fields, StructField(pred_col, DoubleType())])
         return frame.mapInArrow(run, schema)
@@ -256,6 +283,8 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
                     state["idTypes"][side], P[:, : spec.rank], P[:, spec.rank] if spec.bias else np.zeros(P.shape[0]))
 
     def _recommend(self, side, num, subset, exclude, candidates):
+        check_distinct_columns({"userCol": self.getUserCol(), "itemCol": self.getItemCol()},
+                               f"MaskedALSModel.recommendFor{side.title()}s")
         return recommend(self._side(side), self._side(other_side(side)), num, self.globalMean, subset=subset,
                          exclude=exclude, candidates=candidates)
 
@@ -279,6 +308,7 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         width_i = specs["item"].width + (k if implicit else 0)
         users, user_ids = persistence.read_rows(spark, f"{path}/users", n, width_u)
         items, item_ids = persistence.read_rows(spark, f"{path}/items", m, width_i)
+        _check_loaded(path, metadata, c)
         wu, wi = specs["user"].width, specs["item"].width
         context = StepContext(weighted=c["weighted"], timed=c["timed"], bins=c["bins"], day_range=tuple(c["dayRange"]),
                               mean_days=users[:, -1].copy() if c["drift"] else None, beta=c["beta"])
@@ -304,7 +334,9 @@ class _Predictor:
 
         Index −1 means unknown: NaN, or with ``coldStartStrategy="biases"``
         μ plus the known side's bias terms.  Times outside the training range
-        fall in the first or last bin.  Clipped to ``ratingRange`` when set.
+        fall in the first or last bin; a missing (null, NaN or infinite) time
+        is the last training day, as when no times are given.  Clipped to
+        ``ratingRange`` when set.
         """
         specs, ctx = self.specs, self.context
         users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
@@ -314,6 +346,7 @@ class _Predictor:
         entries = Entries(np.array([0, nnz]), i, np.zeros(nnz))
         if ctx.timed:
             days = np.full(nnz, ctx.day_range[1]) if days is None else np.asarray(days, np.float64)
+            days = np.where(np.isfinite(days), days, ctx.day_range[1])
             entries.bins, dev = ctx.time_terms(days, u)
             entries.dev = None if dev is None else np.where(known_u, dev, 0.0)
         k = specs["user"].rank
@@ -328,6 +361,21 @@ class _Predictor:
 
 
 # -------------------------------------------------------------------------------- persistence
+def _check_loaded(path, metadata, context) -> None:
+    """The numbers and ids of a model's metadata: ``ValueError`` naming the file (the arrays are checked as read)."""
+    numbers = {"mu": metadata.get("mu"), "context.beta": context.get("beta")}
+    day_range = context.get("dayRange")
+    if not (isinstance(day_range, list) and len(day_range) == 2):
+        raise ValueError(f"{path}/metadata: context.dayRange={day_range!r} is not a pair of numbers")
+    numbers.update({"context.dayRange[0]": day_range[0], "context.dayRange[1]": day_range[1]})
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ValueError(f"{path}/metadata: {name}={value!r} is not a finite number (a fitted model has none)")
+    types = metadata.get("idTypes")
+    if not (isinstance(types, dict) and all(isinstance(types.get(side), str) for side in SIDES)):
+        raise ValueError(f"{path}/metadata: idTypes={types!r} must give the Spark type of the user and item ids")
+
+
 def _spec_dict(spec: SideSpec) -> dict:
     return {"rank": spec.rank, "bias": spec.bias, "kind": spec.kind, "bins": spec.bins}
 

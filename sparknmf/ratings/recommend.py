@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sparknmf.engine.ingest import check_columns
+from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.topn import top_n
-from sparknmf.ratings.ingest import with_indices
+from sparknmf.ratings.ingest import check_id_type, column_ref, with_indices
 
 __all__ = ["Side", "recommend"]
 
@@ -60,7 +61,9 @@ def recommend(query: Side, target: Side, num, mu: float, *, subset=None, exclude
     Returns a DataFrame ``(query.column, recommendations array<struct<target.column, rating float>>)``,
     best first.  ``exclude``: a DataFrame of (query, target) id pairs never
     recommended; ``candidates``: a list or DataFrame of the only target ids
-    recommended.  Unknown ids are skipped everywhere.
+    recommended.  Unknown ids are skipped everywhere; ids of another type than
+    the model's are an :class:`~sparknmf.errors.InvalidInputError`
+    (:func:`~sparknmf.ratings.ingest.check_id_type`).
     """
     from pyspark.sql import functions as F
 
@@ -72,21 +75,28 @@ def recommend(query: Side, target: Side, num, mu: float, *, subset=None, exclude
     spark = subset.sparkSession if subset is not None else get_session()
     n = len(query.ids)
     step = min(_QUERY_BLOCK, n)
+    if subset is not None:
+        whom = f"MaskedALSModel.recommendFor{query.name.title()}Subset"
+        check_columns(subset, [qcol], whom)
+        check_id_type(subset, qcol, query.id_type, whom)
+    if exclude is not None:
+        check_columns(exclude, [qcol, tcol], "MaskedALSModel recommendations (exclude)")
+        for side in (query, target):
+            check_id_type(exclude, side.column, side.id_type, "MaskedALSModel recommendations (exclude)")
+    allowed = _candidates(target, candidates)
     if subset is None:
         queries = spark.range(n).select(F.col("id").alias("_q"))
     else:
-        check_columns(subset, [qcol], f"MaskedALSModel.recommendFor{query.name.title()}Subset")
-        queries = (with_indices(subset.select(qcol), [(query.ids, qcol, "_q")])
+        queries = (with_indices(subset.select(column_ref(qcol)), [(query.ids, qcol, "_q")])
                    .filter(F.col("_q").isNotNull()).select("_q").distinct())
     rows = queries.withColumn("_t", F.lit(-1).cast("long"))
     if exclude is not None:
-        check_columns(exclude, [qcol, tcol], "MaskedALSModel recommendations (exclude)")
-        pairs = with_indices(exclude.select(qcol, tcol), [(query.ids, qcol, "_q"), (target.ids, tcol, "_t")])
+        pairs = with_indices(exclude.select(column_ref(qcol), column_ref(tcol)),
+                             [(query.ids, qcol, "_q"), (target.ids, tcol, "_t")])
         pairs = pairs.filter(F.col("_q").isNotNull() & F.col("_t").isNotNull()).select("_q", "_t")
         if subset is not None:
             pairs = pairs.join(queries, "_q", "left_semi")
         rows = rows.unionByName(pairs)
-    allowed = _candidates(target, candidates)
     rows = rows.withColumn("_key", (F.col("_q") / step).cast("long"))
     Q, T, q_bias, t_bias = query.factors, target.factors, query.bias, target.bias
     q_ids, t_ids = query.ids, target.ids
@@ -113,18 +123,33 @@ def recommend(query: Side, target: Side, num, mu: float, *, subset=None, exclude
         return pa.table({qcol: q_ids.take(pa.array(users, pa.int64())),
                          "recommendations": pa.ListArray.from_arrays(offsets, recs)}, schema=out_schema)
 
-    ddl = f"`{qcol}` {query.id_type}, recommendations array<struct<`{tcol}`:{target.id_type},rating:float>>"
+    ddl = (f"{_quoted(qcol)} {query.id_type}, "
+           f"recommendations array<struct<{_quoted(tcol)}:{target.id_type},rating:float>>")
     return rows.groupBy("_key").applyInArrow(run, ddl)
+
+
+def _quoted(name: str) -> str:
+    """``name`` as a DDL identifier."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _candidates(target: Side, candidates):
     """Sorted indices of the candidate target ids (None = all); unknown ids are ignored."""
     if candidates is None:
         return None
+    whom = "MaskedALSModel recommendations (candidates)"
+    ids = target.ids
     if hasattr(candidates, "sparkSession"):
-        check_columns(candidates, [target.column], "MaskedALSModel recommendations (candidates)")
-        values = candidates.select(target.column).toArrow().column(0).combine_chunks()
+        check_columns(candidates, [target.column], whom)
+        check_id_type(candidates, target.column, target.id_type, whom)
+        values = candidates.select(column_ref(target.column)).toArrow().column(0).combine_chunks()
+        if values.type != ids.type:  # integer ids of another width: compare as int64, exactly
+            values, ids = pc.cast(values, pa.int64()), pc.cast(ids, pa.int64())
     else:
-        values = pa.array(list(candidates), type=target.ids.type)
-    index = pc.index_in(values, value_set=target.ids).drop_null().to_numpy(zero_copy_only=False)
+        try:
+            values = pa.array(list(candidates), type=ids.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as err:
+            raise InvalidInputError(f"{whom}: the candidates must be ids of the model's type {target.id_type}: "
+                                    f"{err}") from None
+    index = pc.index_in(values, value_set=ids).drop_null().to_numpy(zero_copy_only=False)
     return np.unique(index.astype(np.int64))
