@@ -13,7 +13,9 @@ classic and Connect sessions.
 
 Loading never unpickles: metadata and arrays come back as Arrow data
 (``toArrow``, not ``collect``, which ships rows as pickles), and every
-check -- class, format version, layout, row count, indices, finite values --
+check -- JSON nested at most :data:`MAX_DEPTH` deep, class, format version
+(an integer from 1 to :data:`FORMAT_VERSION`), Params (each class's
+``_constraints`` table), layout, row count, indices, finite values --
 raises ``ValueError`` naming the directory.  Paths are only those given by
 the caller; nothing in a model directory names another path.
 """
@@ -27,9 +29,11 @@ import numpy as np
 import pyarrow as pa
 from pyspark.ml.util import MLReader, MLWriter
 
-__all__ = ["FORMAT_VERSION", "ParamsReader", "ParamsWriter", "write_metadata", "read_metadata", "write_rows", "read_rows"]
+__all__ = ["FORMAT_VERSION", "MAX_DEPTH", "ParamsReader", "ParamsWriter", "write_metadata", "read_metadata",
+           "write_rows", "read_rows"]
 
 FORMAT_VERSION = 1
+MAX_DEPTH = 32  # nesting of the metadata JSON (a model's is at most 4 deep)
 
 # Files name a class by its public name (``sparknmf.NMFModel``), which stays when the module that defines it
 # moves; files written by sparknmf 0.1.0 name the module of that release, read through this table.
@@ -71,22 +75,50 @@ def read_metadata(path: str, spark, expected_class: type) -> dict:
     try:
         lines = spark.read.text(f"{path}/metadata").toArrow().column(0).to_pylist()
     except Exception as err:  # AnalysisException: path does not exist
-        raise ValueError(f"{path} is not a saved sparknmf model: cannot read its metadata ({type(err).__name__})") from None
+        raise ValueError(f"{path} is not a saved sparknmf model: cannot read its metadata "
+                         f"({type(err).__name__})") from None
     if len(lines) != 1:
         raise ValueError(f"{path}/metadata is malformed: expected one JSON line, found {len(lines)}")
     try:
         metadata = json.loads(lines[0])
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}/metadata is not valid JSON: {err}") from None
+    except RecursionError:
+        metadata = None  # nested deeper than Python's recursion limit
+    if metadata is None or _depth(metadata) > MAX_DEPTH:
+        raise ValueError(f"{path}/metadata is nested more than {MAX_DEPTH} levels deep; a model's metadata is not")
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path}/metadata is malformed: expected a JSON object, found {type(metadata).__name__}")
     expected, found = saved_class_name(expected_class), metadata.get("class")
     if LEGACY_CLASS_NAMES.get(found, found) != expected:
         raise ValueError(f"{path} holds a {found!r}, not a {expected!r}")
     version = metadata.get("formatVersion")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path}/metadata: formatVersion={version!r} is not a format version "
+                         f"(an integer from 1 to {FORMAT_VERSION})")
+    if version > FORMAT_VERSION:
         raise ValueError(
             f"{path} was written in format version {version!r}; this sparknmf reads up to {FORMAT_VERSION}"
         )
+    for section in ("paramMap", "defaultParamMap"):
+        if not isinstance(metadata.get(section, {}), dict):
+            raise ValueError(f"{path}/metadata: {section} must be a JSON object of Param values")
     return metadata
+
+
+def _depth(value) -> int:
+    """Nesting depth of a JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def set_params(instance, metadata: dict) -> None:
@@ -160,10 +192,17 @@ class ParamsReader(MLReader):
         self.cls = cls
 
     def load(self, path):
+        from sparknmf.params import check_params
+
         spark = self.sparkSession
         metadata = read_metadata(path, spark, self.cls)
         instance = self.cls()
-        set_params(instance, metadata)
+        try:
+            set_params(instance, metadata)
+            if hasattr(instance, "_constraints"):
+                check_params(instance)
+        except (TypeError, ValueError) as err:  # a Param's type converter, a setter's or the table's check
+            raise ValueError(f"{path}/metadata: {err}") from None
         if hasattr(instance, "_load_arrays"):
             instance._load_arrays(path, spark, metadata)
         return instance
