@@ -294,16 +294,17 @@ def _serve(address, key: bytes, limit: int):
         context = BarrierTaskContext.get()
         table = pa.Table.from_batches(list(batches)) if batches is not None else None
         blocks = table.combine_chunks().to_batches()[0] if table is not None and table.num_rows else None
+        held = [] if blocks is None else list(zip(blocks.column("bi").to_pylist(), blocks.column("bj").to_pylist()))
+        fields = {"partition": context.partitionId(), "task": context.taskAttemptId(), "stage": context.stageId(),
+                  "tasks": len(context.getTaskInfos())}
+        proof = _proof(key, fields)
+        hello = [json.dumps({**fields, "proof": proof}).encode(), json.dumps(held).encode()]  # ready before connecting
         sock = socket.create_connection(address, timeout=CONNECT_TIMEOUT)
         try:
             sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on the small frame header
-            held = [] if blocks is None else list(zip(blocks.column("bi").to_pylist(), blocks.column("bj").to_pylist()))
-            fields = {"partition": context.partitionId(), "task": context.taskAttemptId(),
-                      "stage": context.stageId(), "tasks": len(context.getTaskInfos())}
-            proof = _proof(key, fields)
-            _send(sock, json.dumps({**fields, "proof": proof}).encode())
-            _send(sock, json.dumps(held).encode())
+            for frame in hello:
+                _send(sock, frame)
             if not hmac.compare_digest(bytes(_recv(sock, _WELCOME)), _welcome(key, proof)):
                 raise ConnectionError(f"the peer at {address[0]}:{address[1]} does not hold the fit's key")
             _STATE = {}
