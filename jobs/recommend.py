@@ -58,7 +58,8 @@ from sparknmf.params import Interval
 from sparknmf.pipeline.inputs import RATINGS_SECTION, check_ratings, content_digest, holdout_split, read_ratings
 from sparknmf.pipeline.jobconf import Option, params_section
 from sparknmf.pipeline.jobrun import JobRefused, run_job
-from sparknmf.pipeline.publish import LockBusy, Publication, PublishError, metric_gate, validate_table
+from sparknmf.pipeline.lock import LockBusy
+from sparknmf.pipeline.publish import Publication, PublishError, metric_gate, validate_table
 from sparknmf.pipeline.staging import read_json, write_json
 from sparknmf.ratings.evaluation import ranking_metrics, rmse
 

@@ -32,8 +32,9 @@ from pathlib import Path
 
 import pytest
 
-from sparknmf.pipeline import publish as publish_module
-from sparknmf.pipeline.publish import LOCK_GRACE, LockBusy, Publication, PublishError
+from sparknmf.pipeline import lock as lock_module
+from sparknmf.pipeline.lock import LOCK_GRACE, LockBusy
+from sparknmf.pipeline.publish import Publication, PublishError
 
 FORK = multiprocessing.get_context("fork")
 CONTENDERS = 20
@@ -75,7 +76,7 @@ def _age(path, seconds: float) -> None:
 
 def _record(**changes) -> dict:
     """A lock record as this module writes it, for this process, with ``changes``."""
-    record = {**publish_module._machine(), "pid": os.getpid(), "pid_start": publish_module._process_start(os.getpid()),
+    record = {**lock_module._machine(), "pid": os.getpid(), "pid_start": lock_module._process_start(os.getpid()),
               "since": "2024-01-01T00:00:00Z", "token": "0" * 32, "heartbeat": 30.0, "stale_after": 600.0}
     return {**record, **changes}
 
@@ -112,7 +113,7 @@ def test_lock_file_is_complete_names_its_holder_and_goes_away(tmp_path):
     with pub.lock():
         record = json.loads((tmp_path / "LOCK").read_text())
         assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
-        assert record["pid_start"] == publish_module._process_start(os.getpid()) is not None
+        assert record["pid_start"] == lock_module._process_start(os.getpid()) is not None
         assert len(record["token"]) == 32 and record["since"].endswith("Z") and record["stale_after"] == 600
         assert sorted(p.name for p in tmp_path.iterdir()) == ["LOCK"]  # no temporary file, no guard
         with pytest.raises(LockBusy, match=r"is being refreshed by another run \(pid \d+ on .* since .*\); the "
@@ -177,7 +178,7 @@ def test_a_full_disk_while_taking_the_lock_leaves_no_lock(tmp_path, monkeypatch)
     def full(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(publish_module, "_write_all", full)
+    monkeypatch.setattr(lock_module, "_write_all", full)
     with pytest.raises(OSError, match="No space left"):
         with Publication(tmp_path).lock():
             pass
