@@ -31,8 +31,8 @@ from sparknmf.engine.session import conf_bytes, describe_jobs, is_local_master, 
 from sparknmf.errors import InvalidInputError
 from sparknmf.ratings.store import SIDES, RatingBlocks, StepContext, in_threads
 
-__all__ = ["DUPLICATE_POLICIES", "check_distinct_columns", "check_id_column", "check_id_type", "column_ref",
-           "day_column", "ingest_ratings", "use_driver", "with_indices"]
+__all__ = ["DUPLICATE_POLICIES", "check_distinct_columns", "check_id_column", "check_id_type", "check_time_column",
+           "column_ref", "day_column", "ingest_ratings", "use_driver", "with_indices"]
 
 DUPLICATE_POLICIES = ("error", "mean", "last")
 SECONDS_PER_DAY = 86400.0
@@ -99,6 +99,14 @@ def check_id_type(frame, column: str, trained: str, whom: str) -> None:
             f"{whom}: column {column!r} holds ids of type {found}, but the model was trained on ids of type "
             f"{trained}; ids are matched exactly, so give them as {trained} (cast the column yourself if every "
             f"id converts exactly)")
+
+
+def check_time_column(frame, column: str, whom: str) -> None:
+    """Rating times are numbers (seconds since the epoch) or timestamps / dates."""
+    from pyspark.sql.types import DateType, NumericType, TimestampNTZType, TimestampType
+
+    _check_type(frame, column, whom, (NumericType, TimestampType, TimestampNTZType, DateType),
+                "numeric seconds or a timestamp")
 
 
 def _check_type(frame, column, whom, kinds, what):
@@ -359,7 +367,7 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
         empty input, null ids, NaN / infinite ratings, ratings outside ``rating_range``, bad weights,
         null / NaN / infinite timestamps, duplicate (user, item) pairs (with ``duplicates="error"``).
     """
-    from pyspark.sql.types import DateType, NumericType, TimestampNTZType, TimestampType
+    from pyspark.sql.types import NumericType
 
     check_distinct_columns({"userCol": user_col, "itemCol": item_col, "ratingCol": rating_col,
                             "weightCol": weight_col, "timestampCol": time_col}, whom)
@@ -371,8 +379,7 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
     if weight_col:
         _check_type(frame, weight_col, whom, NumericType, "numeric")
     if time_col:
-        _check_type(frame, time_col, whom, (NumericType, TimestampType, TimestampNTZType, DateType),
-                    "numeric seconds or a timestamp")
+        check_time_column(frame, time_col, whom)
     spark = frame.sparkSession
     id_types = {side: frame.schema[column].dataType.simpleString() for side, column in zip(SIDES, (user_col, item_col))}
     frame = frame.select(*[column_ref(c) for c in cols if c])

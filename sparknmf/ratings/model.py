@@ -20,7 +20,14 @@ from sparknmf.engine import persistence
 from sparknmf.engine.ingest import check_columns
 from sparknmf.kernels.als import Entries, SideSpec
 from sparknmf.params import OneOf, RangePair, check_param, check_params, with_accessors
-from sparknmf.ratings.ingest import check_distinct_columns, check_id_type, column_ref, day_column, with_indices
+from sparknmf.ratings.ingest import (
+    check_distinct_columns,
+    check_id_type,
+    check_time_column,
+    column_ref,
+    day_column,
+    with_indices,
+)
 from sparknmf.ratings.recommend import Side, recommend
 from sparknmf.ratings.store import SIDES, StepContext, other_side
 
@@ -223,6 +230,8 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         check_columns(dataset, [user_col, item_col], whom)
         for side, column in (("user", user_col), ("item", item_col)):
             check_id_type(dataset, column, state["idTypes"][side], whom)
+        if timed:
+            check_time_column(dataset, time_col, whom)
         original = dataset.columns
         frame = with_indices(dataset, [(self.userIds, user_col, "_u"), (self.itemIds, item_col, "_i")])
         if timed:

@@ -149,6 +149,17 @@ def test_a_missing_time_is_predicted_at_the_last_training_day(spark):
     assert np.all(np.isfinite(missing)) and missing == pytest.approx(last)
 
 
+@pytest.mark.spark
+def test_a_time_column_of_text_is_refused_by_transform(spark):
+    model = _als(timestampCol="t", timeBins=3).fit(spark.createDataFrame(RATINGS, RATINGS_DDL))
+    query = spark.createDataFrame([("u1", "2", "yesterday")], "user string, item string, t string")
+    with spark_jobs(spark) as jobs, pytest.raises(
+            InvalidInputError, match=r"MaskedALSModel.transform: column 't' must be numeric seconds or a timestamp, "
+                                     r"got string"):
+        model.transform(query)
+    assert jobs == []
+
+
 # ------------------------------------------------------------------------------- 3. NMFModel.transform input
 @pytest.fixture(scope="module")
 def nmf_model():
