@@ -14,9 +14,8 @@ import pytest
 import scipy.sparse as sp
 
 from sparknmf import NMF
-
-from sparknmf.engine import resident
 from sparknmf.decomposition.factorize import factorize
+from sparknmf.engine import resident
 from sparknmf.engine.matrix import BlockMatrix
 from sparknmf.engine.validation import as_matrix, as_weighted
 

@@ -48,8 +48,9 @@ import scipy.sparse as sp
 
 from sparknmf.engine import codec
 from sparknmf.engine.block_tasks import PIECE_DDL, STEP_DDL, finish_task, fused_task, piece_task, product_task
+from sparknmf.engine.channel import frame_limit
 from sparknmf.engine.frames import local_frame, spread_blocks
-from sparknmf.engine.resident import frame_limit, resident_fit
+from sparknmf.engine.resident import resident_fit
 from sparknmf.engine.session import describe_jobs, parallelism
 from sparknmf.kernels.updates import update_block
 from sparknmf.kernels.weighted import WeightedBlock

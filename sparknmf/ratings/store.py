@@ -56,7 +56,8 @@ import pyarrow.compute as pc
 
 from sparknmf.engine import codec, faults
 from sparknmf.engine.calls import Call, block_function, block_type
-from sparknmf.engine.resident import frame_limit, resident_fit, task_state
+from sparknmf.engine.channel import frame_limit
+from sparknmf.engine.resident import resident_fit, task_state
 from sparknmf.engine.session import describe_jobs
 from sparknmf.kernels.als import Entries, drift
 from sparknmf.kernels.updates import one_blas_thread

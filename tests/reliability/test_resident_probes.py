@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from sparknmf.decomposition.factorize import factorize
-from sparknmf.engine import resident
+from sparknmf.engine import channel, resident
 from sparknmf.engine.matrix import BlockMatrix
 from sparknmf.engine.validation import as_matrix
 
@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore::sparknmf.Co
 
 ITERATIONS = 12
 RSS_BOUND = 50 << 20  # bytes
-PROBE_TIMEOUT = 30.0  # seconds a probe may take (a silent one is closed after resident.HELLO_TIMEOUT, 5 s)
+PROBE_TIMEOUT = 30.0  # seconds a probe may take (a silent one is closed after channel.HELLO_TIMEOUT, 5 s)
 
 
 def _rss() -> int:
@@ -129,7 +129,7 @@ def _probed_fit(block, reference, caplog, attack):
     assert grown < RSS_BOUND, f"the driver's RSS grew by {grown >> 20} MB"
     messages = [record.getMessage() for record in caplog.records if record.name == "sparknmf"]
     refusals = [message for message in messages if "refused a connection" in message]
-    assert len(refusals) == min(len(probe.sockets), resident._LOGGED_REFUSALS)
+    assert len(refusals) == min(len(probe.sockets), channel.LOGGED_REFUSALS)
     return probe, refusals
 
 
@@ -158,7 +158,7 @@ def test_a_silent_or_slow_stranger_is_closed_after_the_hello_timeout_and_never_s
         return [silent, partial, trickle]
 
     probe, refusals = _probed_fit(block, reference, caplog, attack)
-    assert all(f"not authenticated within {resident.HELLO_TIMEOUT:g} s" in message for message in refusals)
+    assert all(f"not authenticated within {channel.HELLO_TIMEOUT:g} s" in message for message in refusals)
     # the half-steps after the probe ran while the strangers were still connected: the driver never waited for them
     assert all(probe.last_step < closed_at for _, closed_at in probe.closed)
 
@@ -190,7 +190,7 @@ def test_an_oversized_length_is_refused_before_anything_is_allocated(block, refe
         return [huge, large]
 
     _, refusals = _probed_fit(block, reference, caplog, attack)
-    assert all(f"above the limit of {resident.HELLO_LIMIT}" in message for message in refusals)
+    assert all(f"above the limit of {channel.HELLO_LIMIT}" in message for message in refusals)
     assert any(f"a frame of {1 << 40} bytes announced" in message for message in refusals)
 
 
@@ -198,7 +198,7 @@ def test_a_hello_with_a_wrong_key_is_refused(block, reference, caplog):
     def attack(address):
         forged = _connect(address)
         fields = {"partition": 0, "task": 10**9, "stage": 10**6, "tasks": 2}
-        proof = resident._proof(b"\x00" * 32, fields)
+        proof = channel.hello_proof(b"\x00" * 32, fields)
         forged.sendall(_frame(json.dumps({**fields, "proof": proof}).encode()) + _frame(b"[[0, 0]]"))
         return [forged]
 
@@ -219,7 +219,7 @@ def test_a_flood_of_connections_is_refused_and_the_fit_goes_on(block, reference,
         return flood
 
     probe, refusals = _probed_fit(block, reference, caplog, attack)
-    dropped = [message for message in refusals if f"more than {resident.MAX_PENDING} connections" in message]
+    dropped = [message for message in refusals if f"more than {channel.MAX_PENDING} connections" in message]
     assert dropped and probe.tasks._doorman.refused == 200
     assert any("refused 200 connections in all" in r.getMessage() for r in caplog.records)
 
@@ -329,26 +329,26 @@ def test_the_driver_listens_on_loopback_for_a_local_master_and_where_spark_binds
     class Cluster:
         conf = Conf({"spark.master": "yarn", "spark.driver.host": "10.1.2.3"})
 
-    assert resident._listen_hosts(Cluster()) == ("10.1.2.3", "10.1.2.3")
+    assert channel.listen_hosts(Cluster()) == ("10.1.2.3", "10.1.2.3")
     Cluster.conf["spark.driver.bindAddress"] = "0.0.0.0"
-    assert resident._listen_hosts(Cluster()) == ("0.0.0.0", "10.1.2.3")
+    assert channel.listen_hosts(Cluster()) == ("0.0.0.0", "10.1.2.3")
 
 
 def test_frames_above_the_limit_are_refused_before_allocation_on_both_ends():
     left, right = socket.socketpair()
     with left, right:
         left.sendall(struct.pack(">Q", 1 << 40))
-        with pytest.raises(resident.FrameTooLarge, match=f"a frame of {1 << 40} bytes announced"):
-            resident._recv(right, 1 << 20)
+        with pytest.raises(channel.FrameTooLarge, match=f"a frame of {1 << 40} bytes announced"):
+            channel.recv_frame(right, 1 << 20)
         left.sendall(struct.pack(">Q", 1 << 60))  # a message of 2^60 frames
-        with pytest.raises(resident.FrameTooLarge, match="frames announced"):
-            resident._recv_message(right, 1 << 20)
-        resident._send_message(left, [b"k", b"x" * 100])
-        assert resident._recv_message(right, 1 << 20) == [b"k", b"x" * 100]
-        resident._send_message(left, [b"x" * 600, b"y" * 600])  # each under the limit, not both
-        with pytest.raises(resident.FrameTooLarge):
-            resident._recv_message(right, 1000)
-    assert resident.frame_limit(10, 100, 40, 2) < resident.frame_limit(10, 100, 40, 3) < 1 << 40
+        with pytest.raises(channel.FrameTooLarge, match="frames announced"):
+            channel.recv_message(right, 1 << 20)
+        channel.send_message(left, [b"k", b"x" * 100])
+        assert channel.recv_message(right, 1 << 20) == [b"k", b"x" * 100]
+        channel.send_message(left, [b"x" * 600, b"y" * 600])  # each under the limit, not both
+        with pytest.raises(channel.FrameTooLarge):
+            channel.recv_message(right, 1000)
+    assert channel.frame_limit(10, 100, 40, 2) < channel.frame_limit(10, 100, 40, 3) < 1 << 40
 
 
 # ---------------------------------------------------------------------- Spark's security settings
@@ -360,12 +360,12 @@ def test_frames_above_the_limit_are_refused_before_allocation_on_both_ends():
     ({"spark.ssl.rpc.enabled": "true"}, "spark.ssl.rpc.enabled=true"),
     ({"spark.io.encryption.enabled": "true"}, "spark.io.encryption.enabled=true"),
     ({"spark.authenticate": "false", "spark.ssl.enabled": "false"}, None),
-    ({"spark.authenticate": "true", resident.ALLOW_PLAINTEXT: "true"}, None),
-    ({resident.REQUIRE_ENCRYPTION: "true"}, "requireEncryption=true"),
-    ({resident.REQUIRE_ENCRYPTION: "true", resident.ALLOW_PLAINTEXT: "true"}, "requireEncryption=true"),
+    ({"spark.authenticate": "true", channel.ALLOW_PLAINTEXT: "true"}, None),
+    ({channel.REQUIRE_ENCRYPTION: "true"}, "requireEncryption=true"),
+    ({channel.REQUIRE_ENCRYPTION: "true", channel.ALLOW_PLAINTEXT: "true"}, "requireEncryption=true"),
 ])
 def test_spark_security_settings_rule_out_the_clear_text_channel(conf, refused):
-    reason = resident.channel_refusal(conf)
+    reason = channel.channel_refusal(conf)
     if refused is None:
         assert reason is None
     else:
@@ -373,7 +373,7 @@ def test_spark_security_settings_rule_out_the_clear_text_channel(conf, refused):
 
 
 def test_auto_runs_jobs_and_resident_is_refused_under_spark_security(spark, monkeypatch, caplog):
-    monkeypatch.setattr(resident, "_security_conf", lambda spark: {"spark.authenticate": "true"})
+    monkeypatch.setattr(resident, "security_conf", lambda spark: {"spark.authenticate": "true"})
     with caplog.at_level(logging.INFO, logger="sparknmf"):
         assert not resident.use_resident("auto", spark, 1 << 20, 2)
     assert any("spark.authenticate=true" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
@@ -383,7 +383,7 @@ def test_auto_runs_jobs_and_resident_is_refused_under_spark_security(spark, monk
 
 
 def test_a_fit_requiring_encryption_runs_jobs_in_auto_and_refuses_resident(spark, block, reference, caplog):
-    spark.conf.set(resident.REQUIRE_ENCRYPTION, "true")
+    spark.conf.set(channel.REQUIRE_ENCRYPTION, "true")
     try:
         seen = []
         block.execution = "auto"
@@ -396,4 +396,4 @@ def test_a_fit_requiring_encryption_runs_jobs_in_auto_and_refuses_resident(spark
         with pytest.raises(ValueError, match="executionMode='resident' is refused: .*requireEncryption=true"):
             _fit(block)
     finally:
-        spark.conf.unset(resident.REQUIRE_ENCRYPTION)
+        spark.conf.unset(channel.REQUIRE_ENCRYPTION)
