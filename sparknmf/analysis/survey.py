@@ -25,8 +25,8 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from sparknmf.analysis import metrics
-from sparknmf.analysis.consensus import CONSENSUS_LIMIT, sample_index
 from sparknmf.analysis.clustering import multistart
+from sparknmf.analysis.consensus import CONSENSUS_LIMIT, sample_index
 from sparknmf.analysis.runs import check_nrun, check_rank_range
 from sparknmf.engine.validation import as_matrix
 
