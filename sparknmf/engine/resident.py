@@ -67,6 +67,10 @@ bytes: the driver waits for the new attempt's tasks to register and sends
 it again.  Results are identical to the per-half-step jobs, which remain the
 mode for Spark Connect sessions (whose client executors cannot be assumed to
 reach) and for V too large to sit in the Python workers at once.
+
+One module of near 500 lines on purpose: the protocol's two ends (the task's
+loop and the driver's :class:`ResidentTasks`) answer each other line for line
+and read best side by side; the socket under them is :mod:`sparknmf.engine.channel`.
 """
 
 from __future__ import annotations
