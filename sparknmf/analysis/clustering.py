@@ -38,6 +38,7 @@ from sparknmf.engine.local import LocalMatrix
 from sparknmf.engine.matrix import BlockMatrix
 from sparknmf.engine.validation import as_matrix, as_weighted, check_rank
 from sparknmf.errors import ConvergenceWarning
+from sparknmf.kernels.seeding import check_seed
 
 __all__ = ["MultiFit", "multistart", "nmf"]
 
@@ -205,6 +206,7 @@ def multistart(V, k, nrun=30, *, algorithm="bpp", init="random", seed=0, max_ite
     ((5, 30), 1.0, 1.0)
     """
     nrun = check_nrun(nrun)
+    seed = check_seed(seed)
     options = run_options(algorithm, init, max_iter, tol, time_limit, eta, beta, dtype)
     if samples not in ("columns", "rows"):
         raise ValueError(f"samples must be 'columns' or 'rows', got {samples!r}")

@@ -193,6 +193,7 @@ def factorize(
     -------
     FitResult
     """
+    seed = seeding.check_seed(seed)
     weighted = getattr(backend, "weighted", False)
     check_weighted_options(algorithm, weighted, reg, dtype)
     rule = _rule(algorithm, weighted)

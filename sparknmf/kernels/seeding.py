@@ -31,6 +31,13 @@ CHUNK_ROWS = 4096
 _W_STREAM, _H_STREAM, _SVD_STREAM, _FILL_STREAM = 0, 1, 2, 3
 
 
+def check_seed(seed) -> int:
+    """``seed`` as an int in [0, 2**63 - 1] (numpy's generators refuse negative seeds)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {seed!r}")
+    return int(seed)
+
+
 def chunked_draw(rows: int, k: int, seed: int, stream: int, kind: str = "normal") -> np.ndarray:
     """A (rows×k) draw that is the same whatever the partitioning of the rows.
 

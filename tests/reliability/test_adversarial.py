@@ -385,3 +385,21 @@ def test_an_untouched_model_file_still_loads(spark, als_model, tmp_path):
     nmf_path = tmp_path / "nmf"
     NMF(k=1, maxIter=2).fit(np.ones((2, 2))).save(str(nmf_path))
     assert NMFModel.load(str(nmf_path)).rank == 1
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 1.5, True])
+def test_a_bad_seed_names_the_parameter_and_the_range(seed):
+    """nmf(V, k, seed=-1) raised numpy's 'expected non-negative integer' without naming seed."""
+    from sparknmf.analysis.clustering import multistart, nmf
+
+    V = np.ones((4, 3))
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*63 - 1\], got"):
+        nmf(V, 2, seed=seed, max_iter=2)
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*63 - 1\]"):
+        multistart(V, 2, nrun=2, seed=seed, max_iter=2, mode="local")
+
+
+@pytest.mark.spark
+def test_nmf_estimator_with_a_negative_seed_names_seed(spark):
+    with pytest.raises(ValueError, match=r"seed"):
+        NMF(k=1, maxIter=2, seed=-1).fit(np.ones((2, 2)))
