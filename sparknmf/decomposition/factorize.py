@@ -27,6 +27,8 @@ relative decrease of the objective falls below ``tol``, or after
 from __future__ import annotations
 
 import logging
+import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sparknmf.engine.checkpoint import LoopCheckpoint
-from sparknmf.errors import ConvergenceWarning, check_factors, check_objective
+from sparknmf.errors import ConvergenceWarning, InvalidInputError, check_factors, check_objective
 from sparknmf.kernels import seeding
 from sparknmf.kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, hals_sweeps
 
@@ -81,7 +83,8 @@ class FitResult:
 
 
 def _resolve_params(backend, k: int, eta: float, beta: float, lam: float) -> RuleParams:
-    return RuleParams(eta=backend.stats["max"] if eta < 0 else float(eta), beta=float(beta),
+    eta = backend.stats["max"] if eta < 0 else float(eta)
+    return RuleParams(eta=eta, beta=float(beta),
                       sweeps=hals_sweeps(backend.shape, backend.stats["nnz"], k), lam=float(lam))
 
 
@@ -198,6 +201,9 @@ def factorize(
     check_weighted_options(algorithm, weighted, reg, dtype)
     rule = _rule(algorithm, weighted)
     params = _resolve_params(backend, k, eta, beta, reg)
+    if algorithm.startswith("snmf") and abs(params.eta) >= math.sqrt(sys.float_info.max / (4 * k)):
+        raise InvalidInputError(f"eta = {params.eta!r} (max(V) when eta < 0) overflows eta**2 in the {algorithm} "
+                                "penalty; rescale V (e.g. V / max(V)) or pass a smaller eta")
     stat = rule.statistic
     v_stat = backend.stats["sumsq"] if stat.name == "frobenius" else backend.stats["sum"]
     checkpoint = None

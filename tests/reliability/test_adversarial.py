@@ -403,3 +403,12 @@ def test_a_bad_seed_names_the_parameter_and_the_range(seed):
 def test_nmf_estimator_with_a_negative_seed_names_seed(spark):
     with pytest.raises(ValueError, match=r"seed"):
         NMF(k=1, maxIter=2, seed=-1).fit(np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("algorithm", ["snmf/r", "snmf/l"])
+def test_snmf_on_huge_values_asks_to_rescale(algorithm):
+    """snmf/r on values like 1e300 raised a raw OverflowError from eta**2 in the penalty."""
+    from sparknmf.analysis.clustering import nmf
+
+    with pytest.raises(InvalidInputError, match=r"eta = 1e\+300 .*overflows.*rescale V"):
+        nmf(np.full((4, 3), 1e300), 2, algorithm=algorithm, max_iter=3)
