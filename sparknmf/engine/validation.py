@@ -94,7 +94,19 @@ def as_matrix(V, whom: str = "NMF (input V)", *, dtype=np.float64, duplicates: s
         out = np.ascontiguousarray(arr, dtype=dtype)
     if out.shape[0] == 0 or out.shape[1] == 0:
         raise InvalidInputError(f"{whom} is empty (shape {out.shape})")
+    check_float32_range(out, whom, dtype, V)
     return out
+
+
+def check_float32_range(out, whom: str, dtype, source) -> None:
+    """float32 overflows to inf above its maximum: refuse, naming the largest value and the float32 maximum."""
+    if np.dtype(dtype) != np.float32:
+        return
+    data = out.data if sp.issparse(out) else out
+    if data.size and not np.isfinite(data).all():
+        biggest = float(source.max()) if sp.issparse(source) else float(np.max(np.asarray(source, dtype=np.float64)))
+        raise InvalidInputError(f"{whom} has values above float32's maximum {float(np.finfo(np.float32).max):g} "
+                                f"(largest {biggest:g}); use dtype='float64' or rescale V")
 
 
 def check_rank(k, shape, whom: str = "k") -> int:
@@ -103,7 +115,8 @@ def check_rank(k, shape, whom: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise ValueError(f"{whom} must be an integer, got {k!r}")
     if not 1 <= k <= min(n, m):
-        raise ValueError(f"{whom}={k} is out of range: it must be between 1 and min(n, m) = {min(n, m)} for V of shape {shape}")
+        raise ValueError(f"{whom}={k} is out of range: it must be between 1 and min(n, m) = {min(n, m)} "
+                         f"for V of shape {shape}")
     return int(k)
 
 

@@ -412,3 +412,18 @@ def test_snmf_on_huge_values_asks_to_rescale(algorithm):
 
     with pytest.raises(InvalidInputError, match=r"eta = 1e\+300 .*overflows.*rescale V"):
         nmf(np.full((4, 3), 1e300), 2, algorithm=algorithm, max_iter=3)
+
+
+def test_float32_above_its_range_names_the_largest_value_and_the_maximum():
+    """dtype='float32' with 1e39 overflowed to inf and the error advised a smaller k."""
+    import scipy.sparse as sp
+
+    from sparknmf.engine.validation import as_matrix
+
+    V = np.ones((3, 3))
+    V[1, 2] = 1e39
+    for data in (V, sp.csr_matrix(V)):
+        match = r"float32's maximum 3.40282e\+38 \(largest 1e\+39\).*dtype='float64'"
+        with pytest.raises(InvalidInputError, match=match):
+            as_matrix(data, dtype=np.float32)
+    assert as_matrix(np.ones((2, 2)), dtype=np.float32).dtype == np.float32
