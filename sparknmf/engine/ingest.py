@@ -302,6 +302,20 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
     return _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, position, missing if weighted else None)
 
 
+def _check_vector_column(frame, column, whom):
+    """``column`` must be an ML vector or an array of numbers (not nested, not strings), before any job."""
+    from pyspark.ml.linalg import VectorUDT
+    from pyspark.sql.types import ArrayType, NumericType
+
+    dtype = frame.schema[column].dataType
+    if isinstance(dtype, VectorUDT):
+        return
+    if isinstance(dtype, ArrayType) and isinstance(dtype.elementType, NumericType):
+        return
+    raise InvalidInputError(f"{whom}: column {column!r} must be a vector (pyspark.ml.linalg) or an array of numbers, "
+                            f"got {dtype.simpleString()}")
+
+
 def vectors_to_csr(column: pa.Array, size: int):
     """Samples (Arrow vectors or arrays) as a CSR matrix (samples × size), plus bad sizes."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
@@ -383,6 +397,7 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
     from pyspark.sql import functions as F
 
     check_columns(frame, [features_col] + ([id_col] if id_col else []), whom)
+    _check_vector_column(frame, features_col, whom)
     spark = frame.sparkSession
     cached = None
     if not id_col:
@@ -394,6 +409,9 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
         if first is None:
             raise InvalidInputError(f"{whom} is empty (no samples)")
         sample = first[0]
+        if sample is None:
+            raise InvalidInputError(f"{whom}: column {features_col!r} has a null vector in its first row; "
+                                    "drop or fill null rows before fitting")
         n = int(sample.size) if hasattr(sample, "size") else len(sample)
         col_ids = distinct_ids(frame, id_col, whom)
         count = frame.count()

@@ -427,3 +427,17 @@ def test_float32_above_its_range_names_the_largest_value_and_the_maximum():
         with pytest.raises(InvalidInputError, match=match):
             as_matrix(data, dtype=np.float32)
     assert as_matrix(np.ones((2, 2)), dtype=np.float32).dtype == np.float32
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("schema, rows, match", [
+    ("features double", [(1.0,)], r"column 'features' must be a vector .* got double"),
+    ("features array<string>", [(["1"],)], r"column 'features' must be a vector .* got array<string>"),
+    ("features array<array<double>>", [([[1.0]],)], r"column 'features' must be a vector .* got array<array<double>>"),
+    ("features array<double>", [(None,), ([1.0, 2.0],)], r"column 'features' has a null vector in its first row"),
+])
+def test_a_bad_features_column_names_the_column_and_its_type(spark, schema, rows, match):
+    from sparknmf.engine.ingest import from_vectors
+
+    with pytest.raises(InvalidInputError, match=match):
+        from_vectors(spark.createDataFrame(rows, schema), "features")
