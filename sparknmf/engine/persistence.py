@@ -54,8 +54,21 @@ def _mode(overwrite: bool) -> str:
     return "overwrite" if overwrite else "error"
 
 
+GLOB_CHARACTERS = "*?[]{}"
+
+
+def check_path(path) -> str:
+    """Refuse Hadoop glob characters in a save or load path: Spark expands them when reading."""
+    found = sorted({c for c in str(path) if c in GLOB_CHARACTERS})
+    if found:
+        raise ValueError(f"model path {str(path)!r} contains the glob character(s) {''.join(found)!r}; Spark reads "
+                         f"paths as glob patterns, so a model path may not contain any of {GLOB_CHARACTERS!r}")
+    return str(path)
+
+
 def write_metadata(instance, path: str, spark, extra: dict, *, overwrite: bool = False) -> None:
     """Write ``path/metadata``: the instance's Params plus ``extra`` fields."""
+    path = check_path(path)
     metadata = {
         "class": saved_class_name(type(instance)),
         "timestamp": int(round(time.time() * 1000)),
@@ -72,6 +85,7 @@ def write_metadata(instance, path: str, spark, extra: dict, *, overwrite: bool =
 
 def read_metadata(path: str, spark, expected_class: type) -> dict:
     """Read and check ``path/metadata``; ``ValueError`` when it is not a model of ``expected_class``."""
+    path = check_path(path)
     try:
         lines = spark.read.text(f"{path}/metadata").toArrow().column(0).to_pylist()
     except Exception as err:  # AnalysisException: path does not exist
@@ -133,6 +147,7 @@ def set_params(instance, metadata: dict) -> None:
 
 def write_rows(spark, path: str, matrix: np.ndarray, ids=None, *, overwrite: bool = False) -> None:
     """Write the rows of ``matrix`` (r×k) with their ids as Parquet at ``path``."""
+    path = check_path(path)
     r = matrix.shape[0]
     table = pa.table(
         {
@@ -146,6 +161,7 @@ def write_rows(spark, path: str, matrix: np.ndarray, ids=None, *, overwrite: boo
 
 def read_rows(spark, path: str, rows: int, k: int):
     """Inverse of :func:`write_rows`: ``(matrix r×k, ids)``; ``ValueError`` on a mismatch."""
+    path = check_path(path)
     try:
         table = spark.read.parquet(path).toArrow()
     except Exception as err:

@@ -441,3 +441,15 @@ def test_a_bad_features_column_names_the_column_and_its_type(spark, schema, rows
 
     with pytest.raises(InvalidInputError, match=match):
         from_vectors(spark.createDataFrame(rows, schema), "features")
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("name", ["m[1]", "m{a,b}", "m*", "m?"])
+def test_a_model_path_with_glob_characters_is_refused(spark, tmp_path, name):
+    """m[1] saved but could not be loaded back; loading m* picked up other models by glob."""
+    model = NMF(k=1, maxIter=2).fit(np.ones((2, 2)))
+    path = str(tmp_path / name)
+    with pytest.raises(ValueError, match=r"contains the glob character\(s\)"):
+        model.save(path)
+    with pytest.raises(ValueError, match=rf"model path {re.escape(repr(path))} contains the glob"):
+        NMFModel.load(path)
