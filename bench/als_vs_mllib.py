@@ -141,7 +141,8 @@ def movielens(spark, results):
     rows = rows[1:]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "split"}
     print("MovieLens 100K u1-u5 mean:", json.dumps({k: round(v, 4) for k, v in mean.items()}), flush=True)
-    results["movielens"] = {"splits": rows, "mean": mean, "ours_params": {p.name: v for p, v in ours.extractParamMap().items()},
+    results["movielens"] = {"splits": rows, "mean": mean,
+                            "ours_params": {p.name: v for p, v in ours.extractParamMap().items()},
                             "mllib": {"rank": ours.getRank(), "maxIter": ours.getMaxIter(), "regParam": 0.1}}
 
 
@@ -246,7 +247,8 @@ def main():
     parser.add_argument("--ranks", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--memory", default="8g", help="spark.driver.memory")
     parser.add_argument("--data", help="folder for the synthetic train/test Parquet files (reused when present)")
-    parser.add_argument("--with-jobs", action="store_true", help="synthetic: also time the loop with a job per half-step")
+    parser.add_argument("--with-jobs", action="store_true",
+                        help="synthetic: also time the loop with a job per half-step")
     args = parser.parse_args()
     spark = session(args.memory)
     results = {"args": vars(args), "spark": spark.version}

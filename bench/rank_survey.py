@@ -31,8 +31,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 NRUN = 30
 SETTINGS = {"algorithm": "bpp", "max_iter": 200, "tol": 1e-4}
 

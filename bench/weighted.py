@@ -42,8 +42,8 @@ def _per_iteration(backend, k, algorithm, iters):
 
 
 def iteration_costs(spark, n, m, k, iters):
-    from sparknmf.kernels.weighted import WeightedBlock
     from sparknmf.engine.matrix import BlockMatrix
+    from sparknmf.kernels.weighted import WeightedBlock
 
     rng = np.random.default_rng(0)
     V = rng.random((n, k)) @ rng.random((k, m)) + 0.01 * rng.random((n, m))
@@ -57,7 +57,8 @@ def iteration_costs(spark, n, m, k, iters):
         try:
             algorithms = ["bpp"] if name.startswith("unweighted") else ["bpp", "lee"]
             for algorithm in algorithms:
-                label = name if name.startswith("unweighted") else f"weighted {'ANLS (bpp)' if algorithm == 'bpp' else 'MU (lee)'}"
+                label = (name if name.startswith("unweighted")
+                         else f"weighted {'ANLS (bpp)' if algorithm == 'bpp' else 'MU (lee)'}")
                 rows[label] = _per_iteration(block, k, algorithm, iters)
         finally:
             block.unpersist()

@@ -19,7 +19,7 @@ docs/images/walkthrough_*.png and prints the tables shown there (Markdown).
 * ``iris`` -- rank surveys k = 2, 3, 4 with 10 runs of ``lee`` and of
   ``snmf/r``: purity, entropy, dispersion, cophenetic; consensus, basis and
   coefficient maps (conf/rank_survey.toml + conf/walkthroughs/iris.toml).
-"""
+"""  # noqa: E501  # line 1 is the one-line --help description (__doc__.splitlines()[0])
 
 from __future__ import annotations
 

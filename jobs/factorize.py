@@ -16,7 +16,7 @@ of V, H (k×m) one row per column (sample) of V -- plus ``measures.json``,
 ``summary.json`` (timings, counts, configuration) and ``report/index.html``.
 With ``[spark] checkpoint_dir``, a single fit saves its loop state there and a
 rerun of the same configuration resumes it.
-"""
+"""  # noqa: E501  # --help prints this docstring verbatim: the spark-submit command stays one line
 
 import sys
 from pathlib import Path

@@ -58,7 +58,8 @@ SCHEMA = {
         top_terms=Option("int", 10, "terms listed per topic"),
         scatter=Option("list[int]", [], "two topics (1-based) to draw against each other in the report ([] = none)"),
         labels=Option("int", 40, "scatter: most prominent terms labelled"),
-        dendrogram=Option("int", 0, "terms most prominent on the scatter's topics clustered in a dendrogram (0 = none)"),
+        dendrogram=Option("int", 0,
+                          "terms most prominent on the scatter's topics clustered in a dendrogram (0 = none)"),
         term_name=Option("str", "term", "what a row of V is called in the report's titles, e.g. \"movie\""),
     ),
 }

@@ -50,7 +50,8 @@ def _read_text(path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise InvalidInputError(f"{path}: not valid UTF-8 (byte {err.start}: {raw[err.start:err.start + 1]!r})") from None
+        raise InvalidInputError(f"{path}: not valid UTF-8 "
+                                f"(byte {err.start}: {raw[err.start:err.start + 1]!r})") from None
 
 
 def read_matrix_market(path, *, duplicates: str = "error"):
@@ -75,7 +76,8 @@ def read_matrix_market(path, *, duplicates: str = "error"):
         raise InvalidInputError(f"{path}: unsupported Matrix Market banner {lines[0]!r}")
     layout, field, symmetry = banner[2], banner[3], banner[4]
     if field not in _FIELDS or symmetry != "general":
-        raise InvalidInputError(f"{path}: only real/integer/pattern general matrices are supported, got {field} {symmetry}")
+        raise InvalidInputError(f"{path}: only real/integer/pattern general matrices are supported, "
+                                f"got {field} {symmetry}")
     body = [i for i, line in enumerate(lines[1:], 1) if line.strip() and not line.startswith("%")]
     if not body:
         raise InvalidInputError(f"{path}: no size line")
@@ -254,7 +256,8 @@ def planted_nmf(n: int, m: int, k: int, *, density: float = 1.0, noise: float = 
     return (sp.csr_matrix(V) if density < 1.0 else V), W, H
 
 
-def block_diagonal(sizes=(10, 10, 10), features: int = 30, *, signal: float = 1.0, background: float = 0.05, seed: int = 0):
+def block_diagonal(sizes=(10, 10, 10), features: int = 30, *, signal: float = 1.0, background: float = 0.05,
+                   seed: int = 0):
     """A planted clustered matrix: features × samples, one block per cluster.
 
     Samples (columns) of cluster c have high values on the features of block
@@ -373,7 +376,8 @@ def load_movielens_users(folder=None):
     except ValueError as err:
         raise InvalidInputError(f"{path}: non-numeric user id or age ({err})") from None
     return pa.table({"user": pa.array(users, pa.int64()), "age": pa.array(ages, pa.int64()),
-                     "gender": [r[2] for r in rows], "occupation": [r[3] for r in rows], "zip_code": [r[4] for r in rows]})
+                     "gender": [r[2] for r in rows], "occupation": [r[3] for r in rows],
+                     "zip_code": [r[4] for r in rows]})
 
 
 def load_movielens_csv(folder):
@@ -397,12 +401,14 @@ def load_movielens_csv(folder):
             column_types={"movieId": pa.int64(), "title": pa.string(), "genres": pa.string()}))
     except pa.ArrowInvalid as err:
         raise InvalidInputError(f"{base}: malformed CSV ({err})") from None
-    expected = {"ratings.csv": ["userId", "movieId", "rating", "timestamp"], "movies.csv": ["movieId", "title", "genres"]}
+    expected = {"ratings.csv": ["userId", "movieId", "rating", "timestamp"],
+                "movies.csv": ["movieId", "title", "genres"]}
     for name, table in (("ratings.csv", ratings), ("movies.csv", movies)):
         if table.column_names[: len(expected[name])] != expected[name]:
             raise InvalidInputError(f"{base / name}: expected columns {expected[name]}, got {table.column_names}")
     ratings = pa.table({"user": ratings["userId"].cast(pa.int64()), "item": ratings["movieId"].cast(pa.int64()),
-                        "rating": ratings["rating"].cast(pa.float64()), "timestamp": ratings["timestamp"].cast(pa.int64())})
+                        "rating": ratings["rating"].cast(pa.float64()),
+                        "timestamp": ratings["timestamp"].cast(pa.int64())})
     genres = [[] if g in (None, "(no genres listed)") else g.split("|") for g in movies["genres"].to_pylist()]
     movies = pa.table({"item": movies["movieId"], "title": movies["title"], "genres": genres})
     return ratings, movies

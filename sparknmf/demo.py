@@ -103,7 +103,8 @@ def _progress(label):
         return None
 
     def show(iteration, elapsed, objective):
-        print(f"\r   {label}: iteration {iteration:3d}, objective {objective:.6g}, {elapsed:5.2f} s", end="", flush=True)
+        print(f"\r   {label}: iteration {iteration:3d}, objective {objective:.6g}, {elapsed:5.2f} s", end="",
+              flush=True)
 
     return show
 

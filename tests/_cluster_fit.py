@@ -6,8 +6,8 @@ Usage: python tests/_cluster_fit.py spark://127.0.0.1:PORT OUT.npz
 import sys
 
 import numpy as np
-
 from _cluster import cluster_session
+
 from sparknmf import NMF
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from sparknmf import InvalidInputError, MaskedALS, MaskedALSModel, NMF
-from sparknmf.kernels.topn import top_n
-from sparknmf.ratings.estimator import _MaskedALSParams
+from sparknmf import NMF, InvalidInputError, MaskedALS, MaskedALSModel
 from sparknmf.datasets import planted_ratings
 from sparknmf.kernels.rowsolve import row_equations
 from sparknmf.kernels.seeding import chunked_draw
+from sparknmf.kernels.topn import top_n
+from sparknmf.ratings.estimator import _MaskedALSParams
 
 pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]
 
@@ -169,7 +169,8 @@ def test_driver_rule_rejects_a_malformed_size():
 
 def test_planted_biases_are_recovered(spark):
     table, truth = planted_ratings(30, 25, 1, density=0.6, seed=2)
-    r = truth["mu"] + truth["user_bias"][table.column("user").to_numpy()] + truth["item_bias"][table.column("item").to_numpy()]
+    r = (truth["mu"] + truth["user_bias"][table.column("user").to_numpy()]
+         + truth["item_bias"][table.column("item").to_numpy()])
     frame = spark.createDataFrame(table.set_column(2, "rating", pa.array(r)))
     model = MaskedALS(rank=1, regParam=1e-3, biasRegParam=1e-6, implicitFeedback=False, maxIter=60, tol=1e-14,
                       backend="local").fit(frame)
@@ -177,7 +178,8 @@ def test_planted_biases_are_recovered(spark):
     shift = model.globalMean - truth["mu"]
     np.testing.assert_allclose(bu - bu.mean(), truth["user_bias"] - truth["user_bias"].mean(), atol=1e-3)
     np.testing.assert_allclose(bi - bi.mean(), truth["item_bias"] - truth["item_bias"].mean(), atol=1e-3)
-    assert shift + bu.mean() + bi.mean() == pytest.approx(truth["user_bias"].mean() + truth["item_bias"].mean(), abs=1e-3)
+    assert shift + bu.mean() + bi.mean() == pytest.approx(truth["user_bias"].mean() + truth["item_bias"].mean(),
+                                                          abs=1e-3)
     np.testing.assert_allclose(model.userParams[:, 0][:, None] * model.itemParams[:, 0][None, :], 0, atol=1e-3)
 
 
@@ -204,7 +206,8 @@ def test_nonnegative_factors_satisfy_kkt_per_row(spark, ratings):
 
 def test_cold_start_strategies(spark, ratings):
     model = MaskedALS(**{**FAST, "backend": "local"}).fit(ratings)
-    query = spark.createDataFrame([("u00", 100), ("nobody", 100), ("u00", 999), ("nobody", 999)], "user string, item long")
+    query = spark.createDataFrame([("u00", 100), ("nobody", 100), ("u00", 999), ("nobody", 999)],
+                                  "user string, item long")
     mu = model.globalMean
     bu = dict(zip(model.userIds.to_pylist(), model.userParams[:, 2]))
     bi = dict(zip(model.itemIds.to_pylist(), model.itemParams[:, 2]))
@@ -332,7 +335,8 @@ def test_warm_start_continues_from_the_loaded_factors(spark, ratings, tmp_path):
     ([("a", 1, float("inf")), ("b", 2, 3.0)], {}, "NaN or infinite ratings"),
     ([("a", 1, None), ("b", 2, 3.0)], {}, "null, NaN or infinite ratings"),
     ([("a", 1, 4.0), ("a", 1, 3.0), ("b", 2, 1.0)], {}, r"1 duplicate \(user, item\) pairs, e.g. \(user='a', item=1\)"),
-    ([("a", 1, 4.0), ("b", 2, 6.0)], {"ratingRange": [1.0, 5.0]}, r"ratings outside the declared ratingRange \[1.0, 5.0\], e.g. \(user='b'"),
+    ([("a", 1, 4.0), ("b", 2, 6.0)], {"ratingRange": [1.0, 5.0]},
+     r"ratings outside the declared ratingRange \[1.0, 5.0\], e.g. \(user='b'"),
     ([("a", 1, 4.0)], {"ratingCol": "stars"}, r"unknown column\(s\) \['stars'\]"),
 ])
 def test_bad_input_rejected_before_fitting(spark, rows, kwargs, message):

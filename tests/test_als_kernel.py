@@ -4,10 +4,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparknmf.kernels.topn import top_n
 from sparknmf.kernels.als import (
-    Entries, SideSpec, drift, half_step, implicit_apply, implicit_system, predict,
+    Entries,
+    SideSpec,
+    drift,
+    half_step,
+    implicit_apply,
+    implicit_system,
+    predict,
 )
+from sparknmf.kernels.topn import top_n
 
 
 def _ratings(seed=0, n=12, m=9, density=0.5):
@@ -61,7 +67,8 @@ def test_user_half_step_equals_dense_reference_with_biases_and_weights(scaled):
     X, loss, penalty = half_step(user, item, _entries(R, M, C), P_item, mu=mu, reg=0.2, bias_reg=0.05,
                                  scaled=scaled, nonnegative=False)
     regs = np.r_[np.full(k, 0.2), 0.05]
-    ref = _dense_half_step(R, M, C, lambda u, j: np.r_[P_item[j, :k], 1.0], lambda u, j: mu + P_item[j, k], regs, scaled)
+    ref = _dense_half_step(R, M, C, lambda u, j: np.r_[P_item[j, :k], 1.0], lambda u, j: mu + P_item[j, k], regs,
+                           scaled)
     np.testing.assert_allclose(X, ref, rtol=1e-8, atol=1e-10)
     pred = mu + X[:, k][:, None] + P_item[:, k][None, :] + X[:, :k] @ P_item[:, :k].T
     assert loss == pytest.approx(float((C * M * (R - pred) ** 2).sum()), rel=1e-9)

@@ -55,9 +55,11 @@ def _evil(header):
 
 @pytest.mark.parametrize("header, message", [
     ({"call": "os:system", "kwargs": {"dict": []}}, "'os:system' is not a registered block function"),
-    ({"call": "sparknmf.engine.matrix:_assemble", "kwargs": {"dict": []}}, "not a registered"),  # a function, not registered
+    ({"call": "sparknmf.engine.matrix:_assemble", "kwargs": {"dict": []}},
+     "not a registered"),  # a function, not registered
     ({"call": "sparknmf.ratings.store:StepContext", "kwargs": {"dict": []}}, "is not a block function"),  # a type
-    ({"call": "sparknmf.ratings.store:_block_run", "kwargs": {"type": "subprocess:Popen", "fields": {}}}, "not a registered"),
+    ({"call": "sparknmf.ratings.store:_block_run", "kwargs": {"type": "subprocess:Popen", "fields": {}}},
+     "not a registered"),
     ({"call": "sparknmf.ratings.store:_block_run", "kwargs": {"pickle": "gASV"}}, "malformed block call"),
 ])
 def test_a_request_naming_anything_unregistered_is_refused(header, message):

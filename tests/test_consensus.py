@@ -7,8 +7,7 @@ import pyarrow as pa
 import pytest
 
 import sparknmf
-from sparknmf.analysis import MultiFit, MultiStartNMF, MultiStartNMFModel, metrics, multistart
-from sparknmf.analysis import clustering
+from sparknmf.analysis import MultiFit, MultiStartNMF, MultiStartNMFModel, clustering, metrics, multistart
 from sparknmf.analysis.consensus import consensus_matrix
 from sparknmf.analysis.runs import ConnectivityStop, run_seeds
 from sparknmf.datasets import block_diagonal
@@ -147,7 +146,8 @@ def test_connectivity_rule_stops_runs(blocks):
     ({"init": "custom"}, r"init must be one of .* for multi-start runs"),
     ({"mode": "cluster"}, r"mode must be one of \['auto', 'local', 'tasks', 'distributed'\]"),
     ({"samples": "cols"}, r"samples must be 'columns' or 'rows'"),
-    ({"consensus_limit": 10}, r"consensus over the size limit: 24 samples > consensus_limit=10 .*consensus_sample=True"),
+    ({"consensus_limit": 10},
+     r"consensus over the size limit: 24 samples > consensus_limit=10 .*consensus_sample=True"),
     ({"stop": 40}, r"stop must be a ConnectivityStop"),
 ])
 def test_bad_input_raises_before_any_run(blocks, no_fits, kwargs, message):

@@ -60,8 +60,8 @@ DATA_LOADERS = {"data_dir", "load_associated_press", "load_iris", "load_movielen
 
 
 # ---------------------------------------------------------------------------------------------- docstrings
-@pytest.mark.parametrize("name", ["sparknmf.decomposition.estimator", "sparknmf.plots.maps", "sparknmf.analysis.clustering",
-                                  "sparknmf.analysis.estimator"])
+@pytest.mark.parametrize("name", ["sparknmf.decomposition.estimator", "sparknmf.plots.maps",
+                                  "sparknmf.analysis.clustering", "sparknmf.analysis.estimator"])
 def test_docstring_examples(name):
     module = importlib.import_module(name)
     with warnings.catch_warnings():
@@ -283,7 +283,8 @@ LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"
 
 
 def links(path: Path) -> list[str]:
-    return [next(group for group in match.groups() if group) for match in LINK.finditer(prose(path.read_text(encoding="utf-8")))]
+    return [next(group for group in match.groups() if group)
+            for match in LINK.finditer(prose(path.read_text(encoding="utf-8")))]
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))

@@ -75,8 +75,8 @@ import pyarrow.csv  # noqa: E402  (pa.csv above)
 def test_factorize_reads_every_input_format(spark, tmp_path, planted, kind):
     V, _ = planted
     section = write_input(kind, tmp_path, V, spark)
-    text = f"[input]\n{section}\n[nmf]\nk = 2\nmax_iter = 50\ninit = \"nndsvd\"\n[output]\npath = \"{tmp_path / 'out'}\"\n" \
-           "report = false\n"
+    text = f"[input]\n{section}\n[nmf]\nk = 2\nmax_iter = 50\ninit = \"nndsvd\"\n" \
+           f"[output]\npath = \"{tmp_path / 'out'}\"\nreport = false\n"
     assert run("factorize", tmp_path, text) == 0
     out = tmp_path / "out"
     model = NMFModel.load(str(out))
@@ -129,7 +129,8 @@ def test_existing_output_is_refused_before_work_and_replaced_only_when_complete(
     conf = tmp_path / "f.toml"
     conf.write_text(text)
     with monkeypatch.context() as patch:
-        patch.setattr("sparknmf.pipeline.inputs.read_input", lambda *a, **k: pytest.fail("input read before the output check"))
+        patch.setattr("sparknmf.pipeline.inputs.read_input",
+                      lambda *a, **k: pytest.fail("input read before the output check"))
         assert job.main([str(conf)]) == 2
     err = capsys.readouterr().err
     assert f"factorize: error: {conf}: output.path = '{tmp_path / 'out'}': exists already" in err

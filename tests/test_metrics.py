@@ -15,7 +15,7 @@ def _purity_entropy_reference(clusters, labels):
     n = len(clusters)
     classes = sorted(set(labels))
     counts = {}
-    for c, l in zip(clusters, labels):
+    for c, l in zip(clusters, labels):  # noqa: E741  # l: class index, as C_l in Kim & Park
         counts.setdefault(c, {}).setdefault(l, 0)
         counts[c][l] += 1
     purity = sum(max(row.values()) for row in counts.values()) / n

@@ -4,7 +4,11 @@ import pytest
 
 from sparknmf import MaskedALS
 from sparknmf.datasets import (
-    MOVIELENS_SPLITS, load_movielens_100k, load_movielens_csv, load_movielens_items, load_movielens_users,
+    MOVIELENS_SPLITS,
+    load_movielens_100k,
+    load_movielens_csv,
+    load_movielens_items,
+    load_movielens_users,
 )
 from sparknmf.errors import InvalidInputError
 from sparknmf.ratings.evaluation import rmse
@@ -38,7 +42,8 @@ def test_movielens_csv_and_malformed_files(tmp_path):
     (tmp_path / "movies.csv").write_text('movieId,title,genres\n10,"GoldenEye (1995)",Action|Adventure|Thriller\n')
     ratings, movies = load_movielens_csv(tmp_path)
     assert ratings.column("rating").to_pylist() == [4.5, 3.0]
-    assert movies.to_pylist() == [{"item": 10, "title": "GoldenEye (1995)", "genres": ["Action", "Adventure", "Thriller"]}]
+    assert movies.to_pylist() == [{"item": 10, "title": "GoldenEye (1995)",
+                                   "genres": ["Action", "Adventure", "Thriller"]}]
     bad = tmp_path / "ml"
     bad.mkdir()
     (bad / "u.data").write_text("1\t2\t3\n")

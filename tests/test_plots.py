@@ -8,14 +8,12 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from sparknmf import plots  # noqa: E402
-
-from sparknmf.analysis import metrics
-from sparknmf import multistart  # noqa: E402
+from sparknmf import multistart, plots  # noqa: E402
+from sparknmf.analysis import metrics  # noqa: E402
+from sparknmf.analysis.survey import rank_survey  # noqa: E402
 from sparknmf.datasets import block_diagonal  # noqa: E402
 from sparknmf.decomposition.factorize import FitResult  # noqa: E402
 from sparknmf.plots import maps  # noqa: E402
-from sparknmf.analysis.survey import rank_survey  # noqa: E402
 
 DPI = 40
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from sparknmf import multistart
+from sparknmf.analysis.survey import rank_survey
 from sparknmf.datasets import block_diagonal
 from sparknmf.plots.report import Report, write_report
-from sparknmf.analysis.survey import rank_survey
 
 
 class _Links(HTMLParser):

@@ -210,7 +210,8 @@ def test_rating_blocks_are_placed_by_key_in_as_many_partitions_as_slots(spark, g
     finally:
         blocks.unpersist()
     assert blocks.partitions == partitions
-    assert sorted((r.side, r.key) for r in placed) == [(0, k) for k in range(grid[0])] + [(1, k) for k in range(grid[1])]
+    assert sorted((r.side, r.key) for r in placed) == ([(0, k) for k in range(grid[0])]
+                                                       + [(1, k) for k in range(grid[1])])
     assert all(r.part == r.key % partitions for r in placed)
 
 

@@ -70,7 +70,7 @@ def test_accumulators_merge_and_loss():
 
 
 def _ridge_reference(grams, rhs, lam):
-    return np.array([np.linalg.solve(G + np.diag(l), b) for G, b, l in zip(grams, rhs, lam)])
+    return np.array([np.linalg.solve(G + np.diag(lam_i), b) for G, b, lam_i in zip(grams, rhs, lam)])
 
 
 def test_cholesky_solver_is_the_ridge_solution_and_handles_empty_rows():

@@ -216,7 +216,8 @@ def test_bad_coordinates_rejected(spark, rows, message):
 
 
 def test_duplicates_summed_when_asked(spark):
-    frame = spark.createDataFrame([("a", "x", 1.0), ("a", "x", 2.0), ("b", "y", 1.0)], "row string, col string, value double")
+    frame = spark.createDataFrame([("a", "x", 1.0), ("a", "x", 2.0), ("b", "y", 1.0)],
+                                  "row string, col string, value double")
     model = NMF(k=2, duplicates="sum", maxIter=200, tol=1e-12, init="nndsvd").fit(frame)
     np.testing.assert_allclose(model.W @ model.H, [[3.0, 0.0], [0.0, 1.0]], atol=1e-6)
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparknmf.datasets import block_diagonal
 from sparknmf.analysis.survey import Survey, randomize, rank_survey
+from sparknmf.datasets import block_diagonal
 
 
 @pytest.fixture(scope="module")

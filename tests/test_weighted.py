@@ -1,16 +1,11 @@
 """Weighted NMF (per-entry uncertainties, missing entries): oracles, properties, local = Spark, bad input."""
 
-import warnings
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.optimize import nnls
 
 from sparknmf import NMF, InvalidInputError, NMFModel, nmf
-from sparknmf.decomposition.factorize import factorize
-from sparknmf.engine.local import LocalMatrix
-from sparknmf.engine.matrix import BlockMatrix
 from sparknmf.engine.validation import as_weighted
 from sparknmf.kernels.updates import WEIGHTED_RULES, RuleParams, half_step_block
 from sparknmf.kernels.weighted import WeightedBlock

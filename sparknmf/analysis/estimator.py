@@ -163,7 +163,8 @@ class MultiStartNMFModel(NMFModel):
         return self._runs().summary(labels)
 
     def predict(self):
-        """``(clusters, probabilities)`` of the samples from the best run (:func:`sparknmf.analysis.metrics.predict`)."""
+        """``(clusters, probabilities)`` of the samples from the best run
+        (:func:`sparknmf.analysis.metrics.predict`)."""
         return self._runs().predict()
 
     def _extra_metadata(self) -> dict:

@@ -133,7 +133,7 @@ def contingency(clusters, labels) -> np.ndarray:
     if clusters.shape != labels.shape:
         raise ValueError(f"clusters and labels differ in length: {clusters.size} vs {labels.size}")
     _, q = np.unique(clusters, return_inverse=True)
-    _, l = np.unique(labels, return_inverse=True)
+    _, l = np.unique(labels, return_inverse=True)  # noqa: E741  # l: class index, as C_l in Kim & Park
     table = np.zeros((q.max() + 1, l.max() + 1), dtype=np.int64)
     np.add.at(table, (q, l), 1)
     return table

@@ -115,10 +115,12 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
             if self.getFeaturesCol() in dataset.columns:
                 if weighted:
                     raise InvalidInputError("NMF: weights and missing='missing' need coordinate input "
-                                            f"(rowCol, colCol, valueCol), not the vector column {self.getFeaturesCol()!r}")
+                                            "(rowCol, colCol, valueCol), not the vector column "
+                                            f"{self.getFeaturesCol()!r}")
                 return from_vectors(dataset, self.getFeaturesCol(), self.getIdCol() or None, grid=self._grid(),
                                     check_shape=check_shape, dtype=dtype)
-            check_columns(dataset, [self.getRowCol(), self.getColCol(), self.getValueCol()] + ([column] if column else []),
+            check_columns(dataset,
+                          [self.getRowCol(), self.getColCol(), self.getValueCol()] + ([column] if column else []),
                           f"NMF (no vector column {self.getFeaturesCol()!r}; coordinates)")
             return from_coordinates(dataset, self.getRowCol(), self.getColCol(), self.getValueCol(),
                                     grid=self._grid(), duplicates=self.getDuplicates(), check_shape=check_shape,

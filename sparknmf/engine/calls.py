@@ -65,7 +65,8 @@ class Call:
 
     def __post_init__(self):
         if _REGISTRY.get(_name(self.fn)) is not self.fn:
-            raise TypeError(f"{_name(self.fn)} is not a registered block function (sparknmf.engine.calls.block_function)")
+            raise TypeError(f"{_name(self.fn)} is not a registered block function "
+                            "(sparknmf.engine.calls.block_function)")
 
     def __call__(self, *args):
         return self.fn(*args, **self.kwargs)

@@ -95,5 +95,6 @@ class LoopCheckpoint:
             raise ValueError(f"{self.path} was written for a different problem (differs in {differ}); "
                              "remove it or use another checkpointDir")
         if len(history) != meta["iteration"]:
-            raise ValueError(f"{self.path} is inconsistent: {len(history)} objectives for {meta['iteration']} iterations")
+            raise ValueError(f"{self.path} is inconsistent: {len(history)} objectives "
+                             f"for {meta['iteration']} iterations")
         return meta["iteration"], history, arrays

@@ -22,8 +22,9 @@ have weight 0), their design rows *gathered* into a dense stack
 ``AᵀA`` per chunk of a bucket: BLAS-bound, one Python iteration per chunk,
 never per row or entry.  A chunk gathers at most 2 MB of design values, so
 that the stack is still in the core's cache when the product reads it (with
-32 MB chunks, the rank-50 ALS loop on 8M ratings ran 8 % slower).  The ladder depends only on a row's own count, so a row's Gram is
-the same whatever block it is computed in.
+32 MB chunks, the rank-50 ALS loop on 8M ratings ran 8 % slower).  The ladder
+depends only on a row's own count, so a row's Gram is the same whatever block
+it is computed in.
 
 Solving
 -------
@@ -52,7 +53,8 @@ import numpy as np
 from sparknmf.kernels.nnls import nnls_batched
 
 __all__ = [
-    "NormalEquations", "SOLVERS", "padded_counts", "row_equations", "solve", "solve_cholesky", "solve_nnls", "solve_rows",
+    "NormalEquations", "SOLVERS", "padded_counts", "row_equations", "solve", "solve_cholesky", "solve_nnls",
+    "solve_rows",
 ]
 
 _SMALL = 8  # counts up to this are padded to themselves

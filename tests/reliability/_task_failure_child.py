@@ -18,9 +18,8 @@ import numpy as np
 from pyspark.sql import SparkSession
 
 from sparknmf import NMF, MaskedALS
-
-from sparknmf.engine import faults
 from sparknmf.datasets import planted_nmf, planted_ratings
+from sparknmf.engine import faults
 
 
 def failed_tasks(spark, group):

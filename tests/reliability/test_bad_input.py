@@ -146,7 +146,8 @@ NUMPY_BAD = {
     "duplicates": (sp.coo_matrix(([1.0, 2.0], ([0, 0], [1, 1])), shape=(2, 2)), InvalidInputError,
                    r"1 duplicate coordinates, e.g. \(0, 1\); pass duplicates='sum'"),
     "wrong dtype": (np.array([["1", "2"], ["3", "4"]]), InvalidInputError, "must hold real numbers, got dtype <U1"),
-    "mismatched shapes": (np.array([[1.0, 2.0], [3.0]], dtype=object), InvalidInputError, r"must be 2-D, got shape \(2,\)"),
+    "mismatched shapes": (np.array([[1.0, 2.0], [3.0]], dtype=object), InvalidInputError,
+                          r"must be 2-D, got shape \(2,\)"),
 }
 
 
@@ -185,7 +186,8 @@ def _frame_cases():
                lambda s, t, o: _nmf_est(o, valueCol="count").fit(_coordinates(s, GOOD)), InvalidInputError,
                r"unknown column\(s\) \['count'\]")
     yield Case("NMF.fit(coordinates)", "wrong dtype",
-               lambda s, t, o: _nmf_est(o).fit(_coordinates(s, [("a", "x", "1")], "row string, col string, value string")),
+               lambda s, t, o: _nmf_est(o).fit(
+                   _coordinates(s, [("a", "x", "1")], "row string, col string, value string")),
                InvalidInputError, "column 'value' must be numeric, got string")
     yield Case("NMF.fit(coordinates)", "k out of range", lambda s, t, o: _nmf_est(o, k=0).fit(_coordinates(s, GOOD)),
                ValueError, r"NMF: invalid k=0; it must be an integer >= 1")
@@ -197,7 +199,8 @@ def _frame_cases():
                    s.createDataFrame([("a", [1.0, 2.0]), (None, [1.0, 3.0])], "id string, features array<double>")),
                InvalidInputError, "column 'id' has null ids", "no fit")
     yield Case("NMF.fit(vectors)", "negative",
-               lambda s, t, o: _nmf_est(o).fit(s.createDataFrame([([1.0, -2.0],), ([1.0, 1.0],)], "features array<double>")),
+               lambda s, t, o: _nmf_est(o).fit(
+                   s.createDataFrame([([1.0, -2.0],), ([1.0, 1.0],)], "features array<double>")),
                InvalidInputError, "negative value", "no fit")
     yield Case("NMFModel.transform", "mismatched shapes",
                lambda s, t, o: NMFModel.load(str(o / "model")).transform(np.ones((3, 2))), ValueError,
@@ -241,25 +244,30 @@ def _file_cases():
                InvalidInputError, r"declares 3 entries but has 2 \(truncated\?\)")
     yield Case("read_matrix_market", "wrong column count", lambda s, t, o: mm(_file(t, "v.mtx", MTX + "1 2\n")),
                InvalidInputError, r"line 6 has the wrong number of columns \(expected 3\)")
-    yield Case("read_matrix_market", "latin-1", lambda s, t, o: mm(_file(t, "v.mtx", "%%MatrixMarket matrix coordinate "
-                                                                        "real general\n% caf\xe9\n1 1 1\n1 1 1\n".encode("latin-1"))),
+    yield Case("read_matrix_market", "latin-1",
+               lambda s, t, o: mm(_file(t, "v.mtx", "%%MatrixMarket matrix coordinate "
+                                                    "real general\n% caf\xe9\n1 1 1\n1 1 1\n".encode("latin-1"))),
                InvalidInputError, r"not valid UTF-8 \(byte 51: b'\\xe9'\)")
     yield Case("read_matrix_market", "negative", lambda s, t, o: mm(_file(t, "v.mtx", MTX.replace("2.5", "-2.5"))),
                InvalidInputError, "1 negative entries")
     yield Case("read_matrix_market", "NaN", lambda s, t, o: mm(_file(t, "v.mtx", MTX.replace("2.5", "nan"))),
                InvalidInputError, "NaN or infinite entries")
-    yield Case("read_matrix_market", "duplicates", lambda s, t, o: mm(_file(t, "v.mtx", MTX.replace("3 1 0.5", "1 1 0.5"))),
+    yield Case("read_matrix_market", "duplicates",
+               lambda s, t, o: mm(_file(t, "v.mtx", MTX.replace("3 1 0.5", "1 1 0.5"))),
                InvalidInputError, "duplicate coordinates")
-    yield Case("read_matrix_market", "mismatched shapes", lambda s, t, o: mm(_file(t, "v.mtx", MTX.replace("3 1 0.5", "4 1 0.5"))),
+    yield Case("read_matrix_market", "mismatched shapes",
+               lambda s, t, o: mm(_file(t, "v.mtx", MTX.replace("3 1 0.5", "4 1 0.5"))),
                InvalidInputError, "an index is outside the declared size 3x2")
     yield Case("read_matrix_market", "empty", lambda s, t, o: mm(_file(t, "v.mtx", "")), InvalidInputError,
                "no %%MatrixMarket banner")
-    yield Case("read_matrix_market", "missing", lambda s, t, o: mm(t / "nowhere.mtx"), FileNotFoundError, "no such file")
+    yield Case("read_matrix_market", "missing", lambda s, t, o: mm(t / "nowhere.mtx"), FileNotFoundError,
+               "no such file")
     yield Case("read_movielens_ratings", "wrong column count",
                lambda s, t, o: datasets.read_movielens_ratings(_file(t, "u.data", "1\t2\t3\t4\n5\t6\t7\n")),
                InvalidInputError, "line 2 has 3 fields, expected 4")
     yield Case("read_movielens_ratings", "latin-1",
-               lambda s, t, o: datasets.read_movielens_ratings(_file(t, "u.data", "1\t2\t3\t4\xe9\n".encode("latin-1"))),
+               lambda s, t, o: datasets.read_movielens_ratings(
+                   _file(t, "u.data", "1\t2\t3\t4\xe9\n".encode("latin-1"))),
                InvalidInputError, "not valid UTF-8")
     yield Case("read_movielens_ratings", "wrong dtype",
                lambda s, t, o: datasets.read_movielens_ratings(_file(t, "u.data", "1\tx\t3\t4\n")),
@@ -273,8 +281,8 @@ def _file_cases():
                     _file(t, "movies.csv", "movieId,title,genres\n1,A,Drama\n"))[0].parent),
                InvalidInputError, r"ratings.csv: expected columns \['userId'")
     yield Case("load_iris", "wrong column count",
-               lambda s, t, o: datasets.load_iris(_file(t, "iris.csv", "a,b,c,d,e\n1,2,3,4\n").parent), InvalidInputError,
-               "expected 5 columns per row")
+               lambda s, t, o: datasets.load_iris(_file(t, "iris.csv", "a,b,c,d,e\n1,2,3,4\n").parent),
+               InvalidInputError, "expected 5 columns per row")
 
 
 def _model_cases():
@@ -297,9 +305,11 @@ def _job_cases():
                         f'[output]\npath = "{o / "survey"}"\nreport = false\n')
         _rank_survey(conf, *overrides)
 
-    yield Case("jobs/rank_survey.py", "truncated", lambda s, t, o: survey(t, o, _file(t, "v.mtx", MTX.rsplit("\n", 2)[0])),
+    yield Case("jobs/rank_survey.py", "truncated",
+               lambda s, t, o: survey(t, o, _file(t, "v.mtx", MTX.rsplit("\n", 2)[0])),
                JobExit, r"exit 2: .*declares 3 entries but has 2")
-    yield Case("jobs/rank_survey.py", "latin-1", lambda s, t, o: survey(t, o, _file(t, "v.mtx", b"%%MatrixMarket \xe9")),
+    yield Case("jobs/rank_survey.py", "latin-1",
+               lambda s, t, o: survey(t, o, _file(t, "v.mtx", b"%%MatrixMarket \xe9")),
                JobExit, "exit 2: .*not valid UTF-8")
     yield Case("jobs/rank_survey.py", "k out of range", lambda s, t, o: survey(t, o, _file(t, "v.mtx", MTX)),
                JobExit, "exit 2: .*k")

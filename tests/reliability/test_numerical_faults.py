@@ -81,8 +81,8 @@ def test_als_nan_mid_fit_stops_with_a_remedy(spark, ratings, monkeypatch):
 
     monkeypatch.setattr(_Fit, "half_step", corrupt_third_item_step)
     est = MaskedALS(rank=2, implicitFeedback=False, maxIter=6, backend="local")
-    with pytest.raises(ModelFitError, match=r"MaskedALS: NaN or infinite values in the item parameters at iteration 3; the fit was stopped\. "
-                                            r"Try a stronger regularization \(regParam"):
+    with pytest.raises(ModelFitError, match=r"MaskedALS: NaN or infinite values in the item parameters at iteration 3; "
+                                            r"the fit was stopped\. Try a stronger regularization \(regParam"):
         est.fit(ratings)
 
 
