@@ -5,35 +5,20 @@ what is allowed -- before any Spark job when the problem is visible without read
 docs/reliability.md, "Adversarial inputs", has the table (input -> before -> now).
 """
 
-import contextlib
 import importlib
 import json
 import math
 import re
-import uuid
 
 import numpy as np
 import pytest
+from _spark_jobs import spark_jobs
 
 from sparknmf import NMF, InvalidInputError, MaskedALS, MaskedALSModel, NMFModel
 from sparknmf.params import Interval
 from sparknmf.pipeline.jobconf import ConfError, Option, load_conf
 
 pytestmark = [pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]
-
-
-@contextlib.contextmanager
-def spark_jobs(spark):
-    """Collects the descriptions of the Spark jobs started inside the block (its own job group)."""
-    sc = spark.sparkContext
-    group = f"adversarial-{uuid.uuid4().hex}"
-    sc.setJobGroup(group, "adversarial input")
-    descriptions = []
-    try:
-        yield descriptions
-    finally:
-        sc.setLocalProperty("spark.jobGroup.id", None)
-        descriptions.extend(sc.statusTracker().getJobIdsForGroup(group))
 
 
 def recommend_job():

@@ -13,36 +13,19 @@ import hashlib
 import itertools
 import json
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _spark_jobs import spark_jobs
 
 from sparknmf import NMF, InvalidInputError, MaskedALS, MaskedALSModel, NMFModel, datasets, multistart, nmf
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]
 _FITTING = ("sparknmf: iter", "sparknmf: ALS iter", "sparknmf: randomized SVD")
-
-
-@contextlib.contextmanager
-def spark_jobs(spark):
-    """Collects the descriptions of the Spark jobs started inside the block (its own job group)."""
-    sc = spark.sparkContext
-    group = f"bad-input-{uuid.uuid4().hex}"
-    sc.setJobGroup(group, "bad input")
-    descriptions = []
-    try:
-        yield descriptions
-    finally:
-        sc.setLocalProperty("spark.jobGroup.id", None)
-        store = sc._jsc.sc().statusStore()
-        for job in sc.statusTracker().getJobIdsForGroup(group):
-            description = store.job(job).description()
-            descriptions.append(description.get() if description.isDefined() else "")
 
 
 def _snapshot(folder: Path) -> dict:
