@@ -29,7 +29,8 @@ import scipy.sparse as sp
 
 from sparknmf.engine import codec
 from sparknmf.engine.ingest import check_columns, index_frame
-from sparknmf.engine.session import conf_bytes, describe_jobs, is_local_master, parallelism, placement_keys
+from sparknmf.engine.placement import driver_budget
+from sparknmf.engine.session import describe_jobs, is_local_master, parallelism, placement_keys
 from sparknmf.errors import InvalidInputError
 from sparknmf.ratings.store import SIDES, RatingBlocks, StepContext, in_threads
 
@@ -44,9 +45,6 @@ _BLOCK_DDL = (
 )
 _PIECE_DDL = "_p int, side int, key int, piece binary"
 _PIECE_SCHEMA = pa.schema([("_p", pa.int32()), ("side", pa.int32()), ("key", pa.int32()), ("piece", pa.binary())])
-# backend="auto" on a local master: the collected ratings take at most these shares of the driver's limits
-# (a quarter of the heap, which also holds the cached input and receives the collected batches)
-_DRIVER_SHARES = (("spark.driver.maxResultSize", 0.5), ("spark.driver.memory", 0.25))
 _BLOCK_SCHEMA = pa.schema([
     ("side", pa.int32()), ("key", pa.int32()), ("block", pa.binary()), ("aux", pa.binary()), ("nnz", pa.int64()),
     ("wsum", pa.float64()), ("wrsum", pa.float64()), ("days", pa.binary()), ("needs", pa.binary()),
@@ -304,8 +302,7 @@ def use_driver(spark, backend: str, rows: int, row_bytes: int, local_limit: int)
         return True
     if not is_local_master(spark):
         return False
-    budgets = [share * conf_bytes(spark, key, "1g") for key, share in _DRIVER_SHARES]
-    return rows * row_bytes <= min(budget for budget in budgets if budget)
+    return rows * row_bytes <= driver_budget(spark)[0]
 
 
 def _row_bytes(frame) -> int:
