@@ -28,7 +28,7 @@ from sparknmf.engine.frames import local_frame, spread_blocks
 from sparknmf.engine.local import matrix_stats
 from sparknmf.engine.matrix import BlockMatrix, default_grid, grid_steps
 from sparknmf.engine.session import parallelism
-from sparknmf.engine.validation import MISSING_POLICIES, to_weights, weight_checks
+from sparknmf.engine.validation import MISSING_POLICIES, check_float32_max, to_weights, weight_checks
 from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.weighted import WeightedBlock
 
@@ -81,6 +81,15 @@ def distinct_ids(frame, column, whom) -> pa.Array:
 def index_frame(spark, ids, column, index):
     """DataFrame ``(column, index long)`` mapping each id to its position in ``ids`` (for a broadcast join)."""
     return spark.createDataFrame(pa.table({column: ids, index: pa.array(np.arange(len(ids)), pa.int64())}))
+
+
+def _as_float64(column) -> np.ndarray:
+    """A numeric Arrow column as float64 numpy values, nulls as NaN.
+
+    Integers beyond 2^53 round to the nearest double, as numpy's ``astype`` and
+    Spark's ``cast("double")`` do (Arrow's safe cast would fail mid-job).
+    """
+    return pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
 
 
 def _payload(csr, dtype):
@@ -166,11 +175,11 @@ def _coordinate_builder(value_col, shape, steps, duplicates, dtype, weight_col=N
         bi, bj = table.column("bi")[0].as_py(), table.column("bj")[0].as_py()
         rows = table.column("_i").to_numpy()
         cols = table.column("_j").to_numpy()
-        vals = pc.cast(table.column(value_col), pa.float64()).to_numpy(zero_copy_only=False)  # null -> NaN
+        vals = _as_float64(table.column(value_col))  # null -> NaN
         shape_b = (min(row_step, n - bi * row_step), min(col_step, m - bj * col_step))
         local = rows - bi * row_step, cols - bj * col_step
         if missing is not None:
-            raw = (pc.cast(table.column(weight_col), pa.float64()).to_numpy(zero_copy_only=False) if weight_col
+            raw = (_as_float64(table.column(weight_col)) if weight_col
                    else np.ones(vals.size))
             problem = _first_problem(rows, cols, vals, "error", raw, weight_kind)
             block = (_empty_block(shape_b, missing) if problem is not None else
@@ -196,8 +205,10 @@ def _layout(spark, shape, grid, check_shape):
     return grid, grid_steps(shape, grid)
 
 
-def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_position, missing=None):
-    """Collect the build statistics, raise on the first problem, fill empty blocks (see :func:`_empty_block`)."""
+def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_position, missing=None,
+            dtype=np.float64):
+    """Collect the build statistics, raise on the first problem (or on values beyond ``dtype``'s range), fill
+    empty blocks (see :func:`_empty_block`)."""
     built = built.cache()
     try:
         stats = built.drop("block").toArrow().to_pylist()
@@ -229,6 +240,7 @@ def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_p
         "sumsq": float(sum(s["sumsq"] for s in stats)),
         "max": float(max(s["max"] for s in stats)),
     }
+    check_float32_max(totals["max"], whom, dtype)
     if missing is not None:
         totals["mean"] = totals["sum"] / max(totals["nnz"], 1)
     return BlockMatrix(spark, blocks, shape, grid, totals, row_ids, col_ids, weighted=missing is not None,
@@ -299,7 +311,8 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
     def position(i, j):
         return f"({row_col}={row_ids[i].as_py()!r}, {col_col}={col_ids[j].as_py()!r})"
 
-    return _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, position, missing if weighted else None)
+    return _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, position, missing if weighted else None,
+                   dtype)
 
 
 def _check_vector_column(frame, column, whom):
@@ -330,7 +343,7 @@ def vectors_to_csr(column: pa.Array, size: int):
         sizes = pc.list_value_length(values).to_numpy(zero_copy_only=False)
     nulls = column.is_null().to_numpy(zero_copy_only=False)
     lengths = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    data = pc.cast(values.flatten(), pa.float64()).to_numpy(zero_copy_only=False)
+    data = _as_float64(values.flatten())
     starts = np.concatenate(([0], np.cumsum(lengths)))
     positions = np.arange(starts[-1]) - np.repeat(starts[:-1], lengths)
     if indices is not None:
@@ -432,7 +445,7 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
             feature = "" if i < 0 else f"feature {i}, "
             return f"({feature}{id_col}={col_ids[j].as_py()!r})"
 
-        return _finish(spark, built, shape, grid, steps, None, col_ids, whom, position)
+        return _finish(spark, built, shape, grid, steps, None, col_ids, whom, position, dtype=dtype)
     finally:
         if cached is not None:
             cached.unpersist()

@@ -12,7 +12,9 @@ import scipy.sparse as sp
 
 from sparknmf.errors import InvalidInputError
 
-__all__ = ["as_matrix", "as_weighted", "check_rank", "check_entries", "to_weights", "weight_checks"]
+__all__ = [
+    "as_matrix", "as_weighted", "check_float32_max", "check_rank", "check_entries", "to_weights", "weight_checks",
+]
 
 DUPLICATE_POLICIES = ("error", "sum")
 
@@ -105,8 +107,14 @@ def check_float32_range(out, whom: str, dtype, source) -> None:
     data = out.data if sp.issparse(out) else out
     if data.size and not np.isfinite(data).all():
         biggest = float(source.max()) if sp.issparse(source) else float(np.max(np.asarray(source, dtype=np.float64)))
+        check_float32_max(biggest, whom, dtype)
+
+
+def check_float32_max(largest: float, whom: str, dtype) -> None:
+    """Refuse float32 storage for data whose ``largest`` value is above float32's maximum (it would become inf)."""
+    if np.dtype(dtype) == np.float32 and largest > float(np.finfo(np.float32).max):
         raise InvalidInputError(f"{whom} has values above float32's maximum {float(np.finfo(np.float32).max):g} "
-                                f"(largest {biggest:g}); use dtype='float64' or rescale V")
+                                f"(largest {largest:g}); use dtype='float64' or rescale V")
 
 
 def check_rank(k, shape, whom: str = "k") -> int:

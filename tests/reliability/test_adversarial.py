@@ -415,6 +415,37 @@ def test_float32_above_its_range_names_the_largest_value_and_the_maximum():
 
 
 @pytest.mark.spark
+@pytest.mark.parametrize("make", ["coordinates", "vectors"])
+def test_float32_above_its_range_in_a_dataframe_is_refused_before_the_fit(spark, make):
+    """DataFrame input with dtype='float32' and 1e39 became inf in the blocks (the numpy path refused it)."""
+    from sparknmf.engine.ingest import from_coordinates, from_vectors
+
+    if make == "coordinates":
+        frame = spark.createDataFrame([(0, 0, 1.0), (1, 1, 1e39), (2, 0, 2.0)], "row long, col long, value double")
+        build = from_coordinates
+    else:
+        frame = spark.createDataFrame([([1.0, 1e39],), ([2.0, 0.0],)], "features array<double>")
+        build = from_vectors
+    match = r"float32's maximum 3.40282e\+38 \(largest 1e\+39\).*dtype='float64'"
+    with pytest.raises(InvalidInputError, match=match):
+        build(frame, dtype=np.float32)
+    assert build(frame).stats["max"] == 1e39  # float64 keeps it
+
+
+@pytest.mark.spark
+def test_long_values_above_2_to_the_53_round_to_the_nearest_double(spark):
+    """Arrow's safe cast raised ArrowInvalid mid-job for a long value above 2^53; numpy and Spark round it."""
+    from sparknmf.engine.ingest import from_coordinates
+
+    big = [2**53 + 1, 2**63 - 1]
+    frame = spark.createDataFrame([(0, 0, big[0]), (1, 1, big[1]), (0, 1, 3)], "row long, col long, value long")
+    V = from_coordinates(frame)
+    assert V.stats["max"] == float(big[1]) and V.stats["sum"] == float(big[0]) + float(big[1]) + 3.0
+    model = NMF(k=1, maxIter=2, tol=0.0).fit(frame)
+    assert np.isfinite(model.W).all()
+
+
+@pytest.mark.spark
 @pytest.mark.parametrize("schema, rows, match", [
     ("features double", [(1.0,)], r"column 'features' must be a vector .* got double"),
     ("features array<string>", [(["1"],)], r"column 'features' must be a vector .* got array<string>"),
