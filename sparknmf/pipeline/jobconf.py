@@ -251,6 +251,50 @@ class Conf:
         """Every value (sections of keys), e.g. for a run summary."""
         return {section: dict(values) for section, values in self.values.items()}
 
+    def to_toml(self, header: str = "") -> str:
+        """Every value as a TOML document that :func:`load_conf` reads back to the same values.
+
+        A key set by a file or ``--set`` carries a comment naming it; ``header`` (if any) opens the document as a
+        comment.  Tables (``[spark] conf``) become sub-tables (``[spark.conf]``) after their section's keys.
+        """
+        lines = [f"# {line}" for line in header.splitlines()]
+        for section, values in self.values.items():
+            tables = []
+            lines += ["", f"[{section}]"]
+            for key, value in values.items():
+                if isinstance(value, dict):
+                    tables.append((key, value))
+                    continue
+                source = self.source(f"{section}.{key}")
+                lines.append(f"{_toml_key(key)} = {_toml_value(value)}" + ("" if source == "default" else
+                                                                          f"  # {source}"))
+            for key, table in tables:
+                source = self.source(f"{section}.{key}")
+                lines += ["", f"[{section}.{_toml_key(key)}]" + ("" if source == "default" else f"  # {source}")]
+                lines += [f"{_toml_key(name)} = {_toml_value(value)}" for name, value in table.items()]
+        return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
+def _toml_value(value) -> str:
+    """A TOML literal for a configuration value: string, boolean, integer, finite float or an array of them."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):  # JSON's escapes are TOML's; DEL must be escaped in TOML
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML literal for {value!r}")
+
 
 def parse_override(text: str):
     """``"section.key=value"`` -> ``("section", "key", value)``; the value parsed as TOML, else a string."""

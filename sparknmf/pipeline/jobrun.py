@@ -1,15 +1,28 @@
-"""What every spark-submit job shares: command line, configuration, session, timings, run summary, exit codes.
+"""What every job shares: command line, configuration, session, timings, run summary, exit codes.
 
 A job is a function ``body(job) -> int | None`` plus its configuration schema;
 :func:`run_job` parses the command line::
 
-    jobs/<name>.py [CONF.toml ...] [--set SECTION.KEY=VALUE ...] [job flags]
+    sparknmf-<job> [CONF.toml ...] [--set SECTION.KEY=VALUE ...] [--print-config | --print-config-json]
+                   [--dry-run] [--log-level LEVEL] [job flags]
 
-reads the TOML files in order (later ones override earlier ones key by key),
-applies the ``--set`` overrides, checks everything against the schema and
-only then calls ``body``.  Exit codes:
+(or ``jobs/<name>.py`` in a checkout), reads the TOML files in order (later ones
+override earlier ones key by key), applies the ``--set`` overrides, checks
+everything against the schema and only then calls ``body``.
 
-* 0 -- done (or nothing to do);
+* ``--print-config`` prints the resolved configuration as TOML (every key, each set
+  value with a comment naming where it was set; the output loads as a
+  configuration file), ``--print-config-json`` as JSON; then exits 0 with no
+  other work.
+* ``--dry-run`` makes every check the job makes before its work (configuration,
+  input paths and formats, output folder, publication) and exits 0 before
+  reading data or fitting (:meth:`Job.checked`).
+* ``--log-level`` sets the level of the ``sparknmf`` logger (and of Spark's log
+  when the job starts a classic session); INFO by default.
+
+Exit codes:
+
+* 0 -- done (or nothing to do, or a dry run that found nothing wrong);
 * 2 -- bad configuration or input, reported before any work
   (``error: conf/factorize.toml: nmf.k must be an integer, got 'ten' (string)``);
 * 3 -- refused (the recommendation refresh's metric gate, :class:`JobRefused`);
@@ -24,7 +37,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +49,8 @@ from sparknmf.pipeline.jobconf import ConfError, Option, load_conf, params_secti
 from sparknmf.pipeline.staging import PublishError, StagedDirectory, write_json
 
 __all__ = [
-    "SPARK_SECTION", "Job", "JobRefused", "run_job", "nmf_section", "multistart_section", "output_section",
+    "SPARK_SECTION", "DryRunDone", "Job", "JobRefused", "LOG_LEVELS", "run_job", "nmf_section", "multistart_section",
+    "output_section",
     "EXIT_OK", "EXIT_FAILED", "EXIT_INVALID", "EXIT_REFUSED",
 ]
 
@@ -86,6 +102,13 @@ class JobRefused(RuntimeError):
     """The job decided not to publish (exit code 3); the message says why."""
 
 
+class DryRunDone(Exception):
+    """Raised by :meth:`Job.checked` under ``--dry-run``: every check passed, and the job stops there (exit 0)."""
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 class Job:
     """One run of a job: its configuration, command-line flags, session, timings and counters.
 
@@ -120,6 +143,16 @@ class Job:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
             logger.info("%s: %s done in %.1f s", self.name, name, self.timings[name])
 
+    @property
+    def dry_run(self) -> bool:
+        """``--dry-run``: check everything, then stop before reading data (:meth:`checked`)."""
+        return bool(getattr(self.args, "dry_run", False))
+
+    def checked(self, what: str = "the configuration, inputs and outputs") -> None:
+        """Call once every check before the work has passed: under ``--dry-run`` the job stops here (exit 0)."""
+        if self.dry_run:
+            raise DryRunDone(what)
+
     def spark(self):
         """The session: the active one, or a new one as ``[spark]`` says (created on first use)."""
         if self._spark is None:
@@ -135,6 +168,9 @@ class Job:
                 s = self.conf["spark"]
                 self._spark = get_session(s["master"] or None, remote=s["remote"] or None, app_name=s["app_name"],
                                           config=s["conf"])
+            level = getattr(self.args, "log_level", None)
+            if level and hasattr(self._spark, "sparkContext") and not _is_connect(self._spark):
+                self._spark.sparkContext.setLogLevel("WARN" if level == "WARNING" else level)
         return self._spark
 
     def start(self, *, driver: bool = False):
@@ -147,6 +183,7 @@ class Job:
 
         check_input(self.conf)
         out = self.output()
+        self.checked()
         spark = self.spark()
         with self.step("read input"):
             data = read_input(self.conf, spark)
@@ -208,14 +245,24 @@ class Job:
         return out
 
 
-def _setup_logging() -> None:
+def _is_connect(spark) -> bool:
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def _setup_logging(level: str = "INFO") -> None:
     package = logging.getLogger("sparknmf")
     if not any(getattr(h, "_sparknmf_job", False) for h in package.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         handler._sparknmf_job = True
         package.addHandler(handler)
-    package.setLevel(logging.INFO)
+    package.setLevel(getattr(logging, level))
+
+
+def _prog(name: str) -> str:
+    """``sparknmf-<job>`` for the installed command, ``jobs/<name>.py`` for a checkout's script."""
+    started = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return f"jobs/{name}.py" if started == f"{name}.py" else "sparknmf-" + name.replace("_", "-")
 
 
 def run_job(name: str, schema: dict, body, argv=None, *, description: str = "", add_arguments=None) -> int:
@@ -234,20 +281,40 @@ def run_job(name: str, schema: dict, body, argv=None, *, description: str = "", 
     add_arguments : callable, optional
         ``add_arguments(parser)`` adds the job's own flags.
     """
-    parser = argparse.ArgumentParser(prog=f"jobs/{name}.py", description=description,
+    parser = argparse.ArgumentParser(prog=_prog(name), description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("conf", nargs="*", help="TOML configuration files; later ones override earlier ones")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one key (a TOML value; plain text is a string), e.g. --set nmf.k=10")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--print-config", action="store_true",
+                       help="print the resolved configuration as TOML (where each value was set in comments) and "
+                            "exit; no other check or work")
+    shown.add_argument("--print-config-json", action="store_true",
+                       help="print the resolved configuration as JSON and exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the configuration, inputs and outputs as a run would, then exit 0 before "
+                             "reading data or fitting")
+    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                        help="level of the sparknmf log on stderr (and of Spark's log in a new classic session); "
+                             "default INFO")
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    _setup_logging()
+    _setup_logging(args.log_level)
     try:
         conf = load_conf({**schema, "spark": SPARK_SECTION}, args.conf, args.set)
+        if args.print_config or args.print_config_json:
+            print(json.dumps(conf.to_dict(), indent=1) if args.print_config_json else conf.to_toml(
+                header=f"the configuration of {name}: {', '.join(conf.files) or 'no file'}"
+                       + "".join(f", --set {item}" for item in args.set)))
+            return EXIT_OK
         job = Job(name, conf, args)
         status = body(job)
         return EXIT_OK if status is None else int(status)
+    except DryRunDone as done:
+        print(f"{name}: dry run: {done} checked; nothing was read, fitted or written")
+        return EXIT_OK
     except JobRefused as err:
         print(f"{name}: refused: {err}", file=sys.stderr)
         return EXIT_REFUSED

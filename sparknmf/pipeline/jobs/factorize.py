@@ -1,7 +1,9 @@
 """spark-submit job: NMF of a matrix -> W and H as Parquet, measures as JSON, an optional HTML report.
 
-    python jobs/factorize.py conf/local.toml conf/factorize.toml [--set nmf.k=10 ...]
-    spark-submit --master yarn --py-files dist/sparknmf-0.1.0.zip jobs/factorize.py conf/cluster.toml conf/factorize.toml
+    sparknmf-factorize conf/local.toml conf/factorize.toml [--set nmf.k=10 ...]
+    sparknmf-factorize conf/factorize.toml --print-config | --dry-run
+    python jobs/factorize.py ...                   # the same, in a checkout
+    spark-submit --master yarn --py-files dist/sparknmf-0.1.0.zip "$(python -m sparknmf.pipeline.jobs factorize)" conf/cluster.toml conf/factorize.toml
 
 Configuration: ``[input]`` (Matrix Market, dense text, Parquet/CSV coordinates
 or a vector column; :mod:`sparknmf.pipeline.inputs`), ``[nmf]`` (the Params of
@@ -23,8 +25,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sparknmf import NMF, MultiStartNMF
+from sparknmf.analysis import MultiStartNMF
 from sparknmf.analysis.metrics import fit_measures
+from sparknmf.decomposition import NMF
 from sparknmf.pipeline.inputs import INPUT_SECTION
 from sparknmf.pipeline.jobrun import multistart_section, nmf_section, output_section, run_job
 from sparknmf.pipeline.staging import write_json

@@ -1,6 +1,8 @@
 """spark-submit job: rank survey of a matrix -> the survey table as CSV and JSON, a report with plots.
 
-    python jobs/rank_survey.py conf/local.toml conf/rank_survey.toml [--set survey.ks=[2,3,4] ...]
+    sparknmf-rank-survey conf/local.toml conf/rank_survey.toml [--set survey.ks=[2,3,4] ...]
+    sparknmf-rank-survey conf/rank_survey.toml --print-config | --dry-run
+    python jobs/rank_survey.py ...                   # the same, in a checkout
     spark-submit --py-files dist/sparknmf-0.1.0.zip jobs/rank_survey.py conf/rank_survey.toml
 
 For each k in ``survey.ks``, ``multistart.nrun`` runs from derived seeds

@@ -1,6 +1,8 @@
 """spark-submit job: the scheduled recommendation refresh -- train, evaluate, gate, publish top-N for all users.
 
-    python jobs/recommend.py conf/local.toml conf/recommend.toml [--set als.rank=50 ...]
+    sparknmf-recommend conf/local.toml conf/recommend.toml [--set als.rank=50 ...]
+    sparknmf-recommend conf/recommend.toml --print-config | --dry-run
+    python jobs/recommend.py ...                   # the same, in a checkout
     python jobs/recommend.py conf/recommend.toml --rollback
     spark-submit --py-files dist/sparknmf-0.1.0.zip jobs/recommend.py conf/cluster.toml conf/recommend.toml
 
@@ -53,7 +55,6 @@ import signal
 import sys
 from pathlib import Path
 
-from sparknmf import MaskedALS, MaskedALSModel
 from sparknmf.params import Interval
 from sparknmf.pipeline.inputs import RATINGS_SECTION, check_ratings, content_digest, holdout_split, read_ratings
 from sparknmf.pipeline.jobconf import Option, params_section
@@ -61,6 +62,7 @@ from sparknmf.pipeline.jobrun import JobRefused, run_job
 from sparknmf.pipeline.lock import LockBusy
 from sparknmf.pipeline.publish import Publication, PublishError, metric_gate, validate_table
 from sparknmf.pipeline.staging import read_json, write_json
+from sparknmf.ratings import MaskedALS, MaskedALSModel
 from sparknmf.ratings.evaluation import ranking_metrics, rmse
 
 logger = logging.getLogger("sparknmf")
@@ -210,6 +212,7 @@ def refresh(job):
     fingerprint = None
     if not job.args.rollback:
         _check(conf)
+    job.checked("the configuration, input and publication")
     try:
         if not job.args.rollback:
             data = content_digest(conf["input"]["path"], conf["holdout"]["path"])

@@ -1,6 +1,8 @@
 """spark-submit job: topics of a term-document matrix -> top terms per topic, document-topic weights, report.
 
-    python jobs/topics.py conf/local.toml conf/topics.toml [--set nmf.k=10 ...]
+    sparknmf-topics conf/local.toml conf/topics.toml [--set nmf.k=10 ...]
+    sparknmf-topics conf/topics.toml --print-config | --dry-run
+    python jobs/topics.py ...                   # the same, in a checkout
     spark-submit --py-files dist/sparknmf-0.1.0.zip jobs/topics.py conf/topics.toml
 
 V is terms × documents (documents are the samples, the columns of V; use
@@ -24,7 +26,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from sparknmf import NMF, plots
 from sparknmf.analysis.metrics import fit_measures
 from sparknmf.analysis.topics import (
     document_topics,
@@ -34,10 +35,12 @@ from sparknmf.analysis.topics import (
     term_names,
     top_terms,
 )
+from sparknmf.decomposition import NMF
 from sparknmf.pipeline.inputs import INPUT_SECTION
 from sparknmf.pipeline.jobconf import Option
 from sparknmf.pipeline.jobrun import nmf_section, output_section, run_job
 from sparknmf.pipeline.staging import write_json
+from sparknmf.plots import factor_dendrogram, factor_scatter, top_features
 
 SCHEMA = {
     "input": INPUT_SECTION,
@@ -119,18 +122,18 @@ def report_topics(folder, conf, model, names, labels, scatter, timings):
     term = output["term_name"]
     report = Report(folder, f"Topics of {conf['input']['path']} (k = {model.rank})")
     report.add_parameters(conf.flat("input", "select", "nmf"))
-    report.add_figure("top_terms", plots.top_features(model.W, names, n=min(output["top_terms"], 20),
+    report.add_figure("top_terms", top_features(model.W, names, n=min(output["top_terms"], 20),
                                                       title=f"Top {term}s of each topic (k = {model.rank})"),
                       f"The heaviest {term}s of each topic.")
     if scatter:
         prominent = prominent_terms(model.W, scatter, max(output["labels"], output["dendrogram"]))
-        report.add_figure("scatter", plots.factor_scatter(model.W, scatter, names=names,
+        report.add_figure("scatter", factor_scatter(model.W, scatter, names=names,
                                                           annotate=prominent[: output["labels"]]),
                           f"{term.capitalize()}s on topics {scatter[0] + 1} and {scatter[1] + 1}, the most prominent "
                           "labelled.")
         if output["dendrogram"] >= 2:
             chosen = prominent[: output["dendrogram"]]
-            tree = plots.factor_dendrogram(model.W[chosen], names=[names[i] for i in chosen], factors=scatter,
+            tree = factor_dendrogram(model.W[chosen], names=[names[i] for i in chosen], factors=scatter,
                                            title=f"The {chosen.size} {term}s most prominent on topics {scatter[0] + 1} "
                                                  f"and {scatter[1] + 1}")
             report.add_figure("dendrogram", tree,

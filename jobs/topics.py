@@ -1,0 +1,18 @@
+"""spark-submit entry point of the topics job, kept for checkouts: the job is
+:mod:`sparknmf.pipeline.jobs.topics`, installed as the ``sparknmf-topics`` command.
+
+    python jobs/topics.py CONF.toml ... [--set SECTION.KEY=VALUE ...] [--print-config] [--dry-run]
+
+Imported (``import jobs.topics``), this module is the package's module itself, so that its names
+(``main``, ``SCHEMA``, ...) and any patch of them are the job's.
+"""
+
+import importlib
+import sys
+
+_JOB = "sparknmf.pipeline.jobs.topics"
+
+if __name__ == "__main__":
+    sys.exit(importlib.import_module(_JOB).main())
+else:
+    sys.modules[__name__] = importlib.import_module(_JOB)

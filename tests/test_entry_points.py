@@ -1,0 +1,122 @@
+"""The jobs as installed commands (issue 22, item 2): ``sparknmf-factorize``, ``sparknmf-rank-survey``,
+``sparknmf-topics`` and ``sparknmf-recommend``, with ``--print-config``, ``--dry-run`` and ``--log-level``.
+
+The commands come from ``[project.scripts]`` once the package is installed (``pip install -e .``, as
+.ci/run does); each is run here in a subprocess, as a user would, on each job's own conf/<job>.toml with
+``SPARKNMF_DATA`` pointing at tiny stand-ins of the real files.  No test here starts Spark.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from importlib import import_module
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from sparknmf.pipeline.jobconf import load_conf, tomllib
+from sparknmf.pipeline.jobrun import SPARK_SECTION
+from sparknmf.pipeline.jobs import JOBS, command, script
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+MTX = "%%MatrixMarket matrix coordinate real general\n3 4 5\n1 1 1.0\n1 2 2.0\n2 3 1.5\n3 4 4.0\n3 1 0.5\n"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A stand-in for SPARKNMF_DATA: the files the jobs' conf files name, tiny and valid."""
+    root = tmp_path_factory.mktemp("data")
+    (root / "associated_press").mkdir()
+    (root / "associated_press" / "associated_press.mtx").write_text(MTX)
+    (root / "associated_press" / "associated_press_terms.txt").write_text("a\nb\nc\nd\n")
+    (root / "iris").mkdir()
+    (root / "iris" / "iris.csv").write_text("a\tb\tc\tspecies\n1\t2\t3\tx\n4\t5\t6\ty\n7\t8\t9\tx\n")
+    (root / "ml-100k").mkdir()
+    for name in ("u1.base", "u1.test"):
+        (root / "ml-100k" / name).write_text("1\t1\t5\t881250949\n1\t2\t3\t881250950\n2\t1\t4\t881250951\n")
+    return root
+
+
+def run(job, *args, data, cwd):
+    """``sparknmf-<job> args...`` in a subprocess, with its conf/<job>.toml first."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["SPARKNMF_DATA"] = str(data)
+    return subprocess.run([str(BIN / command(job)), str(ROOT / "conf" / f"{job}.toml"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_every_job_is_an_installed_console_script():
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.name.startswith("sparknmf-")}
+    assert scripts == {command(job): f"sparknmf.pipeline.jobs.{job}:main" for job in JOBS}
+    with open(ROOT / "pyproject.toml", "rb") as handle:
+        assert tomllib.load(handle)["project"]["scripts"] == scripts
+    assert {path.stem for path in (ROOT / "jobs").glob("*.py")} - {"__init__"} == set(JOBS)
+    for job in JOBS:
+        assert (BIN / command(job)).is_file(), f"{command(job)} is not installed next to {sys.executable}"
+        assert script(job).is_file() and script(job).parent.name == "jobs"
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_print_config_prints_toml_that_loads_back_to_the_same_configuration(job, data, tmp_path, monkeypatch):
+    conf = ROOT / "conf" / f"{job}.toml"
+    done = run(job, "--set", "spark.conf.spark.executor.memory=2g", "--print-config", data=data, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert text.startswith(f"# the configuration of {job}: {conf}, --set spark.conf.spark.executor.memory=2g\n")
+    assert f"  # {conf}\n" in text and "[spark.conf]  # --set spark.conf.spark.executor.memory=2g\n" in text
+    (tmp_path / "printed.toml").write_text(text)
+    schema = {**import_module(f"sparknmf.pipeline.jobs.{job}").SCHEMA, "spark": SPARK_SECTION}
+    monkeypatch.setenv("SPARKNMF_DATA", str(data))
+    expected = load_conf(schema, [conf], ["spark.conf.spark.executor.memory=2g"])
+    assert load_conf(schema, [tmp_path / "printed.toml"]).to_dict() == expected.to_dict()
+    assert expected["spark"]["conf"]["spark.executor.memory"] == "2g"
+    as_json = run(job, "--print-config-json", data=data, cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == load_conf(schema, [conf]).to_dict()
+    assert [p.name for p in tmp_path.iterdir()] == ["printed.toml"]  # nothing else happened
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_dry_run_checks_everything_and_writes_nothing(job, data, tmp_path):
+    done = run(job, "--log-level", "warning", "--dry-run", data=data, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{job}: dry run: ") and "nothing was read, fitted or written" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # no output, publication, lock or run record
+    assert " INFO " not in done.stderr  # --log-level warning
+
+
+@pytest.mark.parametrize("job, override, message", [
+    ("factorize", "input.path=${SPARKNMF_DATA}/nope.mtx", r"input\.path = '.*nope\.mtx': no such file or folder"),
+    ("topics", "vocabulary.path=/nope/terms.txt", r"vocabulary\.path = '/nope/terms\.txt': no such file"),
+    ("rank_survey", "nmf.algorithm=als", r"nmf\.algorithm must be one of"),
+    ("recommend", "holdout.fraction=1.5", r"holdout\.fraction must be"),
+])
+def test_dry_run_reports_what_a_run_would_refuse(job, override, message, data, tmp_path):
+    import re
+
+    done = run(job, "--dry-run", "--set", override.replace("${SPARKNMF_DATA}", str(data)), data=data, cwd=tmp_path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert re.search(message, done.stderr), done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_checkout_scripts_and_the_module_listing(data, tmp_path):
+    env = {**os.environ, "SPARKNMF_DATA": str(data)}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([sys.executable, str(ROOT / "jobs" / "topics.py"), str(ROOT / "conf" / "topics.toml"),
+                           "--print-config-json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["nmf"]["k"] == 4
+    usage = subprocess.run([sys.executable, str(ROOT / "jobs" / "topics.py"), "--help"], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert usage.stdout.startswith("usage: jobs/topics.py ") and "--dry-run" in usage.stdout
+    listing = subprocess.run([sys.executable, "-m", "sparknmf.pipeline.jobs"], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert [line.split()[:2] for line in listing.stdout.splitlines()] == [[job, command(job)] for job in JOBS]
+    one = subprocess.run([sys.executable, "-m", "sparknmf.pipeline.jobs", "factorize"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert one.stdout.strip() == str(script("factorize"))
