@@ -26,6 +26,7 @@ relative decrease of the objective falls below ``tol``, or after
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -36,11 +37,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sparknmf.engine.checkpoint import LoopCheckpoint
+from sparknmf.engine.factors import FactorFrame, factor_from_array, random_factor
 from sparknmf.errors import ConvergenceWarning, InvalidInputError, check_factors, check_objective
 from sparknmf.kernels import seeding
 from sparknmf.kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, hals_sweeps
 
-__all__ = ["DTYPES", "FitResult", "check_weighted_options", "factorize", "initial_factors"]
+__all__ = ["DTYPES", "FitResult", "check_placement_options", "check_weighted_options", "factorize", "initial_factors"]
 
 DTYPES = {"float64": np.float64, "float32": np.float32}  # the dtypes a fit may run in, by name
 
@@ -53,8 +55,8 @@ class FitResult:
 
     Attributes
     ----------
-    W : ndarray of shape (n, k)
-    H : ndarray of shape (k, m)
+    W : ndarray of shape (n, k), or None with the executors placement
+    H : ndarray of shape (k, m), or None with the executors placement
     objective : float
         Loss of the returned factors (see :mod:`sparknmf.kernels.updates`).
     history : list of float
@@ -67,6 +69,11 @@ class FitResult:
     elapsed : float
         Seconds spent in the loop.
     algorithm, seed, init : the settings that produced this fit.
+    placement : {"driver", "executors"}
+        Where the factors live (:mod:`sparknmf.engine.placement`).
+    factors : (FactorFrame, FactorFrame) or None
+        Executors placement: W (n×k) and Hᵀ (m×k) as row blocks in the
+        executors (:class:`~sparknmf.engine.factors.FactorFrame`); W and H are None.
     """
 
     W: np.ndarray
@@ -80,6 +87,8 @@ class FitResult:
     algorithm: str = "bpp"
     seed: int = 0
     init: str = "random"
+    placement: str = "driver"
+    factors: tuple | None = None
 
 
 def _resolve_params(backend, k: int, eta: float, beta: float, lam: float) -> RuleParams:
@@ -137,6 +146,77 @@ def initial_factors(backend, k: int, init: str, seed: int, W0=None, H0=None):
     raise ValueError(f"init must be one of {seeding.INITS}, got {init!r}")
 
 
+def check_placement_options(placement: str, backend, init: str, *, stop_check=None, checkpoint_dir=None) -> None:
+    """Raise ValueError for what the executors placement does not do; call before any work.
+
+    It needs the Spark backend and Spark jobs (not ``executionMode='resident'``);
+    ``nndsvd*`` starts, ``stop_check`` and loop checkpoints need the factors on the driver.
+    """
+    if placement == "driver":
+        return
+    if placement != "executors":
+        raise ValueError(f"factor placement must be 'driver' or 'executors', got {placement!r}")
+    if getattr(backend, "blocks", None) is None:
+        raise ValueError("factorPlacement='executors' needs the Spark backend (DataFrame input or backend='spark'); "
+                         "numpy input on the local backend keeps its factors on the driver")
+    if getattr(backend, "execution", "auto") == "resident":
+        raise ValueError("factorPlacement='executors' runs one Spark job per half-step; executionMode='resident' "
+                         "needs the factors on the driver: use executionMode='auto' or 'jobs'")
+    if init not in ("random", "custom"):
+        raise ValueError(f"init={init!r} needs the factors on the driver (its SVD is gathered there); with "
+                         "factorPlacement='executors' use init='random' or 'custom'")
+    if stop_check is not None:
+        raise ValueError("stop_check reads W and H on the driver; it needs factorPlacement='driver'")
+    if checkpoint_dir:
+        raise ValueError("loop checkpoints (checkpointDir) save W and H from the driver; with "
+                         "factorPlacement='executors' leave checkpointDir empty")
+
+
+def initial_frames(backend, k: int, init: str, seed: int, rule, params, dtype, W0=None, H0=None):
+    """Starting W (n×k) and Hᵀ (m×k) as :class:`FactorFrame` s, prepared as the loop prepares the driver's.
+
+    ``random`` draws each block in the executors: the same numbers as :func:`initial_factors`.
+    ``custom`` splits the user's W0/H0 (on the driver anyway) into blocks.
+    """
+    n, m = backend.shape
+    steps = backend.row_step, backend.col_step
+    kl, floor = rule.statistic.name == "kl", params.eps if rule.positive else None
+    if init == "custom":
+        W, Ht = initial_factors(backend, k, init, seed, W0, H0)
+        if floor is not None:
+            W, Ht = np.maximum(W, floor), np.maximum(Ht, floor)
+        W, Ht = W.astype(dtype), Ht.astype(dtype)
+        return tuple(factor_from_array(backend.spark, X, step, rule.statistic.gram(X))
+                     for X, step in ((W, steps[0]), (Ht, steps[1])))
+    if W0 is not None or H0 is not None:
+        warnings.warn(f"W0/H0 are ignored unless init='custom' (init={init!r})", UserWarning, stacklevel=3)
+    mean = backend.stats.get("mean", backend.stats["sum"] / (n * m))
+    scale = np.sqrt(max(mean, 0.0) / k) or 1.0  # seeding.random_factors' scale (tests/test_placement.py checks)
+    return tuple(random_factor(backend.spark, rows, k, step, seed=seed, stream=stream, scale=scale, floor=floor,
+                               dtype=dtype, kl=kl)
+                 for rows, step, stream in ((n, steps[0], seeding._W_STREAM), (m, steps[1], seeding._H_STREAM)))
+
+
+@contextlib.contextmanager
+def _jobs_for(backend, placement):
+    """With the executors placement, the backend runs Spark jobs (not resident tasks) for this fit."""
+    if placement != "executors":
+        yield
+        return
+    mode, backend.execution = backend.execution, "jobs"
+    try:
+        yield
+    finally:
+        backend.execution = mode
+
+
+def _release(*factors):
+    """Drop the executors' blocks of factor frames (driver arrays need nothing)."""
+    for X in factors:
+        if isinstance(X, FactorFrame):
+            X.release()
+
+
 def _relative_decrease(previous: float, current: float) -> float:
     return abs(previous - current) / max(abs(previous), np.finfo(float).tiny)
 
@@ -165,6 +245,7 @@ def factorize(
     checkpoint_dir=None,
     checkpoint_interval: int = 10,
     resume: bool = False,
+    placement: str = "driver",
 ) -> FitResult:
     """Factorise the backend's V (n×m) into W (n×k) · H (k×m) with one update rule.
 
@@ -191,6 +272,10 @@ def factorize(
         ``stop_check(iteration, W, H) -> bool`` with the current W (n×k) and
         H (k×m) after each objective; True stops the loop (stop reason
         ``"stop_check"``, e.g. Brunet's connectivity rule).
+    placement : {"driver", "executors"}
+        Where W and H live between half-steps (:mod:`sparknmf.engine.placement`):
+        numpy arrays on the driver, or :class:`~sparknmf.engine.factors.FactorFrame` s
+        in the executors (Spark backend, Spark jobs; see :func:`check_placement_options`).
 
     Returns
     -------
@@ -200,6 +285,7 @@ def factorize(
     weighted = getattr(backend, "weighted", False)
     check_weighted_options(algorithm, weighted, reg, dtype)
     rule = _rule(algorithm, weighted)
+    check_placement_options(placement, backend, init, stop_check=stop_check, checkpoint_dir=checkpoint_dir)
     params = _resolve_params(backend, k, eta, beta, reg)
     if algorithm.startswith("snmf") and abs(params.eta) >= math.sqrt(sys.float_info.max / (4 * k)):
         raise InvalidInputError(f"eta = {params.eta!r} (max(V) when eta < 0) overflows eta**2 in the {algorithm} "
@@ -213,12 +299,17 @@ def factorize(
                        **{key: backend.stats[key] for key in ("nnz", "sum", "sumsq")}}
         checkpoint = LoopCheckpoint(checkpoint_dir, checkpoint_interval, fingerprint)
     state = checkpoint.load() if checkpoint is not None and resume else None
-    with backend.serving(f"sparknmf: NMF k={k} {algorithm}, resident block tasks"):
+    with _jobs_for(backend, placement), backend.serving(f"sparknmf: NMF k={k} {algorithm}, resident block tasks"):
         if state is not None:  # the loop's whole state, so that it continues bit for bit
             iteration, history, arrays = state
             W, Ht, gram_w, gram_h = (arrays[name] for name in ("W", "Ht", "gram_w", "gram_h"))
             carry = (arrays["carry"], float(arrays["carry_data"])) if "carry" in arrays else None
             logger.info("resuming from %s at iteration %d", checkpoint.path, iteration)
+        elif placement == "executors":
+            iteration, history, carry = 0, [], None
+            with backend.describe("sparknmf: initial factors in the executors"):
+                W, Ht = initial_frames(backend, k, init, seed, rule, params, dtype, W0, H0)
+            gram_w, gram_h = W.gram, Ht.gram
         else:
             iteration, history, carry = 0, [], None
             W, Ht = initial_factors(backend, k, init, seed, W0, H0)
@@ -228,7 +319,49 @@ def factorize(
             gram_w, gram_h = stat.gram(W), stat.gram(Ht)
 
         start = time.perf_counter()
-        stop_reason = "max_iter"
+        W, Ht, iteration, stop_reason = _loop(
+            backend, rule, params, stat, v_stat, W, Ht, gram_w, gram_h, carry, iteration, history, start,
+            max_iter=max_iter, tol=tol, time_limit=time_limit, callback=callback, stop_check=stop_check,
+            checkpoint=checkpoint)
+
+    if placement == "executors":
+        factors, W, Ht = (W, Ht), None, None
+    else:
+        factors = None
+        check_factors("NMF", iteration, _REMEDY, {"W": W, "H": Ht})
+    if stop_reason == "max_iter" and tol > 0:
+        warnings.warn(
+            f"NMF stopped at maxIter={max_iter} before the relative decrease reached tol={tol}; "
+            "increase maxIter or tol",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return FitResult(
+        W=None if W is None else np.asarray(W),
+        H=None if Ht is None else np.ascontiguousarray(np.asarray(Ht).T),
+        objective=history[-1],
+        history=history,
+        n_iter=iteration,
+        converged=stop_reason == "tol",
+        stop_reason=stop_reason,
+        elapsed=time.perf_counter() - start,
+        algorithm=algorithm,
+        seed=seed,
+        init=init,
+        placement=placement,
+        factors=factors,
+    )
+
+
+def _loop(backend, rule, params, stat, v_stat, W, Ht, gram_w, gram_h, carry, iteration, history, start, *,
+          max_iter, tol, time_limit, callback, stop_check, checkpoint):
+    """The alternating iterations from a prepared state: ``(W, Ht, iteration, stop_reason)``.
+
+    W and Ht are arrays or factor frames; a replaced frame is released, and so
+    are the current ones when an error ends the loop.
+    """
+    Ht_new = None
+    try:
         while True:
             update = iteration < max_iter
             with backend.describe(f"sparknmf: iter {iteration + 1}, update H"):
@@ -243,44 +376,28 @@ def factorize(
             if callback is not None:
                 callback(iteration, elapsed, objective)
             if iteration >= 1 and _relative_decrease(history[-2], objective) < tol:
-                stop_reason = "tol"
-                break
+                return W, Ht, iteration, "tol"
             if stop_check is not None and stop_check(iteration, W, Ht.T):
-                stop_reason = "stop_check"
-                break
+                return W, Ht, iteration, "stop_check"
             if not update:
-                break
+                return W, Ht, iteration, "max_iter"
             if time_limit is not None and elapsed >= time_limit:
-                stop_reason = "time_limit"
-                break
-            Ht, gram_h = Ht_new, gram_h_new
+                return W, Ht, iteration, "time_limit"
+            _release(Ht)
+            Ht, gram_h, Ht_new = Ht_new, gram_h_new, None
             check_factors("NMF", iteration + 1, _REMEDY, {"H (its Gram)": gram_h})
             with backend.describe(f"sparknmf: iter {iteration + 1}, update W"):
-                W, gram_w, _, carry = backend.half_step("W", rule, params, W, Ht, gram_h, carry=carry_w)
+                W_new, gram_w, _, carry = backend.half_step("W", rule, params, W, Ht, gram_h, carry=carry_w)
+            _release(W)
+            W = W_new
             check_factors("NMF", iteration + 1, _REMEDY, {"W (its Gram)": gram_w})
             iteration += 1
             if checkpoint is not None and checkpoint.due(iteration):
                 carried = {} if carry is None else {"carry": carry[0], "carry_data": np.float64(carry[1])}
                 checkpoint.save(iteration, history, W=W, Ht=Ht, gram_w=gram_w, gram_h=gram_h, **carried)
-
-    check_factors("NMF", iteration, _REMEDY, {"W": W, "H": Ht})
-    if stop_reason == "max_iter" and tol > 0:
-        warnings.warn(
-            f"NMF stopped at maxIter={max_iter} before the relative decrease reached tol={tol}; "
-            "increase maxIter or tol",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-    return FitResult(
-        W=np.asarray(W),
-        H=np.ascontiguousarray(np.asarray(Ht).T),
-        objective=history[-1],
-        history=history,
-        n_iter=iteration,
-        converged=stop_reason == "tol",
-        stop_reason=stop_reason,
-        elapsed=time.perf_counter() - start,
-        algorithm=algorithm,
-        seed=seed,
-        init=init,
-    )
+    except BaseException:
+        _release(W, Ht)
+        raise
+    finally:
+        if Ht_new is not Ht:
+            _release(Ht_new)

@@ -49,6 +49,7 @@ import scipy.sparse as sp
 from sparknmf.engine import codec
 from sparknmf.engine.block_tasks import PIECE_DDL, STEP_DDL, finish_task, fused_task, piece_task, product_task
 from sparknmf.engine.channel import frame_limit
+from sparknmf.engine.factors import FactorFrame, materialise
 from sparknmf.engine.frames import local_frame, spread_blocks
 from sparknmf.engine.resident import resident_fit
 from sparknmf.engine.session import describe_jobs, parallelism
@@ -270,6 +271,8 @@ class BlockMatrix:
         are the ``carry`` that lets Y's next half-step run on the driver
         without a Spark job.  A half-step given a ``carry`` runs no job.
         """
+        if isinstance(X, FactorFrame):
+            return (*self._frame_step(side, rule, params, X, Y, gram_y, update), None)
         if carry is not None:
             X_new, gram = update_block(rule, params, side, gram_y, carry[0], X, update=update)
             return X_new, gram, carry[1], None
@@ -287,6 +290,29 @@ class BlockMatrix:
         finish = finish_task(rule, params, side, gram_y, update)
         table = pieces.groupBy("key").applyInArrow(finish, STEP_DDL).toArrow()
         return (*_assemble(table, rule), None)
+
+    def _frame_step(self, side, rule, params, X, Y, gram_y, update):
+        """The half-step of the executors placement: X and Y are :class:`FactorFrame` s.
+
+        V's blocks are joined with X's blocks on their key and with Y's on the
+        other key, the same task bodies run (fused, or pieces summed by key
+        then finished), and the new blocks of X are materialised in the
+        executors.  Returns ``(X_new, gram, data)``: only Grams and data terms
+        are collected.
+        """
+        if self._resident is not None:
+            raise ValueError("the executors factor placement runs Spark jobs, not resident tasks")
+        key, other, step, y_step, fused = self._orient(side)
+        if (X.step, Y.step) != (step, y_step):
+            raise ValueError(f"factor blocks of {X.step} and {Y.step} rows do not fit V's grid ({step}, {y_step})")
+        frame = (self.blocks.withColumnRenamed(key, "key").join(X.frame, "key")
+                 .join(Y.frame.selectExpr(f"key as {other}", "x as y"), other))
+        if fused:
+            out = frame.mapInArrow(fused_task(rule, params, side, gram_y, update, None, None, False), STEP_DDL)
+        else:
+            pieces = frame.mapInArrow(piece_task(rule, side, other, None, None), PIECE_DDL)
+            out = pieces.groupBy("key").applyInArrow(finish_task(rule, params, side, gram_y, update), STEP_DDL)
+        return materialise(out, X.rows, X.k, step, rule.statistic.name == "kl")
 
     def multiply(self, side, Y):
         """``V @ Y`` (side "W", Y m×l) or ``Vᵀ @ Y`` (side "H", Y n×l), assembled on the driver."""
