@@ -36,9 +36,11 @@ from pyspark.ml.param.shared import HasCheckpointInterval, HasMaxIter, HasSeed, 
 from pyspark.ml.util import MLReadable, MLWritable
 
 from sparknmf.engine import persistence
+from sparknmf.engine.placement import PLACEMENTS, choose_placement, driver_budget, factor_bytes
 from sparknmf.engine.resident import EXECUTION_MODES
 from sparknmf.params import HasExecutionMode, Interval, OneOf, RangePair, check_params, with_accessors
-from sparknmf.ratings.fit import FitLoop
+from sparknmf.ratings.distributed import ExecutorFit
+from sparknmf.ratings.fit import FitLoop, side_specs
 from sparknmf.ratings.ingest import DUPLICATE_POLICIES, ingest_ratings
 from sparknmf.ratings.model import COLD_START_STRATEGIES, MaskedALSModel, MaskedALSModelParams
 
@@ -92,6 +94,11 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
     localLimit = Param(Params._dummy(), "localLimit",
                        "backend='auto': most ratings fitted on the driver (any that fit it on a local master)",
                        typeConverter=TypeConverters.toInt)
+    factorPlacement = Param(Params._dummy(), "factorPlacement",
+                            "where the user and item parameters live between half-steps: 'driver' (numpy arrays), "
+                            "'executors' (cached DataFrames of row blocks, never collected) or 'auto' (executors when "
+                            "they exceed the driver's budget: half of spark.driver.maxResultSize, a quarter of "
+                            "spark.driver.memory)", typeConverter=TypeConverters.toString)
     checkpointDir = Param(Params._dummy(), "checkpointDir",
                           "driver-local directory for loop checkpoints every checkpointInterval iterations ('' = none)",
                           typeConverter=TypeConverters.toString)
@@ -117,6 +124,7 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
         "coldStartStrategy": OneOf(COLD_START_STRATEGIES),
         "ratingRange": RangePair(),
         "executionMode": OneOf(EXECUTION_MODES),
+        "factorPlacement": OneOf(PLACEMENTS),
     }
 
     def __init__(self, *args):
@@ -125,7 +133,7 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
                          biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
                          implicitRegParam=50.0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error",
                          backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
-                         checkpointDir="", weightCol="")
+                         checkpointDir="", weightCol="", factorPlacement="auto")
 
     def _check_rules(self):
         """Cross-parameter rules, after the constraints table."""
@@ -185,7 +193,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                  backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
                  checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
                  predictionCol="prediction", coldStartStrategy="nan", ratingRange=None,
-                 executionMode="auto"):
+                 executionMode="auto", factorPlacement="auto"):
         super().__init__()
         self._set(**self._input_kwargs)
 
@@ -196,7 +204,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                   backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
                   checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
                   predictionCol="prediction", coldStartStrategy="nan", ratingRange=None,
-                  executionMode="auto"):
+                  executionMode="auto", factorPlacement="auto"):
         """Set Params by keyword."""
         return self._set(**self._input_kwargs)
 
@@ -211,7 +219,48 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
             duplicates=self.getDuplicates(), user_blocks=self.getNumUserBlocks(), item_blocks=self.getNumItemBlocks(),
             bins=self.getTimeBins(), drift_on=self.getUserDrift(), beta=self.getDriftExponent(),
             backend=self.getBackend(), local_limit=self.getLocalLimit(),
+            placement=lambda n, m: self._placement(dataset.sparkSession, n, m),
         )
+
+    # ---------------------------------------------------------------- factor placement
+    def _placement(self, spark, n, m, *, local=False, initial=None, resume=False):
+        """``"driver"`` or ``"executors"`` for ``n`` users and ``m`` items (``factorPlacement``).
+
+        ``auto`` picks ``executors`` when the parameters, (n + m) rows of
+        rank + biases + time terms (+ rank for the implicit sums), exceed the
+        driver's budget (:func:`~sparknmf.engine.placement.choose_placement`);
+        a forced ``driver`` beyond it is a ValueError, and so is an
+        ``executors`` placement with what it does not support.
+        """
+        specs = side_specs(self)
+        width = max(spec.width for spec in specs.values()) + (self.getRank() if self.getImplicitFeedback() else 0)
+        placement = choose_placement(spark, self.getFactorPlacement(), n + m, width)
+        if placement == "executors":
+            why = ""
+            if self.getFactorPlacement() == "auto":
+                budget, setting = driver_budget(spark)
+                why = (f" (chosen by factorPlacement='auto': the parameters take "
+                       f"{factor_bytes(n + m, width) / 2**20:.1f} MiB, more than the driver's budget of "
+                       f"{budget / 2**20:.1f} MiB set by {setting})")
+            self._check_executors(why, local=local, initial=initial, resume=resume)
+        return placement
+
+    def _check_executors(self, why="", *, local=False, initial=None, resume=False):
+        """ValueError naming what the executors placement does not support (before any fitting)."""
+        problems = []
+        if self.getImplicitFeedback():
+            problems.append("implicitFeedback=True (set implicitFeedback=False)")
+        if self.getBackend() == "local" or local:
+            problems.append("ratings held on the driver (backend='local'; use backend='spark')")
+        if self.getExecutionMode() == "resident":
+            problems.append("executionMode='resident' (use 'jobs' or 'auto')")
+        if self.getCheckpointDir():
+            problems.append("checkpointDir (loop checkpoints hold the parameters on the driver)")
+        if initial is not None or resume:
+            problems.append("warm starts and resume (fitFrom with a model or resume=True)")
+        if problems:
+            raise ValueError(f"MaskedALS: factorPlacement='executors'{why} does not support "
+                             f"{'; '.join(problems)}; or use factorPlacement='driver'")
 
     def _fit(self, dataset):
         return self.fitFrom(dataset)
@@ -225,6 +274,8 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
         """
         if resume and not self.getCheckpointDir():
             raise ValueError("MaskedALS.fitFrom(resume=True) needs checkpointDir")
+        if self.getFactorPlacement() == "executors":
+            self._check_executors(initial=initialModel, resume=resume)
         blocks = self.ingest(dataset)
         try:
             return self.fitBlocks(blocks, initialModel, callback=callback, resume=resume)
@@ -237,9 +288,15 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
         if initialModel is not None and initialModel.rank != self.getRank():
             raise ValueError(f"MaskedALS.fitFrom: the initial model has rank {initialModel.rank}, "
                              f"this estimator rank={self.getRank()}")
-        blocks.execution = self.getExecutionMode()
-        with blocks.serving(f"sparknmf: MaskedALS rank={self.getRank()}, resident block tasks", rank=self.getRank()):
-            state = FitLoop(self, blocks, initialModel, callback).run(resume)
+        placement = self._placement(blocks.spark, *blocks.shape, local=blocks.local is not None, initial=initialModel,
+                                    resume=resume)
+        if placement == "executors":
+            state = ExecutorFit(self, blocks, side_specs(self), callback).run()
+        else:
+            blocks.execution = self.getExecutionMode()
+            with blocks.serving(f"sparknmf: MaskedALS rank={self.getRank()}, resident block tasks",
+                                rank=self.getRank()):
+                state = FitLoop(self, blocks, initialModel, callback).run(resume)
         model = MaskedALSModel(state)
         self._copyValues(model)
         return model

@@ -47,22 +47,23 @@ from sparknmf.kernels.als import (
 from sparknmf.kernels.seeding import chunked_draw
 from sparknmf.ratings.store import SIDES, other_side
 
-__all__ = ["FitLoop"]
+__all__ = ["REMEDY", "STREAMS", "FitLoop", "side_specs"]
 
 logger = logging.getLogger("sparknmf")
 
-_REMEDY = ("Try a stronger regularization (regParam, biasRegParam, implicitRegParam), a lower rank, "
+REMEDY = ("Try a stronger regularization (regParam, biasRegParam, implicitRegParam), a lower rank, "
            "or check the ratings' scale.")
 _CG_STEPS = 3  # conjugate-gradient steps per iteration for the implicit-feedback vectors
 block_type(SideSpec)  # the block tasks' calls carry the sides' layouts (sparknmf.engine.calls)
 _USER_STREAM, _ITEM_STREAM = 10, 11
+STREAMS = {"user": _USER_STREAM, "item": _ITEM_STREAM}  # the generators of the initial parameters
 # the Params that shape the iterates: a checkpoint resumes only with the same values
 _TRAJECTORY_PARAMS = ("rank", "regParam", "biasRegParam", "regularization", "nonnegative", "biases", "timeBins",
                       "userDrift", "driftExponent", "implicitFeedback", "implicitRegParam", "initStd", "seed",
                       "weightCol", "timestampCol", "duplicates")
 
 
-def _side_specs(est) -> dict:
+def side_specs(est) -> dict:
     """The parameter layout of each side (:class:`~sparknmf.kernels.als.SideSpec`) for the Params of ``est``."""
     k, biases = est.getRank(), est.getBiases()
     timed = bool(est.getTimestampCol())
@@ -83,7 +84,7 @@ class FitLoop:
 
     def __init__(self, est, blocks, initial, callback):
         self.est, self.blocks, self.callback = est, blocks, callback
-        self.specs = _side_specs(est)
+        self.specs = side_specs(est)
         self.k = est.getRank()
         self.implicit = est.getImplicitFeedback()
         self.options = dict(mu=blocks.mu, reg=est.getRegParam(), bias_reg=est.getBiasRegParam(),
@@ -192,14 +193,14 @@ class FitLoop:
             for side in SIDES:
                 with blocks.describe(f"sparknmf: ALS iter {iteration}, update {side}s"):
                     loss = self.half_step(side)
-                check_factors("MaskedALS", iteration, _REMEDY, {f"the {side} parameters": self.P[side]})
+                check_factors("MaskedALS", iteration, REMEDY, {f"the {side} parameters": self.P[side]})
             objective = loss + self.penalty["user"] + self.penalty["item"]
             if self.implicit:
                 objective += est.getImplicitRegParam() * float(np.vdot(self.Y, self.Y))
                 with blocks.describe(f"sparknmf: ALS iter {iteration}, implicit vectors"):
                     self.implicit_step()
-                check_factors("MaskedALS", iteration, _REMEDY, {"the implicit vectors": self.Y})
-            check_objective("MaskedALS", iteration, objective, history, _REMEDY)
+                check_factors("MaskedALS", iteration, REMEDY, {"the implicit vectors": self.Y})
+            check_objective("MaskedALS", iteration, objective, history, REMEDY)
             history.append(objective)
             elapsed = time.perf_counter() - start
             logger.info("ALS iteration %d objective %.10g elapsed %.3fs", iteration, objective, elapsed)

@@ -349,13 +349,20 @@ def _prepared(frame, cols):
 
 def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time_col="", rating_range=(),
                    duplicates="error", user_blocks=0, item_blocks=0, bins=0, drift_on=False, beta=0.4,
-                   backend="spark", local_limit=0, whom="MaskedALS (input ratings)") -> RatingBlocks:
+                   backend="spark", local_limit=0, placement=None,
+                   whom="MaskedALS (input ratings)") -> RatingBlocks:
     """Validate, index and store ratings twice; every data check runs before any fitting.
 
     ``backend="local"`` (or ``"auto"`` when :func:`use_driver` says so)
     collects the checked ratings and builds the blocks on the driver, where
     :meth:`RatingBlocks.map_blocks` then runs; ``"spark"`` keeps both copies
     in one cached DataFrame with at most one partition per task slot.
+
+    ``placement(n, m)``, when given, says where the fit's parameters will live
+    for n users and m items (``MaskedALS.factorPlacement``), once the ids are
+    known and before the blocks are built: ``"executors"`` keeps the blocks
+    on Spark whatever ``backend`` chose (it may raise a ValueError for what
+    that placement does not support).
 
     Raises
     ------
@@ -396,6 +403,9 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
         user_ids = _local_ids(frame.select(column_ref(user_col)).distinct().toArrow().column(0), user_col, whom)
         item_ids = _local_ids(frame.select(column_ref(item_col)).distinct().toArrow().column(0), item_col, whom)
     n, m = len(user_ids), len(item_ids)
+    factors = placement(n, m) if placement is not None else "driver"
+    if factors == "executors" and on_driver:  # parameters beyond the driver: so are the blocks
+        on_driver, table = False, None
     steps = {"user": _grid(spark, n, user_blocks, stats["rows"]), "item": _grid(spark, m, item_blocks, stats["rows"])}
     # block key of either side goes to partition key % partitions: the side with more blocks fills every one
     partitions = max(1, min(max(math.ceil(n / steps["user"]), math.ceil(m / steps["item"])), parallelism(spark)))
@@ -438,7 +448,7 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
              zip(*(info.column(c).to_pylist() for c in ("side", "key", "needs")))}
     return RatingBlocks(spark, user_ids, item_ids, store, steps, nnz=int(pc.sum(users.column("nnz")).as_py()),
                         mu=float(pc.sum(users.column("wrsum")).as_py()) / wsum, context=context, id_types=id_types,
-                        local=local, partitions=partitions, needs=needs)
+                        local=local, partitions=partitions, needs=needs, placement=factors)
 
 
 def _check_duplicates(info, user_ids, item_ids, whom, user_col, item_col):

@@ -20,6 +20,7 @@ from sparknmf.engine import persistence
 from sparknmf.engine.ingest import check_columns
 from sparknmf.kernels.als import Entries, SideSpec
 from sparknmf.params import OneOf, RangePair, check_param, check_params, with_accessors
+from sparknmf.ratings.distributed import collect_blocks
 from sparknmf.ratings.ingest import (
     check_distinct_columns,
     check_id_type,
@@ -132,12 +133,25 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         return self.ids("item")
 
     @property
+    def placement(self) -> str:
+        """``"driver"`` (parameters as arrays) or ``"executors"`` (parameter blocks as DataFrames, never collected
+        unless asked: :attr:`userParams`, :attr:`itemParams`)."""
+        return "executors" if self._require().get("frames") else "driver"
+
+    def params(self, side) -> np.ndarray:
+        """The ``side``'s parameters as an array; collected from the executors with ``factorPlacement='executors'``."""
+        state = self._require()
+        if state.get("frames"):
+            return collect_blocks(state["frames"][side], state["specs"][side].width)
+        return state["P"][side]
+
+    @property
     def userParams(self) -> np.ndarray:
-        return self._require()["P"]["user"]
+        return self.params("user")
 
     @property
     def itemParams(self) -> np.ndarray:
-        return self._require()["P"]["item"]
+        return self.params("item")
 
     @property
     def implicitVectors(self):
@@ -145,7 +159,8 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
 
     @property
     def implicitSums(self) -> np.ndarray:
-        return self._require()["Z"]
+        state = self._require()
+        return state["Z"] if state["Z"] is not None else np.zeros((len(self.userIds), self.rank))
 
     @property
     def history(self) -> list:

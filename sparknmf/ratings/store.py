@@ -149,6 +149,9 @@ class RatingBlocks:
         blocks refer to, when that ships fewer bytes (:meth:`map_blocks`).
     shipped_bytes : int
         Bytes the driver sent to resident tasks so far (requests, factors included).
+    placement : str
+        Where the fit's parameters were to live when the blocks were built
+        (``"driver"`` or ``"executors"``, :mod:`sparknmf.ratings.distributed`).
     """
 
     spark: object
@@ -166,6 +169,7 @@ class RatingBlocks:
     needs: dict = field(default_factory=dict, repr=False)
     route_factors: bool = True
     shipped_bytes: int = 0
+    placement: str = "driver"
     _resident: object = field(default=None, repr=False)
     _routes: dict = field(default_factory=dict, repr=False)  # (side, a task's keys) -> the rows they refer to
     _entries: dict = field(default_factory=dict, repr=False)  # local blocks decoded, with their scratch
