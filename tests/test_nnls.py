@@ -126,3 +126,72 @@ def test_bpp_rank_deficient_gram_does_not_cycle():
     A, B = rng.standard_normal((4, 5)), rng.standard_normal((4, 2))
     X = nnls_bpp(A.T @ A, A.T @ B)
     assert (X >= 0).all() and _kkt_violation(A.T @ A, A.T @ B, X) < 1e-9
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    extra=st.integers(0, 30), k=st.integers(1, 12), r=st.integers(1, 150), seed=st.integers(0, 2**31 - 1),
+    start=st.sampled_from(["perturbed", "random", "zeros", "other_problem"]),
+)
+def test_warm_started_bpp_equals_cold_bpp(extra, k, r, seed, start):
+    """Issue 18: the solution does not depend on the warm start (m >= k rows: a unique solution)."""
+    rng = np.random.default_rng(seed)
+    m = k + extra
+    A = rng.standard_normal((m, k)) + np.eye(m, k) * 3.0  # full column rank, well conditioned
+    B = rng.standard_normal((m, r)) + 0.5
+    gram, cross = A.T @ A, A.T @ B
+    cold = nnls_bpp(gram, cross)
+    if start == "perturbed":  # as in ANLS: the previous iterate, near the answer
+        init = np.maximum(cold + 0.1 * rng.standard_normal(cold.shape), 0)
+    elif start == "random":
+        init = rng.random((k, r)) * (rng.random((k, r)) < 0.5)
+    elif start == "zeros":
+        init = np.zeros((k, r))
+    else:  # the solution of another problem with the same A
+        init = nnls_bpp(gram, A.T @ rng.standard_normal((m, r)))
+    warm = nnls_bpp(gram, cross, init=init)
+    np.testing.assert_allclose(warm, cold, rtol=0, atol=1e-10 * max(1.0, np.abs(cold).max()))
+    assert _kkt_violation(gram, cross, warm) < 1e-10
+
+
+def test_bpp_shared_passive_sets_use_one_factorisation_and_agree_with_batched():
+    """Issue 18: columns whose passive set repeats (dense data: all positive) are solved by group; the rest
+    by size-batched sub-systems.  Both paths give scipy's solution."""
+    rng = np.random.default_rng(6)
+    A = rng.random((60, 8)) + np.eye(60, 8)
+    W = np.zeros((8, 400))
+    W[:, :300] = rng.random((8, 300)) + 0.1  # 300 columns with every variable passive
+    W[:3, 300:] = rng.random((3, 100))  # and 100 with the first three passive
+    B = A @ W + 0.001 * rng.standard_normal((60, 400))
+    X = nnls_bpp(A.T @ A, A.T @ B)
+    ref = np.column_stack([scipy.optimize.nnls(A, b)[0] for b in B.T])
+    np.testing.assert_allclose(X, ref, atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [1, 5, 20, 60])
+def test_bpp_warm_start_from_previous_iterate_in_anls(k):
+    """The ANLS pattern on a sparse non-negative V: every NNLS warm-started from the previous iterate equals the
+    cold solve (to 1e-10) and satisfies KKT, also for k > 52 (passive-set keys as packed bytes)."""
+    rng = np.random.default_rng(k)
+    V = rng.random((80, 120)) * (rng.random((80, 120)) < 0.1)
+    W = rng.random((80, k))
+    H = nnls_bpp(W.T @ W, W.T @ V)
+    for _ in range(3):
+        W = nnls_bpp(H @ H.T, H @ V.T, init=W.T).T
+        gram, cross = W.T @ W, W.T @ V
+        warm, cold = nnls_bpp(gram, cross, init=H), nnls_bpp(gram, cross)
+        np.testing.assert_allclose(warm, cold, rtol=0, atol=1e-10 * max(1.0, np.abs(cold).max()))
+        assert _kkt_violation(gram, cross, warm) < 1e-9
+        H = warm
+
+
+def test_batched_warm_start_equals_cold_with_mixed_passive_sizes():
+    rng = np.random.default_rng(7)
+    b, k = 300, 9
+    As = rng.standard_normal((b, 20, k))
+    grams = np.einsum("bmi,bmj->bij", As, As) + 0.1 * np.eye(k)
+    rhs = np.einsum("bmi,bm->bi", As, rng.standard_normal((b, 20)))
+    cold = nnls_batched(grams, rhs)
+    warm = nnls_batched(grams, rhs, init=rng.random((b, k)) * (rng.random((b, k)) < 0.4))
+    np.testing.assert_allclose(warm, cold, atol=1e-10)
+    assert len(set(map(int, (cold > 0).sum(axis=1)))) > 3  # several passive-set sizes batched apart

@@ -6,12 +6,15 @@ backup rule that guarantees termination):
 * :func:`nnls_bpp` -- many right-hand sides sharing one Gram matrix.
   Solves ``min_X ||A X - B||_F^2  s.t.  X >= 0`` given only
   ``gram = AᵀA`` (k×k) and ``cross = AᵀB`` (k×r).  Columns that share a
-  passive set are solved together with one Cholesky factorisation.
+  passive set with many others are solved together with one Cholesky
+  factorisation; the rest, batched by the size p of their passive set,
+  as p×p sub-systems.  A warm start (the previous ANLS iterate) leaves
+  most columns feasible after the first solve.
 * :func:`nnls_batched` -- many small systems, each with its own Gram:
   ``min_x_i  x_iᵀ G_i x_i - 2 b_iᵀ x_i  s.t.  x_i >= 0`` for a stack of
   ``grams`` (b×k×k) and ``rhs`` (b×k).  Used by masked / weighted least
-  squares, where every row of a factor sees its own weighted Gram.  All
-  systems are solved at once by masking the inactive variables.
+  squares, where every row of a factor sees its own weighted Gram.  The
+  systems are solved batched by the size of their passive set.
 
 References
 ----------
@@ -32,7 +35,7 @@ import scipy.linalg
 __all__ = ["nnls_bpp", "nnls_batched"]
 
 _BACKUP_PATIENCE = 3  # Kim & Park's p̄: full exchanges allowed without progress
-_GROUPS_PER_BATCH = 4  # beyond r/4 distinct passive sets, solve all columns batched
+_GROUP_MIN = 64  # columns sharing a passive set solved with one shared factorisation (else batched)
 _REL_TOL = 1e-12  # entries below this (relative to the column scale) count as zero
 
 
@@ -90,35 +93,47 @@ def _spd_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return np.linalg.lstsq(gram, rhs, rcond=None)[0]
 
 
+def _passive_keys(sub: np.ndarray) -> np.ndarray:
+    """One key per column of ``sub`` (k×r bool): a float holding the bits for k <= 52, else packed bytes."""
+    k = sub.shape[0]
+    if k <= 52:  # distinct sums of distinct powers of two, exact in float64
+        return np.ldexp(1.0, np.arange(k)) @ sub
+    keys = np.ascontiguousarray(np.packbits(sub, axis=0).T)
+    return keys.view(np.dtype((np.void, keys.shape[1]))).ravel()
+
+
 def _solve_grouped(gram, cross, passive, cols):
     """Unconstrained solution on the passive set for the columns ``cols``.
 
     Columns with the same passive set share one factorisation (Van Benthem &
-    Keenan's combinatorial grouping).  When most passive sets are distinct,
-    one batched masked solve over all columns is faster than many small
-    factorisations, and is used instead.  Returns an array of shape
-    (k, len(cols)) that is zero outside the passive set.
+    Keenan's combinatorial grouping) when the group has at least
+    ``_GROUP_MIN`` columns; there one Cholesky factor serves many right-hand
+    sides.  The other columns (on sparse data nearly all: most passive sets
+    are distinct) are solved by :func:`_solve_compact`, batched by the size
+    of their passive set.  Returns an array of shape (k, len(cols)) that is
+    zero outside the passive set.
     """
     k = gram.shape[0]
     sub = passive[:, cols]
     out = np.zeros((k, cols.size), dtype=cross.dtype)
     if cols.size == 0:
         return out
-    keys = np.ascontiguousarray(np.packbits(sub, axis=0).T)
-    keys = keys.view(np.dtype((np.void, keys.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    if first.size > max(8, cols.size // _GROUPS_PER_BATCH):
-        grams = np.broadcast_to(gram, (cols.size, k, k))
-        return _solve_masked(grams, cross[:, cols].T, sub.T).T
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(first.size + 1))
-    for g, head in enumerate(first):
-        members = order[bounds[g] : bounds[g + 1]]
-        idx = np.flatnonzero(sub[:, head])
-        if idx.size == 0:
-            continue
-        rhs = cross[np.ix_(idx, cols[members])]
-        out[np.ix_(idx, members)] = _spd_solve(gram[np.ix_(idx, idx)], rhs)
+    rest = np.arange(cols.size)
+    if cols.size >= _GROUP_MIN:
+        _, inverse, counts = np.unique(_passive_keys(sub), return_inverse=True, return_counts=True)
+        inverse = inverse.ravel()
+        large = counts[inverse] >= _GROUP_MIN
+        if large.any():
+            grouped = np.flatnonzero(large)
+            grouped = grouped[np.argsort(inverse[grouped], kind="stable")]
+            for members in np.split(grouped, np.flatnonzero(np.diff(inverse[grouped])) + 1):
+                idx = np.flatnonzero(sub[:, members[0]])
+                if idx.size:
+                    rhs = cross[np.ix_(idx, cols[members])]
+                    out[np.ix_(idx, members)] = _spd_solve(gram[np.ix_(idx, idx)], rhs)
+            rest = np.flatnonzero(~large)
+    if rest.size:
+        out[:, rest] = _solve_compact(gram, cross[:, cols[rest]].T, sub[:, rest].T).T
     return out
 
 
@@ -205,19 +220,43 @@ def nnls_bpp(
     return X
 
 
-def _solve_masked(grams: np.ndarray, rhs: np.ndarray, passive: np.ndarray) -> np.ndarray:
-    """Solve every system restricted to its passive set (b×k), zero elsewhere."""
+def _solve_compact(grams: np.ndarray, rhs: np.ndarray, passive: np.ndarray) -> np.ndarray:
+    """Solve every system restricted to its passive set, zero elsewhere.
+
+    ``grams`` is one Gram (k×k) shared by all systems or one per system
+    (b×k×k); ``rhs`` and ``passive`` are b×k.  Systems are batched by the
+    size p of their passive set, and each batch solves only the p×p
+    sub-systems it gathers (a p×p solve costs about (p/k)³ of the k×k one;
+    on sparse data p is often k/3).
+    """
     b, k = rhs.shape
-    both = passive[:, :, None] & passive[:, None, :]
-    masked = np.where(both, grams, 0.0)
-    diag = np.arange(k)
-    masked[:, diag, diag] += ~passive
-    masked_rhs = np.where(passive, rhs, 0.0)
-    try:
-        x = np.linalg.solve(masked, masked_rhs[..., None])[..., 0]
-    except np.linalg.LinAlgError:
-        x = np.einsum("bij,bj->bi", np.linalg.pinv(masked, hermitian=True), masked_rhs)
-    return np.where(passive, x, 0.0)
+    sizes = passive.sum(axis=1)
+    order = np.argsort(sizes, kind="stable")
+    bounds = np.searchsorted(sizes[order], np.arange(k + 2))
+    passive_sorted, rhs_sorted = passive[order], rhs[order]
+    members = np.nonzero(passive_sorted)[1]  # row by row (sorted by size): the passive indices, ascending
+    offsets = np.concatenate(([0], np.cumsum(sizes[order])))
+    out = np.zeros_like(rhs_sorted)
+    shared = grams.ndim == 2
+    flat = grams.reshape(-1) if shared else None
+    for p in range(1, k + 1):
+        lo, hi = bounds[p], bounds[p + 1]
+        if lo == hi:
+            continue
+        idx = members[offsets[lo] : offsets[hi]].reshape(hi - lo, p)
+        if shared:
+            sub = flat[(idx * k)[:, :, None] + idx[:, None, :]]
+        else:
+            sub = grams[order[lo:hi, None, None], idx[:, :, None], idx[:, None, :]]
+        sub_rhs = np.take_along_axis(rhs_sorted[lo:hi], idx, axis=1)
+        try:
+            x = np.linalg.solve(sub, sub_rhs[..., None])[..., 0]
+        except np.linalg.LinAlgError:  # a singular sub-system: its minimum-norm least-squares solution
+            x = np.einsum("bij,bj->bi", np.linalg.pinv(sub, hermitian=True), sub_rhs)
+        np.put_along_axis(out[lo:hi], idx, x, axis=1)
+    result = np.empty_like(out)
+    result[order] = out
+    return result
 
 
 def nnls_batched(
@@ -256,7 +295,7 @@ def nnls_batched(
     scale = np.abs(rhs).max(axis=1) + np.finfo(rhs.dtype).tiny
     diag_scale = np.abs(np.diagonal(grams, axis1=1, axis2=2)).max(axis=1) + 1.0
     passive = np.zeros((b, k), dtype=bool) if init is None else np.asarray(init) > 0
-    X = _solve_masked(grams, rhs, passive) if init is not None else np.zeros_like(rhs)
+    X = _solve_compact(grams, rhs, passive) if init is not None else np.zeros_like(rhs)
     Y = np.einsum("bij,bj->bi", grams, X) - rhs
     # work in the (k, b) orientation shared with nnls_bpp
     Xt, Yt, Pt = X.T.copy(), Y.T.copy(), passive.T.copy()
@@ -270,7 +309,7 @@ def nnls_batched(
     while cols.size and rounds < max_iter:
         rounds += 1
         pivot.exchange(Pt, infeasible[:, cols], cols)
-        Xc = _solve_masked(grams[cols], rhs[cols], Pt[:, cols].T)
+        Xc = _solve_compact(grams[cols], rhs[cols], Pt[:, cols].T)
         Yc = np.einsum("bij,bj->bi", grams[cols], Xc) - rhs[cols]
         Xc, Yc = _chop(Xc.T, xscale[cols]), _chop(Yc.T, scale[cols])
         Xt[:, cols], Yt[:, cols] = Xc, Yc
