@@ -3,10 +3,10 @@
 Formats (``input.format``):
 
 ``matrix_market``
-    A Matrix Market file (:func:`~sparknmf.datasets.read_matrix_market`), read on the driver.
+    A Matrix Market file (:func:`~sparknmf.datasets.read_matrix_market`), parsed on the driver.
 ``dense``
     Delimited text, one row of V per line (:func:`~sparknmf.datasets.read_dense_text`):
-    TSV by default, optional header, row names and a label column; read on the driver.
+    TSV by default, optional header, row names and a label column; parsed on the driver.
 ``coordinates``
     Parquet or CSV with one stored entry per row ``(row id, column id, value)``, read by Spark.
 ``vectors``
@@ -14,13 +14,20 @@ Formats (``input.format``):
 
 Driver formats give numpy / scipy matrices; Spark formats a DataFrame that
 :class:`~sparknmf.NMF` reads directly (or, where a job needs V on the
-driver, collected with :meth:`MatrixInput.to_driver`).  ``transpose`` swaps
+driver, collected with :meth:`MatrixInput.to_driver`).  Paths are the driver's
+file system (plain paths, ``file:`` URIs) or any URI Spark reads (``hdfs://``,
+``s3a://``...; :mod:`sparknmf.pipeline.storage`): a driver format's file (and a
+labels or vocabulary file) on such a URI is read through Spark's ``binaryFile``
+source, never opened as a local path.  ``transpose`` swaps
 rows and columns: samples are the columns of V, so a file with one sample
 per line (iris, documents × terms) is read with ``transpose = true``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +38,11 @@ import scipy.sparse as sp
 
 from sparknmf.errors import InvalidInputError
 from sparknmf.pipeline.jobconf import Option
+from sparknmf.pipeline.storage import StorageError, is_local, local_path
 
 __all__ = [
     "FORMATS", "INPUT_SECTION", "RATINGS_SECTION", "MatrixInput", "check_input", "read_input", "read_labels",
-    "is_local", "read_ratings", "check_ratings", "holdout_split", "content_digest",
+    "is_local", "read_ratings", "check_ratings", "holdout_split", "content_digest", "fetch",
 ]
 
 FORMATS = ("matrix_market", "dense", "coordinates", "vectors")
@@ -60,38 +68,96 @@ INPUT_SECTION = {
 }
 
 
-def is_local(path: str) -> bool:
-    """True for a path on the driver's file system (no ``scheme://``, or ``file://``)."""
-    return "://" not in path or path.startswith("file://")
-
-
 def _local(path: str) -> Path:
-    return Path(path[len("file://"):] if path.startswith("file://") else path)
+    return local_path(path)
 
 
-def check_input(conf, section: str = "input") -> None:
-    """Fail before any work when the input cannot be read as configured (names the key and its file)."""
+def _storage(path: str, storage):
+    """The Storage of a path: local ones always; others through ``storage(path)`` when given and reachable
+    (None under Spark Connect, where only Spark's readers reach them)."""
+    from sparknmf.pipeline.storage import LocalStorage
+
+    if is_local(path):
+        return LocalStorage()
+    if storage is None:
+        return None
+    try:
+        return storage(path)
+    except StorageError:
+        return None
+
+
+def check_path(conf, key: str, *, file: bool = False, storage=None, what: str = "") -> None:
+    """Fail (naming ``key``) when the path at ``key`` does not exist, or is a folder when ``file``.
+
+    Local paths are checked on the driver; URIs through ``storage(path) -> Storage`` when given (a classic
+    session's Hadoop file systems), else left to Spark's reader.
+    """
+    path = conf.get(key)
+    s = _storage(path, storage)
+    if s is None:
+        return
+    if not s.exists(path):
+        raise conf.error(key, "no such file or folder" if not file else "no such file")
+    if file and not s.is_file(path):
+        raise conf.error(key, what or "needs a file, this is a folder")
+
+
+def check_input(conf, section: str = "input", storage=None) -> None:
+    """Fail before any work when the input cannot be read as configured (names the key and its file).
+
+    ``storage(path) -> Storage`` checks paths on other file systems (:func:`check_path`).
+    """
     values = conf[section]
-    path, fmt = values["path"], values["format"]
-    if fmt in DRIVER_FORMATS and not is_local(path):
-        raise conf.error(f"{section}.path", f"format {fmt!r} is read on the driver: give a local or mounted path")
-    if is_local(path) and not _local(path).exists():
-        raise conf.error(f"{section}.path", "no such file or folder")
-    if fmt in DRIVER_FORMATS and not _local(path).is_file():
-        raise conf.error(f"{section}.path", f"format {fmt!r} needs a file, this is a folder")
+    fmt = values["format"]
+    check_path(conf, f"{section}.path", storage=storage)
+    if fmt in DRIVER_FORMATS:
+        check_path(conf, f"{section}.path", file=True, storage=storage,
+                   what=f"format {fmt!r} needs a file, this is a folder")
     if fmt == "vectors" and values["file_format"] != "parquet":
         raise conf.error(f"{section}.file_format", "vectors are read from Parquet only")
     if fmt == "vectors" and values["transpose"]:
         raise conf.error(f"{section}.transpose", "vectors are samples (columns of V) and cannot be transposed")
     if values["label_column"] and fmt != "dense":
         raise conf.error(f"{section}.label_column", "only the dense format has a label column; use input.labels")
-    if values["labels"] and not _local(values["labels"]).is_file():
-        raise conf.error(f"{section}.labels", "no such file")
+    if values["labels"]:
+        check_path(conf, f"{section}.labels", file=True, storage=storage)
 
 
-def read_labels(path) -> list:
-    """One class per non-empty line."""
-    return [line.strip() for line in _local(str(path)).read_text(encoding="utf-8").splitlines() if line.strip()]
+@contextlib.contextmanager
+def fetch(spark, path):
+    """``with fetch(spark, path) as local:`` -- a local copy of the file at ``path`` for a driver-side parser.
+
+    A path on the driver's file system is used as it is; any other URI is read through Spark's ``binaryFile``
+    source (the Hadoop file systems, their configuration and credentials, classic or Connect sessions) into a
+    temporary folder removed afterwards.
+    """
+    if is_local(path):
+        yield local_path(path)
+        return
+    if spark is None:
+        raise InvalidInputError(f"{path}: a URI is read through Spark, and no session was given")
+    try:
+        table = spark.read.format("binaryFile").load(str(path)).select("path", "content").toArrow()
+    except Exception as err:  # AnalysisException: no such path
+        raise InvalidInputError(f"{path}: cannot be read through Spark: {type(err).__name__}: "
+                                f"{str(err).splitlines()[0] if str(err) else ''}") from None
+    if table.num_rows != 1:
+        raise InvalidInputError(f"{path}: expected one file, found {table.num_rows}")
+    folder = Path(tempfile.mkdtemp(prefix="sparknmf-input-"))
+    try:
+        local = folder / (str(path).rstrip("/").rsplit("/", 1)[-1] or "input")
+        local.write_bytes(table.column("content")[0].as_py())
+        yield local
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def read_labels(path, spark=None) -> list:
+    """One class per non-empty line (``path`` on any file system Spark reads, see :func:`fetch`)."""
+    with fetch(spark, path) as local:
+        text = local.read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 @dataclass
@@ -176,19 +242,21 @@ def read_input(conf, spark=None, section: str = "input") -> MatrixInput:
     """Read V as ``conf[section]`` describes (see the module docstring); ``spark`` for the Spark formats."""
     values = conf[section]
     path, fmt, transpose = values["path"], values["format"], values["transpose"]
-    labels = read_labels(values["labels"]) if values["labels"] else None
+    labels = read_labels(values["labels"], spark) if values["labels"] else None
     duplicates = values["duplicates"]
     if fmt == "matrix_market":
         from sparknmf.datasets import read_matrix_market
 
-        V = read_matrix_market(_local(path), duplicates=duplicates)
+        with fetch(spark, path) as local:
+            V = read_matrix_market(local, duplicates=duplicates)
         return MatrixInput(V.T.tocsr() if transpose and sp.issparse(V) else (V.T if transpose else V),
                            labels=labels, duplicates=duplicates)
     if fmt == "dense":
         from sparknmf.datasets import read_dense_text
 
-        text = read_dense_text(_local(path), delimiter=values["delimiter"] or "\t", header=values["header"],
-                               row_names=values["row_names"], label_column=values["label_column"] or None)
+        with fetch(spark, path) as local:
+            text = read_dense_text(local, delimiter=values["delimiter"] or "\t", header=values["header"],
+                                   row_names=values["row_names"], label_column=values["label_column"] or None)
         rows, cols = text.row_names, text.col_names
         if transpose:
             return MatrixInput(np.ascontiguousarray(text.matrix.T), row_ids=cols, col_ids=rows,
@@ -206,13 +274,18 @@ def read_input(conf, spark=None, section: str = "input") -> MatrixInput:
 
 
 def _read_frame(spark, values):
-    """A Parquet or CSV table as ``[input]``-like ``values`` describe it (path, file_format, header, ...)."""
+    """A Parquet or CSV table as ``[input]``-like ``values`` describe it (path, file_format, header, ...).
+
+    A plain path is the driver's file system (given to Spark as a ``file:`` URI, not resolved against
+    ``fs.defaultFS``), as everywhere in the jobs."""
+    path = values["path"]
+    uri = local_path(path).as_uri() if is_local(path) else path
     reader = spark.read
     if values["file_format"] == "csv":
         reader = reader.option("header", values["header"]).option("sep", values["delimiter"] or ",")
         reader = reader.schema(values["schema"]) if values["schema"] else reader.option("inferSchema", True)
-        return reader.csv(values["path"])
-    return reader.parquet(values["path"])
+        return reader.csv(uri)
+    return reader.parquet(uri)
 
 
 RATINGS_SECTION = {
@@ -235,11 +308,11 @@ def read_ratings(conf, spark, *, path: str | None = None, section: str = "input"
     return _read_frame(spark, values)
 
 
-def check_ratings(conf, section: str = "input") -> None:
-    """Fail before any work when ``conf[section]["path"]`` is set but does not exist (local paths only)."""
-    path = conf[section]["path"]
-    if path and is_local(path) and not _local(path).exists():
-        raise conf.error(f"{section}.path", "no such file or folder")
+def check_ratings(conf, section: str = "input", storage=None) -> None:
+    """Fail before any work when ``conf[section]["path"]`` is set but does not exist (local paths; URIs
+    through ``storage``, see :func:`check_path`)."""
+    if conf[section]["path"]:
+        check_path(conf, f"{section}.path", storage=storage)
 
 
 def holdout_split(frame, fraction: float, seed: int, columns):

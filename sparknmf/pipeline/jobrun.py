@@ -47,6 +47,7 @@ from pathlib import Path
 from sparknmf.errors import InvalidInputError
 from sparknmf.pipeline.jobconf import ConfError, Option, load_conf, params_section
 from sparknmf.pipeline.staging import PublishError, StagedDirectory, write_json
+from sparknmf.pipeline.storage import StorageError, is_local, local_path, storage_for
 
 __all__ = [
     "SPARK_SECTION", "DryRunDone", "Job", "JobRefused", "LOG_LEVELS", "run_job", "nmf_section", "multistart_section",
@@ -181,7 +182,8 @@ class Job:
         """
         from sparknmf.pipeline.inputs import check_input, read_input
 
-        check_input(self.conf)
+        self.checkpoint_dir()
+        check_input(self.conf, storage=self.storage)
         out = self.output()
         self.checked()
         spark = self.spark()
@@ -189,10 +191,46 @@ class Job:
             data = read_input(self.conf, spark)
             return out, (data.to_driver() if driver else data)
 
+    def storage(self, path):
+        """The :class:`~sparknmf.pipeline.storage.Storage` of ``path`` (a URI other than ``file:`` starts the
+        session: its Hadoop file systems)."""
+        return storage_for(path, self.spark)
+
+    def checkpoint_dir(self):
+        """``[spark] checkpoint_dir`` as a local Path (None when unset); the loop's checkpoints are files the
+        driver writes, so a URI other than ``file:`` is refused naming the key."""
+        value = self.conf["spark"]["checkpoint_dir"]
+        if not value:
+            return None
+        if not is_local(value):
+            raise self.conf.error("spark.checkpoint_dir", "loop checkpoints are files the driver writes: give a "
+                                                          "local path or a shared mount (e.g. /mnt/shared/...)")
+        return local_path(value)
+
+    def driver_path_problem(self, path) -> str | None:
+        """Why a path on the driver's file system is lost, or None: a relative path in cluster deploy mode is
+        a folder in the driver's container (YARN, Kubernetes), deleted with it."""
+        if not is_local(path) or Path(str(path)).is_absolute() or str(path).startswith("file:"):
+            return None
+        if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not started by spark-submit: client mode
+            return None
+        spark = self.spark()
+        if _is_connect(spark) or spark.conf.get("spark.submit.deployMode", "client") != "cluster":
+            return None
+        return ("a relative path in cluster deploy mode is a folder in the driver's container, deleted when it "
+                "ends: give an absolute path on a shared mount or an hdfs:// URI")
+
     def output(self, section: str = "output") -> StagedDirectory:
-        """The job's staged output folder, checked before any work (exists without overwrite, not a folder...)."""
+        """The job's staged output folder, checked before any work (exists without overwrite, not a folder, a
+        URI that cannot be renamed into place, a relative path in cluster deploy mode...)."""
         values = self.conf[section]
-        out = StagedDirectory(values["path"], overwrite=values["overwrite"])
+        problem = self.driver_path_problem(values["path"])
+        if problem:
+            raise self.conf.error(f"{section}.path", problem)
+        try:
+            out = StagedDirectory(values["path"], overwrite=values["overwrite"], storage=self.storage(values["path"]))
+        except StorageError as err:
+            raise self.conf.error(f"{section}.path", str(err)) from None
         problem = out.problem()
         if problem:
             raise self.conf.error(f"{section}.path", problem)

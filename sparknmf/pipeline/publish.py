@@ -21,10 +21,19 @@ one is complete.  The last ``keep`` versions stay on disk and
 before it switches.
 
 The lock that a run holds throughout is :mod:`sparknmf.pipeline.lock`.
+
+Publishers are pluggable: :class:`Publisher` is what the recommendation refresh needs (a lock for the run,
+the current version and its history, publish a set of models, tables and documents as one new version
+after a check, roll back).  :class:`Publication` is the folder publisher (``publish.publisher = "folder"``,
+:data:`PUBLISHERS`); it needs a file system the driver sees as paths (a local disk or a shared POSIX mount:
+``rename`` and ``link`` in one folder) and refuses any other URI naming what it supports.  A table format
+with atomic commits and time travel (Delta Lake, Iceberg) can implement the same interface on object
+stores: a version is a table version, ``commit`` one transaction, ``rollback`` a restore.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import logging
@@ -38,9 +47,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sparknmf.pipeline.lock import LOCK_STALE_AFTER, RefreshLock, utc_now
-from sparknmf.pipeline.staging import PublishError, fsync_dir, local_path, read_json, write_json
+from sparknmf.pipeline.staging import PublishError, fsync_dir, read_json, write_json
+from sparknmf.pipeline.storage import StorageError, local_path, scheme
 
-__all__ = ["Publication", "PublishError", "Version", "metric_gate", "validate_table"]
+__all__ = ["PUBLISHERS", "Publication", "PublishError", "Publisher", "Version", "metric_gate", "open_publisher",
+           "validate_table"]
 
 logger = logging.getLogger("sparknmf")
 
@@ -61,6 +72,10 @@ class Version:
     def number(self) -> int:
         return int(self.name[1:])
 
+    def uri(self, *parts) -> str:
+        """A URI of the version or of a part of it (``version.uri("model")``) for Spark readers."""
+        return Path(self.path).joinpath(*parts).as_uri()
+
 
 def _version_name(number: int) -> str:
     return f"v{number:0{_VERSION_DIGITS}d}"
@@ -70,12 +85,62 @@ def _is_version(name: str) -> bool:
     return len(name) == _VERSION_DIGITS + 1 and name[0] == "v" and name[1:].isdigit()
 
 
-class Publication:
-    """Versions of a published output under ``root`` with an atomic ``CURRENT`` pointer (module docstring).
+class Publisher(abc.ABC):
+    """Where the recommendation refresh publishes: versions, one of them current, switched as a whole.
+
+    An implementation keeps these promises: readers see the current version complete or the previous one,
+    never a mix; a crash at any point leaves a complete current version; :meth:`publish` makes nothing
+    current when ``validate`` raises; one run at a time holds :meth:`lock`.
+    """
+
+    kind = ""
+
+    @abc.abstractmethod
+    def lock(self):
+        """A context manager held for a whole run; raises :class:`~sparknmf.pipeline.lock.LockBusy`."""
+
+    @abc.abstractmethod
+    def current(self) -> Version | None:
+        """The version readers see (None before the first publication)."""
+
+    @abc.abstractmethod
+    def history(self) -> list:
+        """Names of the kept versions, oldest first."""
+
+    def prepare(self) -> None:
+        """Holding the lock, before a refresh: clear what crashed runs left behind."""
+
+    @abc.abstractmethod
+    def publish(self, *, meta: dict, models=None, tables=None, documents=None, validate=None) -> Version:
+        """Write a new version and make it current.
+
+        Parameters
+        ----------
+        meta : dict
+            The version's metadata (``Version.meta`` when read back: fingerprint, metrics, ...).
+        models : dict, optional
+            Name -> an MLWritable (``model.write().save(...)``).
+        tables : dict, optional
+            Name -> a DataFrame, written as Parquet.
+        documents : dict, optional
+            Name -> JSON data.
+        validate : callable, optional
+            ``validate(locate)`` with ``locate(name) -> URI`` of a written part; raises to publish nothing.
+        """
+
+    @abc.abstractmethod
+    def rollback(self) -> Version:
+        """Make the version before the current one current again; returns it."""
+
+
+class Publication(Publisher):
+    """The folder publisher: versions under ``root`` with an atomic ``CURRENT`` pointer (module docstring).
 
     Parameters
     ----------
-    root : path
+    root : path or ``file:`` URI
+        On a file system the driver sees as paths; any other URI raises
+        :class:`~sparknmf.pipeline.storage.StorageError`.
     keep : int
         Versions kept on disk (>= 2 so that there is one to roll back to).
 
@@ -84,9 +149,16 @@ class Publication:
     that step of :meth:`commit`.
     """
 
+    kind = "folder"
+
     def __init__(self, root, *, keep: int = 5):
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 2:
             raise ValueError(f"keep must be an integer >= 2 (one version to roll back to), got {keep!r}")
+        if scheme(root) not in ("", "file"):
+            raise StorageError(
+                f"{str(root)!r}: the folder publisher keeps CURRENT, versions/ and LOCK on a file system the driver "
+                f"sees as paths (POSIX rename and link, for the atomic switch and the lock), and {scheme(root)}: is "
+                f"not one; supported: a local path, a shared POSIX mount (NFS, ...) or a file: URI")
         self.root = local_path(root)
         self.keep = keep
         self.hooks: dict = {}
@@ -152,6 +224,25 @@ class Publication:
         """Refuse to change anything when this publication's lock was taken over (held through :meth:`lock`)."""
         if self._held is not None:
             self._held.verify()
+
+    def prepare(self) -> None:
+        self.clean_staging()
+
+    def publish(self, *, meta: dict, models=None, tables=None, documents=None, validate=None) -> Version:
+        """Write the parts into a new staging folder, then :meth:`commit` it (:meth:`Publisher.publish`)."""
+        stage = self.stage()
+        try:
+            for name, model in (models or {}).items():
+                model.write().save((stage / name).as_uri())
+            for name, frame in (tables or {}).items():
+                frame.write.parquet((stage / name).as_uri())
+            for name, document in (documents or {}).items():
+                write_json(stage / name, document)
+            check = None if validate is None else (lambda folder: validate(lambda name: (folder / name).as_uri()))
+            return self.commit(stage, meta, validate=check)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
 
     def stage(self) -> Path:
         """A new empty staging folder for a run."""
@@ -258,6 +349,16 @@ class Publication:
             for path in folder.iterdir():
                 if keep is None or path != Path(keep):
                     shutil.rmtree(path, ignore_errors=True)
+
+
+PUBLISHERS = {"folder": Publication}  # publish.publisher -> its class: Publisher(root, keep=...)
+
+
+def open_publisher(kind: str, root, *, keep: int = 5) -> Publisher:
+    """The publisher ``kind`` (:data:`PUBLISHERS`) at ``root``; StorageError when it cannot publish there."""
+    if kind not in PUBLISHERS:
+        raise ValueError(f"unknown publisher {kind!r}; the publishers are {sorted(PUBLISHERS)}")
+    return PUBLISHERS[kind](root, keep=keep)
 
 
 # ------------------------------------------------------------------------------------------ checks before a switch

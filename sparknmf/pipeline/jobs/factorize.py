@@ -21,7 +21,6 @@ rerun of the same configuration resumes it.
 """  # noqa: E501  # --help prints this docstring verbatim: the spark-submit command stays one line
 
 import sys
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -45,14 +44,14 @@ def factorize(job):
     out, data = job.start()
     params = {**conf.params("nmf"), **data.params}
     nrun = conf["multistart"]["nrun"]
-    checkpoint = conf["spark"]["checkpoint_dir"] if nrun == 1 else ""
+    checkpoint = job.checkpoint_dir() if nrun == 1 else None
     with job.step("fit"):
         if nrun > 1:
             model = MultiStartNMF(**params, **conf.params("multistart")).fit(data.data)
         else:
             estimator = NMF(**params)
             if checkpoint:
-                estimator.setCheckpointDir(str(Path(checkpoint) / f"factorize-{conf.digest('input', 'nmf')}"))
+                estimator.setCheckpointDir(str(checkpoint / f"factorize-{conf.digest('input', 'nmf')}"))
             model = estimator.fitWith(data.data, resume=bool(checkpoint))
     if data.row_ids is not None:
         model.rowIds = pa.array(data.row_ids)

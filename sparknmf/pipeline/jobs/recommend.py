@@ -21,8 +21,8 @@ A run, holding the publication's lock:
 6. writes the model and the top-N recommendations of every user (Parquet ``(user, recommendations
    array<struct<item, rating>>)``) to a staging folder, reads them back to validate (row count = users,
    schema, no null/NaN/inf score), renames the folder to the next version and switches ``CURRENT``
-   (:class:`sparknmf.pipeline.publish.Publication`: a crash at any point leaves the previous publication
-   readable); keeps the last ``publish.keep`` versions.
+   (the folder publisher :class:`sparknmf.pipeline.publish.Publication`: a crash at any point leaves the
+   previous publication readable); keeps the last ``publish.keep`` versions.
 
 ``--rollback`` switches ``CURRENT`` back to the previous version (holding the lock too).
 
@@ -50,7 +50,6 @@ earlier run, stderr says how this one ended); 143 terminated by SIGTERM (after w
 
 import errno
 import logging
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -60,8 +59,9 @@ from sparknmf.pipeline.inputs import RATINGS_SECTION, check_ratings, content_dig
 from sparknmf.pipeline.jobconf import Option, params_section
 from sparknmf.pipeline.jobrun import JobRefused, run_job
 from sparknmf.pipeline.lock import LockBusy
-from sparknmf.pipeline.publish import Publication, PublishError, metric_gate, validate_table
+from sparknmf.pipeline.publish import PUBLISHERS, PublishError, metric_gate, open_publisher, validate_table
 from sparknmf.pipeline.staging import read_json, write_json
+from sparknmf.pipeline.storage import StorageError, is_local, local_path
 from sparknmf.ratings import MaskedALS, MaskedALSModel
 from sparknmf.ratings.evaluation import ranking_metrics, rmse
 
@@ -100,6 +100,8 @@ SCHEMA = {
     },
     "publish": {
         "root": Option("path", doc="folder of the publication: CURRENT, versions/, staging/, LOCK"),
+        "publisher": Option("str", "folder", "how versions are kept and switched: 'folder' (a folder on a local "
+                                             "disk or shared POSIX mount)", choices=tuple(PUBLISHERS)),
         "keep": Option("int", 5, "versions kept on disk (>= 2)", check=Interval(2, integer=True)),
         "summary": Option("path", "", "where every run writes its summary JSON ('' = <root>/last_run.json)"),
     },
@@ -119,10 +121,10 @@ def _layout(conf) -> dict:
             "user_drift": als["user_drift"] and timed}
 
 
-def _check(conf) -> None:
+def _check(conf, storage=None) -> None:
     """What the configuration files cannot say on their own, checked before any work."""
-    check_ratings(conf)
-    check_ratings(conf, "holdout")
+    check_ratings(conf, storage=storage)
+    check_ratings(conf, "holdout", storage=storage)
     if conf["als"]["cold_start_strategy"] == "nan":
         raise conf.error("als.cold_start_strategy", "the held-out RMSE needs a prediction for every held-out rating: "
                                                     "use 'biases' (or 'drop')")
@@ -206,18 +208,27 @@ def refresh(job):
     """Check, take the lock, refresh or roll back; every outcome writes the run record (module docstring)."""
     conf = job.conf
     root = conf["publish"]["root"]
-    pub = Publication(root, keep=conf["publish"]["keep"])
-    record = _Record(job, Path(conf["publish"]["summary"] or Path(root) / "last_run.json"),
-                     "rollback" if job.args.rollback else "refresh")
+    try:
+        pub = open_publisher(conf["publish"]["publisher"], root, keep=conf["publish"]["keep"])
+    except StorageError as err:
+        raise conf.error("publish.root", str(err)) from None
+    if conf["publish"]["summary"] and not is_local(conf["publish"]["summary"]):
+        raise conf.error("publish.summary", "the run record is written by the driver: give a local or mounted path")
+    for key in ("publish.root", "publish.summary"):
+        problem = job.driver_path_problem(conf.get(key)) if conf.get(key) else None
+        if problem:
+            raise conf.error(key, problem)
+    record = _Record(job, local_path(conf["publish"]["summary"]) if conf["publish"]["summary"] else
+                     local_path(root) / "last_run.json", "rollback" if job.args.rollback else "refresh")
     fingerprint = None
     if not job.args.rollback:
-        _check(conf)
+        _check(conf, job.storage)
     job.checked("the configuration, input and publication")
     try:
         if not job.args.rollback:
             data = content_digest(conf["input"]["path"], conf["holdout"]["path"])
             fingerprint = None if data is None else f"{data}-{conf.digest('input', 'holdout', 'als', 'recommend')}"
-        Path(root).mkdir(parents=True, exist_ok=True)
+        local_path(root).mkdir(parents=True, exist_ok=True)
         record.path.parent.mkdir(parents=True, exist_ok=True)
         with pub.lock():
             status = _rollback(pub, record) if job.args.rollback else _refresh(job, pub, fingerprint, record)
@@ -257,7 +268,7 @@ def _rollback(pub, record):
 def _refresh(job, pub, fingerprint, record):
     """The refresh, holding the publication's lock (module docstring, steps 1-6)."""
     conf = job.conf
-    pub.clean_staging()
+    pub.prepare()
     current = pub.current()
     if current is not None and fingerprint is not None and current.meta.get("fingerprint") == fingerprint:
         record.write("unchanged", current=current.name, history=pub.history())
@@ -268,7 +279,7 @@ def _refresh(job, pub, fingerprint, record):
         train, test = _read(conf, spark)
         job.counts.update(train_ratings=train.count(), held_out_ratings=test.count())
     try:
-        published = MaskedALSModel.load((current.path / "model").as_uri()) if current is not None else None
+        published = MaskedALSModel.load(current.uri("model")) if current is not None else None
         cold = _cold_start_reason(current, conf)
         if cold is not None:
             logger.info("recommend: training from a random start: %s", cold)
@@ -299,22 +310,16 @@ def _refresh(job, pub, fingerprint, record):
 
 
 def _publish(job, pub, model, recs, meta, extra):
-    """Write model and recommendations to a staging folder, validate them, switch CURRENT to them."""
+    """Publish the model, the recommendations and the run summary as the next version, once validated."""
     spark = job.spark()
-    stage = pub.stage()
-    try:
-        model.write().save((stage / "model").as_uri())
-        recs.write.parquet((stage / "recommendations").as_uri())
-        write_json(stage / "summary.json", job.summary("published", **extra))
 
-        def validate(folder):
-            validate_table(spark, (folder / "recommendations").as_uri(), schema=recs.schema,
-                           rows=job.counts["users"], numeric=["recommendations.rating"])
+    def validate(locate):
+        validate_table(spark, locate("recommendations"), schema=recs.schema, rows=job.counts["users"],
+                       numeric=["recommendations.rating"])
 
-        return pub.commit(stage, {**meta, "metrics": job.metrics["new"], "counts": job.counts}, validate=validate)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+    return pub.publish(meta={**meta, "metrics": job.metrics["new"], "counts": job.counts}, models={"model": model},
+                       tables={"recommendations": recs}, documents={"summary.json": job.summary("published", **extra)},
+                       validate=validate)
 
 
 def _arguments(parser):

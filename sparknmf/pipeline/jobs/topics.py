@@ -21,7 +21,6 @@ and a dendrogram of their most prominent terms, basis and coefficient maps).
 """
 
 import sys
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -36,7 +35,7 @@ from sparknmf.analysis.topics import (
     top_terms,
 )
 from sparknmf.decomposition import NMF
-from sparknmf.pipeline.inputs import INPUT_SECTION
+from sparknmf.pipeline.inputs import INPUT_SECTION, check_path, fetch
 from sparknmf.pipeline.jobconf import Option
 from sparknmf.pipeline.jobrun import nmf_section, output_section, run_job
 from sparknmf.pipeline.staging import write_json
@@ -74,8 +73,8 @@ def topics(job):
     scatter = [q - 1 for q in output["scatter"]]
     if scatter and (len(scatter) != 2 or min(scatter) < 0 or max(scatter) >= conf["nmf"]["k"]):
         raise conf.error("output.scatter", f"needs two topics between 1 and nmf.k = {conf['nmf']['k']}")
-    if vocabulary["path"] and not Path(vocabulary["path"]).is_file():
-        raise conf.error("vocabulary.path", "no such file")
+    if vocabulary["path"]:
+        check_path(conf, "vocabulary.path", file=True, storage=job.storage)
     out, data = job.start(driver=True)
     with job.step("read vocabulary"):
         n, m = data.shape
@@ -83,9 +82,10 @@ def topics(job):
         doc_ids = data.col_ids if data.col_ids is not None else list(range(1, m + 1))
         names = [str(t) for t in term_ids]
         if vocabulary["path"]:
-            names = term_names(read_vocabulary(vocabulary["path"], delimiter=vocabulary["delimiter"],
-                                               id_field=vocabulary["id_field"], name_field=vocabulary["name_field"],
-                                               encoding=vocabulary["encoding"]), term_ids)
+            with fetch(job.spark(), vocabulary["path"]) as local:
+                terms_read = read_vocabulary(local, delimiter=vocabulary["delimiter"], id_field=vocabulary["id_field"],
+                                             name_field=vocabulary["name_field"], encoding=vocabulary["encoding"])
+            names = term_names(terms_read, term_ids)
     with job.step("select"):
         select = conf["select"]
         V, terms, docs = select_terms(data.data, first_documents=select["first_documents"],
