@@ -167,6 +167,13 @@ class Job:
                 self._spark = active
             else:
                 s = self.conf["spark"]
+                python = s["conf"].get("spark.pyspark.python")
+                if python and not s["remote"]:
+                    # the Python of the executors' workers is the driver's PYSPARK_PYTHON when its SparkContext
+                    # starts (spark-submit sets it from its own --conf only); the configuration's value wins
+                    os.environ["PYSPARK_PYTHON"] = str(python)
+                    logger.info("%s: executors run %s (spark.pyspark.python, %s)", self.name, python,
+                                self.conf.source("spark.conf"))
                 self._spark = get_session(s["master"] or None, remote=s["remote"] or None, app_name=s["app_name"],
                                           config=s["conf"])
             level = getattr(self.args, "log_level", None)
