@@ -53,7 +53,7 @@ def test_executors_equal_driver(frame, options):
     driver, executors = _fit_both(frame, **options)
     assert executors.placement == "executors" and driver.placement == "driver"
     for side in ("user", "item"):
-        np.testing.assert_allclose(executors.params(side), driver.params(side), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(executors.parameters(side), driver.parameters(side), rtol=1e-10, atol=1e-12)
     assert executors.history == pytest.approx(driver.history, rel=1e-10)
     assert executors.userIds.equals(driver.userIds) and executors.nIter == driver.nIter
 
@@ -104,3 +104,127 @@ def test_unsupported_combinations_are_refused_before_any_job(spark, frame, optio
 def test_factor_placement_param_is_checked(spark):
     with pytest.raises(ValueError, match="factorPlacement"):
         MaskedALS(factorPlacement="gpu")._check_rules()
+
+
+def test_500_iterations_without_a_checkpoint_directory(spark, monkeypatch):
+    """The plan of a half-step does not grow and the cached blocks stay the same: one block per side, 500 iterations."""
+    import re
+
+    from sparknmf.ratings import distributed
+
+    plans, cached = [], []
+    original = distributed.truncate
+
+    def recording(frame):
+        plans.append(re.sub(r"#\d+", "#", frame._jdf.queryExecution().analyzed().treeString()))
+        return original(frame)
+
+    monkeypatch.setattr(distributed, "truncate", recording)
+    persistent = spark.sparkContext._jsc.getPersistentRDDs
+
+    def monitor(iteration, elapsed, objective):
+        if iteration % 50 == 0:
+            cached.append(persistent().size())
+
+    frame = spark.createDataFrame(_table(3, n=6, m=5, density=0.6))
+    est = MaskedALS(**{**FAST, "maxIter": 500, "backend": "spark", "numUserBlocks": 1, "numItemBlocks": 1,
+                       "factorPlacement": "executors"})
+    est.getTol = lambda: -1.0  # never stop early: the objective reaches a fixed point before 500 iterations
+    before = persistent().size()
+    model = est.fitFrom(frame, callback=monitor)
+    assert model.nIter == 500 and np.isfinite(model.userParams).all()
+    assert len(set(cached)) == 1, f"cached RDDs changed: {cached}"
+    assert set(plans[-6:-2]) <= set(plans[2:6]), "the half-step plans grew"
+    assert persistent().size() == before + 2  # the model's two parameter frames
+
+
+# ------------------------------------------------------------------------------------------------ the model
+@pytest.fixture(scope="module")
+def models(frame):
+    """A driver and an executors model of the same fit (biases and time terms)."""
+    return _fit_both(frame, timestampCol="ts", timeBins=2, userDrift=True, coldStartStrategy="biases")
+
+
+def _recs(frame, column):
+    return {getattr(r, column): [(getattr(x, "item" if column == "user" else "user"), x.rating)
+                                 for x in r.recommendations] for r in frame.collect()}
+
+
+def _same_recs(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert [t for t, _ in a[key]] == [t for t, _ in b[key]], key
+        assert [s for _, s in a[key]] == pytest.approx([s for _, s in b[key]], rel=1e-6)
+
+
+def test_transform_joins_predictions_in_the_executors(spark, frame, models):
+    driver, executors = models
+    extra = spark.createDataFrame([("u00", 100, 1.0, 880_000_000, 1.0), ("nobody", 101, 2.0, 880_000_000, 1.0),
+                                   ("u01", 999, 3.0, 880_000_000, 1.0)], frame.schema)
+    test = frame.unionByName(extra)
+    key = lambda r: (r.user, r.item)  # noqa: E731
+    a = sorted(driver.transform(test).collect(), key=key)
+    b = sorted(executors.transform(test).collect(), key=key)
+    assert [key(r) for r in a] == [key(r) for r in b] and b[0].asDict().keys() == a[0].asDict().keys()
+    assert [r.prediction for r in b] == pytest.approx([r.prediction for r in a], rel=1e-12)
+    dropped = executors.copy({executors.coldStartStrategy: "drop"}).transform(test)
+    assert dropped.count() == frame.count() + 1  # ("u00", 100) is known on both sides
+
+
+def test_factor_frames_are_made_by_the_executors(models):
+    driver, executors = models
+    for name in ("userFactors", "itemFactors", "userBiases", "itemBiases", "itemTimeBiases", "userDrifts"):
+        a = sorted(getattr(driver, name).collect())
+        b = sorted(getattr(executors, name).collect())
+        assert [r[0] for r in a] == [r[0] for r in b], name
+        np.testing.assert_allclose(np.array([r[1] for r in b], float), np.array([r[1] for r in a], float),
+                                   rtol=1e-10, err_msg=name)
+
+
+def test_recommendations_by_pairs_of_blocks_equal_the_driver(spark, frame, models):
+    driver, executors = models
+    _same_recs(_recs(executors.recommendForAllUsers(3), "user"), _recs(driver.recommendForAllUsers(3), "user"))
+    _same_recs(_recs(executors.recommendForAllItems(2), "item"), _recs(driver.recommendForAllItems(2), "item"))
+    users = spark.createDataFrame([("u01",), ("u03",), ("u03",), ("nobody",)], "user string")
+    rated = frame.select("user", "item")
+    options = dict(exclude=rated, candidates=[100, 102, 103, 104, 105, 999])
+    _same_recs(_recs(executors.recommendForUserSubset(users, 4, **options), "user"),
+               _recs(driver.recommendForUserSubset(users, 4, **options), "user"))
+    items = spark.createDataFrame([(101,), (104,)], "item long")
+    candidates = spark.createDataFrame([("u02",), ("u05",), ("u07",)], "user string")
+    _same_recs(_recs(executors.recommendForItemSubset(items, 2, candidates=candidates), "item"),
+               _recs(driver.recommendForItemSubset(items, 2, candidates=candidates), "item"))
+    # every item excluded for a user: an empty list, as with the driver placement
+    everything = frame.select("user").distinct().crossJoin(frame.select("item").distinct())
+    one = spark.createDataFrame([("u01",)], "user string")
+    assert _recs(executors.recommendForUserSubset(one, 2, exclude=everything), "user") == {"u01": []}
+
+
+def test_save_and_load_by_the_executors(spark, frame, models, tmp_path, monkeypatch):
+    from sparknmf import MaskedALSModel
+    from sparknmf.ratings import model as model_module
+
+    driver, executors = models
+    executors.save(str(tmp_path / "exe"))
+    driver.save(str(tmp_path / "drv"))
+    assert not any(p.suffix in (".pkl", ".pickle") for p in tmp_path.rglob("*"))
+    # small models load on the driver whoever wrote them
+    loaded = MaskedALSModel.load(str(tmp_path / "exe"))
+    assert loaded.placement == "driver"
+    np.testing.assert_array_equal(loaded.userParams, driver.userParams)
+    np.testing.assert_array_equal(loaded.itemParams, driver.itemParams)
+    # beyond the driver's budget they stay in the executors, whoever wrote them
+    monkeypatch.setattr(model_module, "choose_placement", _small_budget(model_module.choose_placement))
+    for name in ("exe", "drv"):
+        big = MaskedALSModel.load(str(tmp_path / name))
+        assert big.placement == "executors" and big.getColdStartStrategy() == "biases"
+        np.testing.assert_array_equal(big.userParams, driver.userParams)
+        np.testing.assert_array_equal(big.itemParams, driver.itemParams)
+        assert big.userIds.equals(driver.userIds) and big.history == driver.history
+        a = sorted(driver.transform(frame).collect())
+        b = sorted(big.transform(frame).collect())
+        assert [r.prediction for r in b] == pytest.approx([r.prediction for r in a], rel=1e-12)
+        _same_recs(_recs(big.recommendForAllUsers(2), "user"), _recs(driver.recommendForAllUsers(2), "user"))
+    big.save(str(tmp_path / "again"))
+    again = MaskedALSModel.load(str(tmp_path / "again"))
+    np.testing.assert_array_equal(again.userParams, driver.userParams)

@@ -107,6 +107,31 @@ def collect_blocks(frame, width: int) -> np.ndarray:
     return np.vstack(parts) if parts else np.zeros((0, width))
 
 
+def materialise(frame):
+    """``(truncate(frame), stats)``: the half-step's output and its parameter rows' ``key, loss, penalty, finite``.
+
+    ``stats`` are numpy arrays in key order (the losses are summed in that
+    order, as the driver placement sums its blocks').  In classic sessions
+    they are observed while the frame is materialised (one Spark job); under
+    Spark Connect they are read back from the materialised frame.
+    """
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    names = ("key", "loss", "penalty", "finite")
+    if is_connect(frame.sparkSession):
+        out = truncate(frame)
+        table = out.filter(F.col("kind") == PARAMS).select(*names).toArrow().sort_by("key")
+        rows = {name: table.column(name).to_numpy(zero_copy_only=False) for name in names}
+    else:
+        observation = Observation("sparknmf-als-half-step")
+        stats = F.collect_list(F.when(F.col("kind") == PARAMS, F.struct(*names))).alias("rows")
+        out = truncate(frame.observe(observation, stats))
+        found = sorted((row[0], row[1], row[2], row[3]) for row in observation.get["rows"])
+        rows = {name: np.array([row[j] for row in found]) for j, name in enumerate(names)}
+    return out, rows
+
+
 # -------------------------------------------------------------------------------- blocks
 def draw_rows(start: int, stop: int, rows: int, k: int, seed: int, stream: int) -> np.ndarray:
     """Rows ``start:stop`` of :func:`~sparknmf.kernels.seeding.chunked_draw` ``(rows, k, seed, stream)``.
@@ -266,17 +291,14 @@ class ExecutorFit:
                  .unionByName(self.frames[side].filter(F.col("kind") == PARAMS))
                  .repartition(self.partitions, "key"))
         # a partial, not a Call: pyspark reads the function's positional arguments (left, right)
-        body = functools.partial(_step_group, **dict(side=side, step=self.blocks.steps[side],
-                                      other_step=self.blocks.steps[other], ctx=self.blocks.context,
-                                      spec=self.specs[side], other_spec=self.specs[other], options=self.options,
-                                      send=True))
-        out = truncate(self.in_frames[side].groupBy("key").cogroup(right.groupBy("key")).applyInArrow(body, STEP_DDL))
-        stats = (out.filter(F.col("kind") == PARAMS).select("key", "loss", "penalty", "finite").toArrow()
-                 .sort_by("key"))
+        body = functools.partial(_step_group, side=side, step=self.blocks.steps[side],
+                                 other_step=self.blocks.steps[other], ctx=self.blocks.context, spec=self.specs[side],
+                                 other_spec=self.specs[other], options=self.options, send=True)
+        out, stats = materialise(self.in_frames[side].groupBy("key").cogroup(right.groupBy("key"))
+                                 .applyInArrow(body, STEP_DDL))
         release(self.frames[side])
         self.frames[side] = out
-        return (float(np.sum(stats.column("loss").to_numpy())), float(np.sum(stats.column("penalty").to_numpy())),
-                bool(np.all(stats.column("finite").to_numpy(zero_copy_only=False))))
+        return float(np.sum(stats["loss"])), float(np.sum(stats["penalty"])), bool(np.all(stats["finite"]))
 
     def run(self):
         est, spark = self.est, self.spark
@@ -325,7 +347,8 @@ class ExecutorFit:
                 frames[side] = truncate(self.frames[side].filter(F.col("kind") == PARAMS).select("key", "x"))
                 release(self.frames[side])
         return {
-            "frames": frames, "steps": dict(blocks.steps), "P": None, "Z": None, "Y": None, "specs": self.specs,
+            "frames": frames, "steps": dict(blocks.steps), "counts": dict(self.counts), "P": None, "Z": None,
+            "Y": None, "specs": self.specs,
             "mu": blocks.mu, "ids": {"user": blocks.user_ids, "item": blocks.item_ids},
             "idTypes": dict(blocks.id_types), "context": blocks.context, "history": history, "nIter": iteration,
             "stopReason": stop_reason, "elapsed": time.perf_counter() - start,

@@ -9,8 +9,11 @@ with the implicit-feedback sum z_u folded into the user factor.  Its
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute below
 from pyspark.ml import Model
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasPredictionCol
@@ -18,9 +21,21 @@ from pyspark.ml.util import MLReadable, MLWritable
 
 from sparknmf.engine import persistence
 from sparknmf.engine.ingest import check_columns
+from sparknmf.engine.placement import choose_placement
+from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.als import Entries, SideSpec
 from sparknmf.params import OneOf, RangePair, check_param, check_params, with_accessors
-from sparknmf.ratings.distributed import collect_blocks
+from sparknmf.ratings.distributed import collect_blocks, release, truncate
+from sparknmf.ratings.factor_frames import (
+    FrameSide,
+    id_frame,
+    load_step,
+    param_rows,
+    read_side,
+    recommend_blocks,
+    slice_blocks,
+    write_side,
+)
 from sparknmf.ratings.ingest import (
     check_distinct_columns,
     check_id_type,
@@ -29,7 +44,7 @@ from sparknmf.ratings.ingest import (
     day_column,
     with_indices,
 )
-from sparknmf.ratings.recommend import Side, recommend
+from sparknmf.ratings.recommend import Side, check_count, recommend
 from sparknmf.ratings.store import SIDES, StepContext, other_side
 
 __all__ = ["COLD_START_STRATEGIES", "MaskedALSModel", "MaskedALSModelParams"]
@@ -122,7 +137,29 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         return float(self._require()["mu"])
 
     def ids(self, side):
-        return self._require()["ids"][side]
+        """The ``side``'s ids in index order (a pyarrow Array; collected from Spark for a loaded executors model)."""
+        state = self._require()
+        if state["ids"][side] is None:
+            table = state["idFrames"][side].toArrow().sort_by("index")
+            state["ids"][side] = table.column("id").combine_chunks()
+        return state["ids"][side]
+
+    def _id_frame(self, side):
+        """DataFrame ``(index long, id)`` of the ``side``'s ids (executors placement)."""
+        from sparknmf.engine.session import get_session
+
+        state = self._require()
+        frames = state.setdefault("idFrames", {})
+        if frames.get(side) is None:
+            frames[side] = id_frame(get_session(), state["ids"][side])
+        return frames[side]
+
+    def _frame_side(self, side) -> FrameSide:
+        state = self._require()
+        spec = state["specs"][side]
+        return FrameSide(side, self.getUserCol() if side == "user" else self.getItemCol(), self._id_frame(side),
+                         state["idTypes"][side], state["frames"][side], state["steps"][side], state["counts"][side],
+                         spec.rank, spec.bias)
 
     @property
     def userIds(self):
@@ -138,7 +175,7 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         unless asked: :attr:`userParams`, :attr:`itemParams`)."""
         return "executors" if self._require().get("frames") else "driver"
 
-    def params(self, side) -> np.ndarray:
+    def parameters(self, side) -> np.ndarray:
         """The ``side``'s parameters as an array; collected from the executors with ``factorPlacement='executors'``."""
         state = self._require()
         if state.get("frames"):
@@ -147,11 +184,11 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
 
     @property
     def userParams(self) -> np.ndarray:
-        return self.params("user")
+        return self.parameters("user")
 
     @property
     def itemParams(self) -> np.ndarray:
-        return self.params("item")
+        return self.parameters("item")
 
     @property
     def implicitVectors(self):
@@ -170,38 +207,49 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
     def nIter(self) -> int:
         return int(self._require()["nIter"])
 
-    def _frame(self, side, values, column, dtype):
+    def _frame(self, side, start, stop, column, scalar=False):
+        """DataFrame ``(id, column)``: columns ``start:stop`` of the ``side``'s parameters (one double if ``scalar``).
+
+        With the executors placement it is made from the parameter blocks by the executors.
+        """
+        from pyspark.sql import functions as F
+
         from sparknmf.engine.session import get_session
 
-        values = np.asarray(values, dtype=np.float64)
-        data = pa.array(list(values), pa.list_(pa.float64())) if values.ndim == 2 else pa.array(values)
+        state = self._require()
+        if state.get("frames"):
+            rows = param_rows(state["frames"][side], state["steps"][side], start, stop)
+            value = F.col("values")[0] if scalar else F.col("values")
+            return rows.join(self._id_frame(side), "index").select("id", value.alias(column))
+        values = np.asarray(state["P"][side][:, start:stop], dtype=np.float64)
+        data = pa.array(values[:, 0]) if scalar else pa.array(list(values), pa.list_(pa.float64()))
         return get_session().createDataFrame(pa.table({"id": self.ids(side), column: data}))
 
     @property
     def userFactors(self):
         """DataFrame ``(id, features array<double>)``: each user's factor w_u (+ z_u), k values."""
-        return self._frame("user", self.userParams[:, : self.rank], "features", None)
+        return self._frame("user", 0, self.rank, "features")
 
     @property
     def itemFactors(self):
         """DataFrame ``(id, features array<double>)``: each item's factor h_i, k values."""
-        return self._frame("item", self.itemParams[:, : self.rank], "features", None)
+        return self._frame("item", 0, self.rank, "features")
 
-    def _biases(self, side):
+    def _biases(self, side, column):
         spec = self._require()["specs"][side]
         if not spec.bias:
             raise ValueError("this model was fitted with biases=False")
-        return self._require()["P"][side][:, spec.rank]
+        return self._frame(side, spec.rank, spec.rank + 1, column, scalar=True)
 
     @property
     def userBiases(self):
         """DataFrame ``(id, bias double)``: b_u (a ValueError when fitted with biases=False)."""
-        return self._frame("user", self._biases("user"), "bias", None)
+        return self._biases("user", "bias")
 
     @property
     def itemBiases(self):
         """DataFrame ``(id, bias double)``: b_i (a ValueError when fitted with biases=False)."""
-        return self._frame("item", self._biases("item"), "bias", None)
+        return self._biases("item", "bias")
 
     @property
     def itemTimeBiases(self):
@@ -210,7 +258,7 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         if spec.kind != "bins":
             raise ValueError("this model has no time-binned item biases (timeBins=0)")
         start = spec.rank + int(spec.bias)
-        return self._frame("item", self.itemParams[:, start : start + spec.bins], "bins", None)
+        return self._frame("item", start, start + spec.bins, "bins")
 
     @property
     def userDrifts(self):
@@ -218,13 +266,15 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         spec = self._require()["specs"]["user"]
         if spec.kind != "drift":
             raise ValueError("this model has no user drift (userDrift=False)")
-        return self._frame("user", self.userParams[:, spec.rank + int(spec.bias)], "drift", None)
+        start = spec.rank + int(spec.bias)
+        return self._frame("user", start, start + 1, "drift", scalar=True)
 
     # ---------------------------------------------------------------- predictions
     def _predictor(self):
         state = self._require()
         check_params(self)
-        return _Predictor(state["specs"], state["P"]["user"], state["P"]["item"], state["mu"], state["context"],
+        return _Predictor(state["specs"], self.parameters("user"), self.parameters("item"), state["mu"],
+                          state["context"],
                           self.getColdStartStrategy() == "biases", tuple(self.getRatingRange() or ()))
 
     def predictIndices(self, users, items, days=None) -> np.ndarray:
@@ -236,7 +286,7 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         from pyspark.sql.types import DoubleType, StructField, StructType
 
         state, whom = self._require(), "MaskedALSModel.transform"
-        predictor = self._predictor()
+        check_params(self)
         user_col, item_col, pred_col = self.getUserCol(), self.getItemCol(), self.getPredictionCol()
         time_col = self.getTimestampCol()
         timed = state["context"].timed and time_col in dataset.columns
@@ -248,6 +298,8 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         if timed:
             check_time_column(dataset, time_col, whom)
         original = dataset.columns
+        if state.get("frames"):
+            return self._transform_frames(dataset, timed)
         frame = with_indices(dataset, [(self.userIds, user_col, "_u"), (self.itemIds, item_col, "_i")])
         if timed:
             frame = frame.withColumn("_day", day_column(dataset, time_col))
@@ -258,6 +310,8 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         kept = [f"_c{n}" for n in range(len(original))]
         frame = (frame.select(*map(column_ref, original), "_u", "_i", *(["_day"] if timed else []))
                  .toDF(*kept, "_u", "_i", *(["_day"] if timed else [])))
+
+        predictor = self._predictor()
 
         def run(batches):
             for batch in batches:
@@ -270,6 +324,44 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
 
         schema = StructType([*dataset.schema.fields, StructField(pred_col, DoubleType())])
         return frame.mapInArrow(run, schema)
+
+    def _transform_frames(self, dataset, timed):
+        """:meth:`transform` with the parameters in the executors: the ids and parameter rows are joined in."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import DoubleType, StructField, StructType
+
+        state = self._require()
+        original, pred_col = dataset.columns, self.getPredictionCol()
+        kept = [f"_c{n}" for n in range(len(original))]
+        extra = [day_column(dataset, self.getTimestampCol()).alias("_day")] if timed else []
+        frame = dataset.select(*[column_ref(c).alias(name) for c, name in zip(original, kept)], *extra)
+        for side, column, index in (("user", self.getUserCol(), "_u"), ("item", self.getItemCol(), "_i")):
+            ids = self._id_frame(side).select(F.col("id").alias("_id"), F.col("index").alias(index))
+            frame = frame.join(ids, frame[kept[original.index(column)]] == ids["_id"], "left").drop("_id")
+        if self.getColdStartStrategy() == "drop":
+            frame = frame.filter(F.col("_u").isNotNull() & F.col("_i").isNotNull())
+        for side, index, values in (("user", "_u", "_pu"), ("item", "_i", "_pi")):
+            rows = param_rows(state["frames"][side], state["steps"][side])
+            frame = frame.join(rows.select(F.col("index").alias(index), F.col("values").alias(values)), index, "left")
+        specs, ctx, mu = state["specs"], state["context"], state["mu"]
+        options = (self.getColdStartStrategy() == "biases", tuple(self.getRatingRange() or ()))
+
+        def run(batches):
+            for batch in batches:
+                users = pa.compute.fill_null(batch.column("_u"), -1).to_numpy(zero_copy_only=False)
+                P_user, local_u = _gathered(batch.column("_pu"), specs["user"].width)
+                P_item, local_i = _gathered(batch.column("_pi"), specs["item"].width)
+                local_ctx = ctx
+                if ctx.mean_days is not None:  # the drift's mean days, by the batch's rows
+                    local_ctx = dataclasses.replace(ctx, mean_days=ctx.mean_days[np.maximum(users, 0)])
+                predictor = _Predictor(specs, P_user, P_item, mu, local_ctx, *options)
+                days = batch.column("_day").to_numpy(zero_copy_only=False) if timed else None
+                pred = predictor.predict(local_u, local_i, days)
+                columns = [batch.column(name) for name in kept] + [pa.array(pred, pa.float64())]
+                yield pa.RecordBatch.from_arrays(columns, names=[*original, pred_col])
+
+        schema = StructType([*dataset.schema.fields, StructField(pred_col, DoubleType())])
+        return frame.select(*kept, "_u", "_pu", "_pi", *(["_day"] if timed else [])).mapInArrow(run, schema)
 
     # ---------------------------------------------------------------- recommendations
     def recommendForAllUsers(self, numItems, *, exclude=None, candidates=None):
@@ -309,8 +401,45 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
     def _recommend(self, side, num, subset, exclude, candidates):
         check_distinct_columns({"userCol": self.getUserCol(), "itemCol": self.getItemCol()},
                                f"MaskedALSModel.recommendFor{side.title()}s")
+        if self._require().get("frames"):
+            return self._recommend_frames(side, num, subset, exclude, candidates)
         return recommend(self._side(side), self._side(other_side(side)), num, self.globalMean, subset=subset,
                          exclude=exclude, candidates=candidates)
+
+    def _recommend_frames(self, side, num, subset, exclude, candidates):
+        """Recommendations by pairs of parameter blocks in the executors (:func:`recommend_blocks`)."""
+        from pyspark.sql import functions as F
+
+        check_count(num)
+        query, target = self._frame_side(side), self._frame_side(other_side(side))
+        qcol, tcol = query.column, target.column
+        if subset is not None:
+            whom = f"MaskedALSModel.recommendFor{side.title()}Subset"
+            check_columns(subset, [qcol], whom)
+            check_id_type(subset, qcol, query.id_type, whom)
+            subset = _indexed(subset.select(column_ref(qcol).alias("_qid")), "_qid", query.ids, "_q").distinct()
+        if exclude is not None:
+            whom = "MaskedALSModel recommendations (exclude)"
+            check_columns(exclude, [qcol, tcol], whom)
+            for one in (query, target):
+                check_id_type(exclude, one.column, one.id_type, whom)
+            pairs = exclude.select(column_ref(qcol).alias("_qid"), column_ref(tcol).alias("_tid"))
+            exclude = _indexed(_indexed(pairs, "_qid", query.ids, "_q"), "_tid", target.ids, "_t").select("_q", "_t")
+        if candidates is not None:
+            whom = "MaskedALSModel recommendations (candidates)"
+            if not hasattr(candidates, "sparkSession"):
+                try:
+                    values = pa.array(list(candidates))
+                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as err:
+                    raise InvalidInputError(f"{whom}: the candidates must be ids of the model's type "
+                                            f"{target.id_type}: {err}") from None
+                candidates = query.blocks.sparkSession.createDataFrame(pa.table({tcol: values}))
+            check_columns(candidates, [tcol], whom)
+            check_id_type(candidates, tcol, target.id_type, whom)
+            found = _indexed(candidates.select(column_ref(tcol).alias("_tid")), "_tid", target.ids, "_t")
+            candidates = np.unique(found.select(F.col("_t")).toArrow().column(0).to_numpy().astype(np.int64))
+        return recommend_blocks(query, target, num, self.globalMean, subset=subset, exclude=exclude,
+                                candidates=candidates)
 
     # ---------------------------------------------------------------- persistence
     def write(self):
@@ -330,6 +459,12 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         k = specs["user"].rank
         width_u = specs["user"].width + (k if implicit else 0) + int(c["drift"])
         width_i = specs["item"].width + (k if implicit else 0)
+        # a model that does not fit the driver's budget stays in the executors (implicit vectors: driver only)
+        placement = choose_placement(spark, "driver" if implicit else "auto", n + m, max(width_u, width_i),
+                                     param="the loaded model's placement")
+        if placement == "executors":
+            self._load_frames(path, spark, metadata, specs, (n, m), (width_u, width_i))
+            return
         users, user_ids = persistence.read_rows(spark, f"{path}/users", n, width_u)
         items, item_ids = persistence.read_rows(spark, f"{path}/items", m, width_i)
         _check_loaded(path, metadata, c)
@@ -341,6 +476,37 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
             "Z": users[:, wu : wu + k].copy() if implicit else np.zeros((n, k)),
             "Y": items[:, wi : wi + k].copy() if implicit else None, "specs": specs, "mu": float(metadata["mu"]),
             "ids": {"user": user_ids, "item": item_ids}, "idTypes": metadata["idTypes"], "context": context,
+            "history": metadata["history"], "nIter": metadata["nIter"], "stopReason": metadata["stopReason"],
+            "elapsed": metadata["elapsed"],
+        }
+
+
+    def _load_frames(self, path, spark, metadata, specs, counts, widths):
+        """Restore a saved model as parameter blocks read by the executors (never collected)."""
+        c = metadata["context"]
+        _check_loaded(path, metadata, c)
+        steps = dict(metadata.get("steps") or {})
+        frames, ids, mean_days = {}, {}, None
+        for (side, name), count, width in zip((("user", "users"), ("item", "items")), counts, widths):
+            step = steps.get(side) or load_step(spark, count, width)
+            if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+                raise ValueError(f"{path}/metadata: steps.{side}={step!r} is not a positive integer")
+            blocks, ids[side] = read_side(spark, f"{path}/{name}", count, width, step)
+            blocks = truncate(blocks)
+            if side == "user" and c["drift"]:  # the drift's mean days go to the driver with the context (n values)
+                rows = param_rows(blocks, step, width - 1, width).toArrow()
+                mean_days = np.zeros(count)
+                mean_days[rows.column("index").to_numpy()] = pa.compute.list_flatten(rows.column("values")).to_numpy()
+            frames[side] = truncate(slice_blocks(blocks, specs[side].width)) if width != specs[side].width else blocks
+            if frames[side] is not blocks:
+                release(blocks)
+            steps[side] = step
+        context = StepContext(weighted=c["weighted"], timed=c["timed"], bins=c["bins"], day_range=tuple(c["dayRange"]),
+                              mean_days=mean_days, beta=c["beta"])
+        self._state = {
+            "frames": frames, "steps": steps, "counts": dict(zip(SIDES, counts)), "idFrames": ids,
+            "P": None, "Z": None, "Y": None, "specs": specs, "mu": float(metadata["mu"]),
+            "ids": {"user": None, "item": None}, "idTypes": metadata["idTypes"], "context": context,
             "history": metadata["history"], "nIter": metadata["nIter"], "stopReason": metadata["stopReason"],
             "elapsed": metadata["elapsed"],
         }
@@ -384,6 +550,23 @@ class _Predictor:
         return pred
 
 
+def _gathered(column, width):
+    """``(P, local)``: the rows of a list column stacked (zeros for nulls) and each row's position (−1 for null)."""
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    P = np.zeros((len(column), width))
+    values = pa.compute.list_flatten(column).to_numpy(zero_copy_only=False)
+    P[valid] = values.reshape(-1, width)
+    return P, np.where(valid, np.arange(len(column)), -1)
+
+
+def _indexed(frame, column, ids, index):
+    """``frame`` with the index of its id ``column`` in ``ids`` (``(index, id)``) as ``index``; unknown ids dropped."""
+    from pyspark.sql import functions as F
+
+    named = ids.select(F.col("id").alias("_known"), F.col("index").alias(index))
+    return frame.join(named, frame[column] == named["_known"]).drop("_known")
+
+
 # -------------------------------------------------------------------------------- persistence
 def _check_loaded(path, metadata, context) -> None:
     """The numbers and ids of a model's metadata: ``ValueError`` naming the file (the arrays are checked as read)."""
@@ -415,18 +598,37 @@ class _ModelWriter(persistence.ParamsWriter):
         state = model._require()
         ctx = state["context"]
         implicit = state["Y"] is not None
+        if state.get("frames"):
+            self._save_frames(path, model, state)
+            return
         users = [state["P"]["user"]] + ([state["Z"]] if implicit else [])
         users += [ctx.mean_days[:, None]] if ctx.mean_days is not None else []
         items = [state["P"]["item"]] + ([state["Y"]] if implicit else [])
-        extra = {
-            "specs": {side: _spec_dict(state["specs"][side]) for side in SIDES}, "mu": state["mu"],
-            "implicit": implicit, "idTypes": state["idTypes"], "history": state["history"], "nIter": state["nIter"],
-            "stopReason": state["stopReason"], "elapsed": state["elapsed"],
-            "context": {"weighted": ctx.weighted, "timed": ctx.timed, "bins": ctx.bins,
-                        "dayRange": list(ctx.day_range), "drift": ctx.mean_days is not None, "beta": ctx.beta},
-            "shape": [len(state["ids"]["user"]), len(state["ids"]["item"])],
-        }
+        extra = _extra_metadata(state, implicit)
         persistence.write_metadata(model, path, spark, extra, overwrite=self.shouldOverwrite)
         for name, parts, side in (("users", users, "user"), ("items", items, "item")):
             persistence.write_rows(spark, f"{path}/{name}", np.hstack(parts), state["ids"][side],
                                    overwrite=self.shouldOverwrite)
+
+    def _save_frames(self, path, model, state):
+        """Metadata from the driver, parameter rows written by the executors (the driver placement's format)."""
+        extra = {**_extra_metadata(state, False), "steps": dict(state["steps"])}
+        persistence.write_metadata(model, path, self.sparkSession, extra, overwrite=self.shouldOverwrite)
+        days = state["context"].mean_days
+        for name, side in (("users", "user"), ("items", "item")):
+            write_side(model._frame_side(side), persistence.check_path(f"{path}/{name}"),
+                       extra=days if side == "user" else None, overwrite=self.shouldOverwrite)
+
+
+def _extra_metadata(state, implicit) -> dict:
+    """The model's fields in its metadata (layout, μ, ids' types, fit record)."""
+    ctx = state["context"]
+    counts = state.get("counts") or {side: len(state["ids"][side]) for side in SIDES}
+    return {
+        "specs": {side: _spec_dict(state["specs"][side]) for side in SIDES}, "mu": state["mu"],
+        "implicit": implicit, "idTypes": state["idTypes"], "history": state["history"], "nIter": state["nIter"],
+        "stopReason": state["stopReason"], "elapsed": state["elapsed"],
+        "context": {"weighted": ctx.weighted, "timed": ctx.timed, "bins": ctx.bins,
+                    "dayRange": list(ctx.day_range), "drift": ctx.mean_days is not None, "beta": ctx.beta},
+        "shape": [counts["user"], counts["item"]],
+    }

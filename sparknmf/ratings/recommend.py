@@ -23,7 +23,7 @@ from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.topn import top_n
 from sparknmf.ratings.ingest import check_id_type, column_ref, with_indices
 
-__all__ = ["Side", "recommend"]
+__all__ = ["Side", "check_count", "recommend"]
 
 _QUERY_BLOCK = 4096  # queries scored together in one task group
 
@@ -69,8 +69,7 @@ def recommend(query: Side, target: Side, num, mu: float, *, subset=None, exclude
 
     from sparknmf.engine.session import get_session
 
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-        raise ValueError(f"the number of recommendations must be an integer >= 1, got {num!r}")
+    check_count(num)
     qcol, tcol = query.column, target.column
     spark = subset.sparkSession if subset is not None else get_session()
     n = len(query.ids)
@@ -126,6 +125,12 @@ def recommend(query: Side, target: Side, num, mu: float, *, subset=None, exclude
     ddl = (f"{_quoted(qcol)} {query.id_type}, "
            f"recommendations array<struct<{_quoted(tcol)}:{target.id_type},rating:float>>")
     return rows.groupBy("_key").applyInArrow(run, ddl)
+
+
+def check_count(num) -> None:
+    """``ValueError`` unless ``num`` (recommendations per query) is an integer >= 1."""
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"the number of recommendations must be an integer >= 1, got {num!r}")
 
 
 def _quoted(name: str) -> str:
