@@ -151,8 +151,8 @@ def test_bad_storage_settings_exit_2_naming_the_key(spark, tmp_path, capsys):
     conf.write_text(f'[input]\npath = "{tmp_path / "v.mtx"}"\n[nmf]\nk = 2\n[output]\npath = "{tmp_path / "o"}"\n'
                     'report = false\n')
     assert job.main([str(conf), "--set", "output.path=s3a://bucket/out"]) == 2
-    assert "output.path = 's3a://bucket/out': 's3a://bucket/out': s3a: cannot rename a folder in one step" in \
-        capsys.readouterr().err
+    assert "--set output.path=s3a://bucket/out: output.path = 's3a://bucket/out': s3a: cannot rename a folder in " \
+           "one step" in capsys.readouterr().err
     assert job.main([str(conf), "--set", "spark.checkpoint_dir=hdfs:///ckpt"]) == 2
     assert "spark.checkpoint_dir = 'hdfs:///ckpt': loop checkpoints are files the driver writes" in \
         capsys.readouterr().err
@@ -162,7 +162,7 @@ def test_bad_storage_settings_exit_2_naming_the_key(spark, tmp_path, capsys):
     rconf.write_text(f'[input]\npath = "{ratings}"\nfile_format = "csv"\n[publish]\nroot = "hdfs:///pub"\n')
     assert refresh.main([str(rconf), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "publish.root = 'hdfs:///pub': 'hdfs:///pub': the folder publisher keeps CURRENT" in err
+    assert f"{rconf}: publish.root = 'hdfs:///pub': the folder publisher keeps CURRENT" in err
     assert "supported: a local path, a shared POSIX mount (NFS, ...) or a file: URI" in err
 
 

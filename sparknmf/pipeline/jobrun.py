@@ -237,7 +237,7 @@ class Job:
         try:
             out = StagedDirectory(values["path"], overwrite=values["overwrite"], storage=self.storage(values["path"]))
         except StorageError as err:
-            raise self.conf.error(f"{section}.path", str(err)) from None
+            raise self.conf.error(f"{section}.path", err.reason(values["path"])) from None
         problem = out.problem()
         if problem:
             raise self.conf.error(f"{section}.path", problem)

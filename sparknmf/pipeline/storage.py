@@ -39,7 +39,15 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 class StorageError(ValueError):
-    """A path that a job cannot use as asked (a scheme without atomic rename, no JVM for a URI...)."""
+    """A path that a job cannot use as asked (a scheme without atomic rename, no JVM for a URI...).
+
+    The message starts with the path (``'s3a://b/out': ...``); :meth:`reason` is the rest, for messages that
+    name the path already.
+    """
+
+    def reason(self, path) -> str:
+        text, prefix = str(self), f"{str(path)!r}: "
+        return text[len(prefix):] if text.startswith(prefix) else text
 
 
 def scheme(path) -> str:

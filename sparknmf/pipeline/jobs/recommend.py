@@ -211,7 +211,7 @@ def refresh(job):
     try:
         pub = open_publisher(conf["publish"]["publisher"], root, keep=conf["publish"]["keep"])
     except StorageError as err:
-        raise conf.error("publish.root", str(err)) from None
+        raise conf.error("publish.root", err.reason(root)) from None
     if conf["publish"]["summary"] and not is_local(conf["publish"]["summary"]):
         raise conf.error("publish.summary", "the run record is written by the driver: give a local or mounted path")
     for key in ("publish.root", "publish.summary"):
