@@ -8,6 +8,7 @@ The commands come from ``[project.scripts]`` once the package is installed (``pi
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib import import_module
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sparknmf.pipeline.jobconf import load_conf, tomllib
+from sparknmf.pipeline.jobconf import REQUIRED, ConfError, load_conf, tomllib
 from sparknmf.pipeline.jobrun import SPARK_SECTION
 from sparknmf.pipeline.jobs import JOBS, command, script
 
@@ -96,8 +97,6 @@ def test_dry_run_checks_everything_and_writes_nothing(job, data, tmp_path):
     ("recommend", "holdout.fraction=1.5", r"holdout\.fraction must be"),
 ])
 def test_dry_run_reports_what_a_run_would_refuse(job, override, message, data, tmp_path):
-    import re
-
     done = run(job, "--dry-run", "--set", override.replace("${SPARKNMF_DATA}", str(data)), data=data, cwd=tmp_path)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert re.search(message, done.stderr), done.stderr
@@ -120,3 +119,31 @@ def test_the_checkout_scripts_and_the_module_listing(data, tmp_path):
     one = subprocess.run([sys.executable, "-m", "sparknmf.pipeline.jobs", "factorize"], env=env, capture_output=True,
                          text=True, timeout=300)
     assert one.stdout.strip() == str(script("factorize"))
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_example_config_documents_every_key_and_loads_once_required_keys_are_set(job, tmp_path, capsys):
+    """What an installed package has instead of the repository's conf/ files."""
+    module = import_module(f"sparknmf.pipeline.jobs.{job}")
+    assert module.main(["--example-config"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"# {command(job)}: every option, set to its default")
+    (tmp_path / "example.toml").write_text(text)
+    schema = {**module.SCHEMA, "spark": SPARK_SECTION}
+    required = [f"{section}.{key}" for section, options in schema.items() for key, option in options.items()
+                if option.default is REQUIRED]
+    assert required and all(f"# {key.split('.')[1]} = ...  # required: " in text for key in required)
+    with pytest.raises(ConfError, match="is required but set in none of"):
+        load_conf(schema, [tmp_path / "example.toml"])
+    filled = {"path": "x", "str": "x", "int": "2", "float": "2.0", "list[int]": "[2]"}
+    conf = load_conf(schema, [tmp_path / "example.toml"],
+                     [f"{key}={filled[schema[key.split('.')[0]][key.split('.')[1]].kind]}" for key in required])
+    for section, options in schema.items():
+        for key, option in options.items():
+            if option.default is not REQUIRED:
+                assert conf.source(f"{section}.{key}") == str(tmp_path / "example.toml"), f"{section}.{key}"
+                assert conf[section][key] == option.default
+    lines = text.splitlines()
+    for number, line in enumerate(lines):
+        if re.match(r"^[a-z_]+ = ", line):
+            assert lines[number - 1].startswith("# "), f"{line!r} has no comment"

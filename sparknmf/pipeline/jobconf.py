@@ -36,7 +36,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-__all__ = ["ConfError", "Option", "Conf", "REQUIRED", "params_section", "load_conf", "parse_override", "KINDS"]
+__all__ = ["ConfError", "Option", "Conf", "REQUIRED", "params_section", "load_conf", "parse_override", "KINDS",
+           "example_toml"]
 
 
 class ConfError(ValueError):
@@ -273,6 +274,42 @@ class Conf:
                 lines += ["", f"[{section}.{_toml_key(key)}]" + ("" if source == "default" else f"  # {source}")]
                 lines += [f"{_toml_key(name)} = {_toml_value(value)}" for name, value in table.items()]
         return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def example_toml(schema: dict, header: str = "") -> str:
+    """A documented configuration file for ``schema``: every key under its documentation, set to its default.
+
+    A required key (no default) is left commented out, to be filled in (``# path = ...  # required``); so
+    the file loads once those are set (in the file or with ``--set``).
+    """
+    import textwrap
+
+    def doc(option, indent=""):
+        text = option.doc or ""
+        if option.choices is not None and "|" not in text and "one of" not in text:
+            text += f" (one of {', '.join(map(str, option.choices))})"
+        return [indent + "# " + line for line in textwrap.wrap(text, 108)] if text else []
+
+    lines = [f"# {line}" for line in header.splitlines()]
+    for section, options in schema.items():
+        lines += ["", f"[{section}]"]
+        tables = []
+        for key, option in options.items():
+            if option.kind == "table":
+                tables.append((key, option))
+                continue
+            lines += doc(option)
+            if option.default is REQUIRED:
+                lines.append(f"# {_toml_key(key)} = ...  # required: {_KIND_NAMES[option.kind]}")
+            else:
+                try:
+                    lines.append(f"{_toml_key(key)} = {_toml_value(option.default)}")
+                except TypeError:
+                    lines.append(f"# {_toml_key(key)} = ...  # no default that TOML can write")
+        for key, option in tables:
+            lines += [""] + doc(option) + [f"[{section}.{_toml_key(key)}]"]
+            lines += [f"{_toml_key(name)} = {_toml_value(value)}" for name, value in (option.default or {}).items()]
+    return "\n".join(lines).lstrip("\n") + "\n"
 
 
 def _toml_key(key: str) -> str:

@@ -3,13 +3,17 @@
 A job is a function ``body(job) -> int | None`` plus its configuration schema;
 :func:`run_job` parses the command line::
 
-    sparknmf-<job> [CONF.toml ...] [--set SECTION.KEY=VALUE ...] [--print-config | --print-config-json]
-                   [--dry-run] [--log-level LEVEL] [job flags]
+    sparknmf-<job> [CONF.toml ...] [--set SECTION.KEY=VALUE ...]
+                   [--print-config | --print-config-json | --example-config] [--dry-run] [--log-level LEVEL]
+                   [job flags]
 
 (or ``jobs/<name>.py`` in a checkout), reads the TOML files in order (later ones
 override earlier ones key by key), applies the ``--set`` overrides, checks
 everything against the schema and only then calls ``body``.
 
+* ``--example-config`` prints a configuration file with every key under its
+  documentation, set to its default (what an installed package has instead
+  of the repository's conf/ files);
 * ``--print-config`` prints the resolved configuration as TOML (every key, each set
   value with a comment naming where it was set; the output loads as a
   configuration file), ``--print-config-json`` as JSON; then exits 0 with no
@@ -45,7 +49,7 @@ import time
 from pathlib import Path
 
 from sparknmf.errors import InvalidInputError
-from sparknmf.pipeline.jobconf import ConfError, Option, load_conf, params_section
+from sparknmf.pipeline.jobconf import ConfError, Option, example_toml, load_conf, params_section
 from sparknmf.pipeline.staging import PublishError, StagedDirectory, write_json
 from sparknmf.pipeline.storage import StorageError, is_local, local_path, storage_for
 
@@ -337,6 +341,9 @@ def run_job(name: str, schema: dict, body, argv=None, *, description: str = "", 
                             "exit; no other check or work")
     shown.add_argument("--print-config-json", action="store_true",
                        help="print the resolved configuration as JSON and exit")
+    shown.add_argument("--example-config", action="store_true",
+                       help="print a configuration file with every key of this job under its documentation, set to "
+                            "its default (required keys commented out), and exit")
     parser.add_argument("--dry-run", action="store_true",
                         help="check the configuration, inputs and outputs as a run would, then exit 0 before "
                              "reading data or fitting")
@@ -347,6 +354,10 @@ def run_job(name: str, schema: dict, body, argv=None, *, description: str = "", 
         add_arguments(parser)
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
+    if args.example_config:
+        print(example_toml({**schema, "spark": SPARK_SECTION},
+                           header=f"{_prog(name)}: every option, set to its default (required ones commented out)"))
+        return EXIT_OK
     try:
         conf = load_conf({**schema, "spark": SPARK_SECTION}, args.conf, args.set)
         if args.print_config or args.print_config_json:
