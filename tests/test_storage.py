@@ -8,6 +8,7 @@ the same calls an ``hdfs://`` path makes (exists, mkdirs, rename, copyFromLocalF
 
 import json
 
+import numpy as np
 import pytest
 import scipy.io
 import scipy.sparse as sp
@@ -182,3 +183,31 @@ def test_relative_output_is_refused_in_cluster_deploy_mode(tmp_path, monkeypatch
     assert job.driver_path_problem("/mnt/shared/out") is None and job.driver_path_problem("hdfs:///out") is None
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT")
     assert job.driver_path_problem("out/ap") is None  # python jobs/...: client mode
+
+
+def test_topics_reads_input_and_vocabulary_through_spark(as_remote, tmp_path, monkeypatch):
+    import jobs.topics as job
+
+    rng = np.random.default_rng(0)
+    V = np.zeros((6, 4))
+    V[:3, :2] = rng.integers(1, 5, (3, 2))
+    V[3:, 2:] = rng.integers(1, 5, (3, 2))
+    scipy.io.mmwrite(str(tmp_path / "v.mtx"), sp.coo_matrix(V))
+    (tmp_path / "terms.txt").write_text("".join(f"term{i}\n" for i in range(1, 7)))
+    opened = []
+    real = inputs_module.local_path
+    monkeypatch.setattr(inputs_module, "local_path", lambda p: opened.append(str(p)) or real(p))
+    out = join(tmp_path.as_uri(), "topics")
+    conf = tmp_path / "t.toml"
+    conf.write_text(f'[input]\npath = "{(tmp_path / "v.mtx").as_uri()}"\n[vocabulary]\n'
+                    f'path = "{(tmp_path / "terms.txt").as_uri()}"\n[nmf]\nk = 2\ninit = "nndsvd"\n'
+                    f'[output]\npath = "{out}"\ntop_terms = 2\nreport = false\n')
+    assert job.main([str(conf)]) == 0
+    assert not [p for p in opened if p.startswith("file:")]  # the URIs were never opened as local paths
+    top = json.loads((tmp_path / "topics" / "top_terms.json").read_text())
+    assert {row["term"] for row in top} <= {f"term{i}" for i in range(1, 7)} and len(top) == 4
+    assert spark_rows(as_remote, join(out, "document_topics")) == 4
+
+
+def spark_rows(spark, uri):
+    return spark.read.parquet(uri).count()
