@@ -48,10 +48,12 @@ def test_staged_directory_through_hadoop_filesystem(spark, tmp_path):
     (stage / "report").mkdir()
     (stage / "report" / "index.html").write_text("<html>")
     spark.range(3).write.parquet(out.uri("table"))  # Spark writes into the staging folder itself
+    spark.range(2).write.parquet(out.uri("report", "data"))  # a folder the driver writes into too
     assert not (tmp_path / "out").exists()
     assert out.commit() == join(root, "out")
     assert json.loads((tmp_path / "out" / "measures.json").read_text()) == {"a": 1}
     assert (tmp_path / "out" / "report" / "index.html").read_text() == "<html>"
+    assert spark.read.parquet(str(tmp_path / "out" / "report" / "data")).count() == 2  # merged, not nested
     assert spark.read.parquet(str(tmp_path / "out" / "table")).count() == 3
     assert not stage.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     # an existing output: refused, or replaced only once the new one is complete; a failed run leaves it

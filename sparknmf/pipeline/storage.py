@@ -268,8 +268,11 @@ class HadoopStorage(Storage):
     def upload(self, folder: Path, target) -> None:
         self.mkdirs(target)
         for source in sorted(Path(folder).iterdir()):
-            self._fs(target).copyFromLocalFile(False, True, self._path(source.absolute().as_uri()),
-                                               self._path(join(target, source.name)))
+            if source.is_dir():  # into a folder that may exist (copyFromLocalFile would nest a folder in it)
+                self.upload(source, join(target, source.name))
+            else:
+                self._fs(target).copyFromLocalFile(False, True, self._path(source.absolute().as_uri()),
+                                                   self._path(join(target, source.name)))
 
     def uri(self, path) -> str:
         return str(path)
