@@ -80,7 +80,7 @@ def test_multistart_keeps_best_and_every_assignment(blocks):
     assert fit.best.objective == fit.objectives.min()
     assert fit.best.seed == fit.seeds[np.argmin(fit.objectives)]
     for r in range(5):  # every run is the plain fit with its derived seed
-        one = sparknmf.nmf(V, 3, seed=int(fit.seeds[r]), max_iter=50)
+        one = sparknmf.nmf(V, 3, algorithm="bpp", init="random", seed=int(fit.seeds[r]), max_iter=50)
         np.testing.assert_array_equal(fit.assignments[r], np.argmax(one.H, axis=0))
     again = multistart(V, 3, nrun=5, mode="local", seed=2, max_iter=50)
     _same_runs(fit, again)

@@ -39,7 +39,7 @@ def test_the_fixtures_name_the_old_modules():
 
 def test_nmf_model_saved_by_0_1_0_loads_and_equals_a_fresh_fit(spark):
     loaded = NMFModel.load(str(SAVED / "nmf_model"))
-    fresh = NMF(k=2, maxIter=5, seed=3).fit(V)
+    fresh = NMF(k=2, maxIter=5, seed=3, algorithm="bpp", init="random").fit(V)  # 0.1.0's defaults
     np.testing.assert_allclose(loaded.W, fresh.W, rtol=1e-12)
     np.testing.assert_allclose(loaded.H, fresh.H, rtol=1e-12)
     assert loaded.history == pytest.approx(fresh.history, rel=1e-12)

@@ -263,11 +263,11 @@ def test_one_pass_over_v_per_iteration_when_a_side_is_fused(spark, monkeypatch, 
 
     monkeypatch.setattr(BlockMatrix, "_map", counting)
     try:
-        fit = factorize(block, 3, max_iter=5, tol=0)
+        fit = factorize(block, 3, init="random", max_iter=5, tol=0)  # no SVD passes
     finally:
         block.unpersist()
     assert len(calls) == passes
-    _same(fit, factorize(LocalMatrix(V), 3, max_iter=5, tol=0))
+    _same(fit, factorize(LocalMatrix(V), 3, init="random", max_iter=5, tol=0))
 
 
 def test_resume_from_checkpoint_on_spark(spark, tmp_path):

@@ -147,7 +147,12 @@ def test_custom_init_is_used_and_checked():
     with pytest.raises(ValueError, match="needs both W0"):
         nmf(V, 2, init="custom", W0=W0)
     with pytest.warns(UserWarning, match="ignored unless init='custom'"):
-        nmf(V, 2, W0=W0, H0=H0, max_iter=1)
+        nmf(V, 2, init="random", W0=W0, H0=H0, max_iter=1)
+    fit = nmf(V, 2, W0=W0, H0=H0, max_iter=0)  # init="auto" (the default) with W0 and H0: they are the start
+    assert fit.init == "custom"
+    np.testing.assert_array_equal(fit.W, W0)
+    with pytest.raises(ValueError, match="needs both W0"):
+        nmf(V, 2, H0=H0)
 
 
 def test_stopping_rules_and_callback():
@@ -171,7 +176,9 @@ def test_stopping_rules_and_callback():
 def test_nan_objective_raises_model_fit_error():
     V = np.full((5, 4), 1e200)
     with pytest.raises(ModelFitError, match="iteration 0.*smaller k"):
-        nmf(V, 2, max_iter=3)
+        nmf(V, 2, init="random", max_iter=3)
+    with pytest.raises(FloatingPointError, match="SVD of an NNDSVD start overflowed.*rescale V"):
+        nmf(V, 2, max_iter=3)  # init="auto": nndsvda
 
 
 def test_algorithms_listed_and_unknown_rejected():
@@ -214,3 +221,21 @@ def test_all_zero_rows_and_columns_as_documented(algorithm):
     floor = 1e-10 if algorithm in ("lee", "brunet", "hals") else 0.0
     assert np.all(fit.W[3] <= floor) and np.all(fit.H[:, 5] <= floor)
     assert np.isfinite(fit.objective)
+
+
+def test_hals_rows_do_not_depend_on_their_block_issue_18():
+    """Regression (issue 18, hals as the default): the sweeps stopped on the change of the whole block, so a row's
+    update depended on the rows sharing its block (0.1 apart between one block and two); each row now stops on
+    its own change."""
+    from sparknmf.kernels.updates import RuleParams, _update_hals
+
+    params = RuleParams(sweeps={"W": 5, "H": 5})
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        Y, X = rng.random((18, 3)), rng.random((24, 3))
+        V = rng.random((24, 18)) * (rng.random((24, 18)) < 0.7)
+        gram, cross = Y.T @ Y, V @ Y
+        whole = _update_hals(gram=gram, cross=cross, X=X, side="W", params=params)
+        split = np.vstack([_update_hals(gram=gram, cross=cross[rows], X=X[rows], side="W", params=params)
+                           for rows in (slice(0, 7), slice(7, 24))])
+        np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-14)

@@ -47,7 +47,7 @@ def test_rank_out_of_range(k):
     "params, message",
     [
         ({"k": 0}, r"invalid k=0; it must be an integer >= 1"),
-        ({"algorithm": "als"}, r"invalid algorithm='als'; it must be one of \['bpp', 'brunet'"),
+        ({"algorithm": "als"}, r"invalid algorithm='als'; it must be one of \['auto', 'bpp', 'brunet'"),
         ({"init": "kmeans"}, "invalid init='kmeans'"),
         ({"maxIter": -1}, "invalid maxIter=-1"),
         ({"tol": -1e-3}, "invalid tol"),

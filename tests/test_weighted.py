@@ -56,8 +56,8 @@ def test_weighted_anls_with_ridge_matches_augmented_nnls():
 @pytest.mark.parametrize("algorithm", ["bpp", "lee"])
 def test_all_ones_weights_give_the_unweighted_fit(algorithm):
     V, _ = _data()
-    plain = nmf(V, 4, algorithm=algorithm, seed=5, max_iter=40, tol=0)
-    ones = nmf(V, 4, algorithm=algorithm, seed=5, max_iter=40, tol=0, weights=np.ones(V.shape))
+    plain = nmf(V, 4, algorithm=algorithm, init="random", seed=5, max_iter=40, tol=0)
+    ones = nmf(V, 4, algorithm=algorithm, init="random", seed=5, max_iter=40, tol=0, weights=np.ones(V.shape))
     np.testing.assert_allclose(ones.W, plain.W, atol=1e-8)
     np.testing.assert_allclose(ones.H, plain.H, atol=1e-8)
     assert ones.history == pytest.approx(plain.history, rel=1e-8)

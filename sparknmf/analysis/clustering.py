@@ -38,7 +38,8 @@ from sparknmf.engine.local import LocalMatrix
 from sparknmf.engine.matrix import BlockMatrix
 from sparknmf.engine.validation import as_matrix, as_weighted, check_rank
 from sparknmf.errors import ConvergenceWarning
-from sparknmf.kernels.seeding import check_seed
+from sparknmf.kernels.seeding import DEFAULT_INIT, check_seed, resolve_init
+from sparknmf.kernels.updates import DEFAULT_ALGORITHM, resolve_algorithm
 
 __all__ = ["MultiFit", "multistart", "nmf"]
 
@@ -160,9 +161,9 @@ class MultiFit:
         return out
 
 
-def multistart(V, k, nrun=30, *, algorithm="bpp", init="random", seed=0, max_iter=200, tol=1e-4, time_limit=None,
-               eta=-1.0, beta=0.01, dtype="float64", samples="columns", mode="auto", stop=None, spark=None,
-               grid=None, consensus_limit=CONSENSUS_LIMIT, consensus_sample=False) -> MultiFit:
+def multistart(V, k, nrun=30, *, algorithm=DEFAULT_ALGORITHM, init=DEFAULT_INIT, seed=0, max_iter=200, tol=1e-4,
+               time_limit=None, eta=-1.0, beta=0.01, dtype="float64", samples="columns", mode="auto", stop=None,
+               spark=None, grid=None, consensus_limit=CONSENSUS_LIMIT, consensus_sample=False) -> MultiFit:
     """Factorise V (n×m) ``nrun`` times from derived seeds; keep the best fit and every assignment.
 
     Parameters
@@ -173,7 +174,9 @@ def multistart(V, k, nrun=30, *, algorithm="bpp", init="random", seed=0, max_ite
     nrun : int
         Number of runs (>= 1).
     algorithm, init, max_iter, tol, time_limit, eta, beta, dtype :
-        As :func:`sparknmf.nmf`, for every run.
+        As :func:`sparknmf.nmf`, for every run; ``"auto"`` (the defaults) is
+        ``bpp`` from ``random`` starts (:func:`~sparknmf.kernels.updates.resolve_algorithm`,
+        :func:`~sparknmf.kernels.seeding.resolve_init`).
     seed : int
         The one seed the run seeds derive from (:func:`~sparknmf.analysis.runs.run_seeds`).
     samples : {"columns", "rows"}
@@ -207,6 +210,8 @@ def multistart(V, k, nrun=30, *, algorithm="bpp", init="random", seed=0, max_ite
     """
     nrun = check_nrun(nrun)
     seed = check_seed(seed)
+    algorithm = resolve_algorithm(algorithm, multistart=True)
+    init = resolve_init(init, multistart=True)
     options = run_options(algorithm, init, max_iter, tol, time_limit, eta, beta, dtype)
     if samples not in ("columns", "rows"):
         raise ValueError(f"samples must be 'columns' or 'rows', got {samples!r}")
@@ -237,12 +242,18 @@ def multistart(V, k, nrun=30, *, algorithm="bpp", init="random", seed=0, max_ite
     )
 
 
-def nmf(V, k, *, algorithm="bpp", init="random", seed=0, max_iter=200, tol=1e-4, time_limit=None, eta=-1.0,
-        beta=0.01, W0=None, H0=None, dtype="float64", duplicates="error", callback=None, checkpoint_dir=None,
+def nmf(V, k, *, algorithm=DEFAULT_ALGORITHM, init=DEFAULT_INIT, seed=0, max_iter=200, tol=1e-4, time_limit=None,
+        eta=-1.0, beta=0.01, W0=None, H0=None, dtype="float64", duplicates="error", callback=None, checkpoint_dir=None,
         checkpoint_interval=10, resume=False, nrun=None, weights=None, uncertainty=None, missing="zero", reg=0.0):
     """Factorise a numpy array or scipy sparse matrix V (n×m) ≈ W (n×k) · H (k×m) locally.
 
     The same kernels and loop as :class:`NMF`, on one block, without Spark.
+    The defaults ``algorithm="auto"`` and ``init="auto"`` (shared with
+    :class:`NMF`'s Params) are ``hals`` from an ``nndsvda`` start for ordinary
+    V, the fastest to scikit-learn's objective on sparse and dense data
+    (README, "Defaults"); ``bpp`` from ``random`` starts for weighted V and
+    for ``nrun`` runs; ``init="custom"`` when W0 and H0 are given.  R's names
+    stay available: ``algorithm="brunet"`` (KL), ``"lee"``, ``"snmf/r"``, ...
     With ``nrun`` (R's ``nmf(V, k, nrun=30)``): ``nrun`` runs from seeds
     derived from ``seed`` by :func:`multistart` (as Spark
     tasks when a session is active), returning a

@@ -30,6 +30,8 @@ from sparknmf.engine.matrix import BlockMatrix
 from sparknmf.engine.session import get_session
 from sparknmf.engine.validation import as_matrix, as_weighted, check_rank
 from sparknmf.errors import InvalidInputError
+from sparknmf.kernels.seeding import DEFAULT_INIT
+from sparknmf.kernels.updates import DEFAULT_ALGORITHM
 from sparknmf.params import check_params
 
 __all__ = ["NMF"]
@@ -64,20 +66,22 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
     """
 
     @keyword_only
-    def __init__(self, *, k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
-                 numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error", backend="auto",
-                 checkpointInterval=10, checkpointDir="", featuresCol="features", outputCol="coefficients",
-                 rowCol="row", colCol="col", valueCol="value", idCol="", weightCol="", uncertaintyCol="",
-                 missing="zero", regParam=0.0, predictionCol="prediction", executionMode="auto"):
+    def __init__(self, *, k=2, algorithm=DEFAULT_ALGORITHM, init=DEFAULT_INIT, maxIter=200, tol=1e-4, seed=0,
+                 eta=-1.0, beta=0.01, numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64",
+                 duplicates="error", backend="auto", checkpointInterval=10, checkpointDir="",
+                 featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col", valueCol="value",
+                 idCol="", weightCol="", uncertaintyCol="", missing="zero", regParam=0.0,
+                 predictionCol="prediction", executionMode="auto"):
         super().__init__()
         self._set(**self._input_kwargs)
 
     @keyword_only
-    def setParams(self, *, k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
-                  numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error", backend="auto",
-                  checkpointInterval=10, checkpointDir="", featuresCol="features", outputCol="coefficients",
-                  rowCol="row", colCol="col", valueCol="value", idCol="", weightCol="", uncertaintyCol="",
-                  missing="zero", regParam=0.0, predictionCol="prediction", executionMode="auto"):
+    def setParams(self, *, k=2, algorithm=DEFAULT_ALGORITHM, init=DEFAULT_INIT, maxIter=200, tol=1e-4, seed=0,
+                  eta=-1.0, beta=0.01, numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64",
+                  duplicates="error", backend="auto", checkpointInterval=10, checkpointDir="",
+                  featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col", valueCol="value",
+                  idCol="", weightCol="", uncertaintyCol="", missing="zero", regParam=0.0,
+                  predictionCol="prediction", executionMode="auto"):
         """Set Params by keyword."""
         return self._set(**self._input_kwargs)
 

@@ -40,7 +40,14 @@ from sparknmf.engine.checkpoint import LoopCheckpoint
 from sparknmf.engine.factors import FactorFrame, factor_from_array, random_factor
 from sparknmf.errors import ConvergenceWarning, InvalidInputError, check_factors, check_objective
 from sparknmf.kernels import seeding
-from sparknmf.kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, hals_sweeps
+from sparknmf.kernels.updates import (
+    DEFAULT_ALGORITHM,
+    UPDATE_RULES,
+    WEIGHTED_RULES,
+    RuleParams,
+    hals_sweeps,
+    resolve_algorithm,
+)
 
 __all__ = ["DTYPES", "FitResult", "check_placement_options", "check_weighted_options", "factorize", "initial_factors"]
 
@@ -98,7 +105,8 @@ def _resolve_params(backend, k: int, eta: float, beta: float, lam: float) -> Rul
 
 
 def _rule(algorithm: str, weighted: bool):
-    """The update rule for ``algorithm``; weighted data has its own registry."""
+    """The update rule for ``algorithm`` (``"auto"`` resolved); weighted data has its own registry."""
+    algorithm = resolve_algorithm(algorithm, weighted=weighted)
     rules = WEIGHTED_RULES if weighted else UPDATE_RULES
     if algorithm in rules:
         return rules[algorithm]
@@ -162,7 +170,7 @@ def check_placement_options(placement: str, backend, init: str, *, stop_check=No
     if getattr(backend, "execution", "auto") == "resident":
         raise ValueError("factorPlacement='executors' runs one Spark job per half-step; executionMode='resident' "
                          "needs the factors on the driver: use executionMode='auto' or 'jobs'")
-    if init not in ("random", "custom"):
+    if init not in ("auto", "random", "custom"):  # "auto" is "random" there (seeding.resolve_init)
         raise ValueError(f"init={init!r} needs the factors on the driver (its SVD is gathered there); with "
                          "factorPlacement='executors' use init='random' or 'custom'")
     if stop_check is not None:
@@ -228,8 +236,8 @@ def factorize(
     backend,
     k: int,
     *,
-    algorithm: str = "bpp",
-    init: str = "random",
+    algorithm: str = DEFAULT_ALGORITHM,
+    init: str = seeding.DEFAULT_INIT,
     seed: int = 0,
     max_iter: int = 200,
     tol: float = 1e-4,
@@ -255,9 +263,11 @@ def factorize(
     k : int
         Rank.
     algorithm : str
-        A key of :data:`sparknmf.kernels.updates.UPDATE_RULES`.
+        A key of :data:`sparknmf.kernels.updates.UPDATE_RULES`, or ``"auto"``
+        (:func:`~sparknmf.kernels.updates.resolve_algorithm`).
     init, seed, W0, H0 :
-        Starting point (:func:`initial_factors`).
+        Starting point (:func:`initial_factors`; ``init="auto"``:
+        :func:`~sparknmf.kernels.seeding.resolve_init`).
     max_iter, tol, time_limit :
         Stopping rule (module docstring).
     eta, beta : float
@@ -283,6 +293,9 @@ def factorize(
     """
     seed = seeding.check_seed(seed)
     weighted = getattr(backend, "weighted", False)
+    algorithm = resolve_algorithm(algorithm, weighted=weighted)  # "auto" (the default) -> a rule
+    init = seeding.resolve_init(init, custom=W0 is not None or H0 is not None, weighted=weighted,
+                                driver_factors=placement != "executors")
     check_weighted_options(algorithm, weighted, reg, dtype)
     rule = _rule(algorithm, weighted)
     check_placement_options(placement, backend, init, stop_check=stop_check, checkpoint_dir=checkpoint_dir)

@@ -1,7 +1,10 @@
 """The Params of NMF: column Params shared by the Estimator and the Model, and the fit Params with their defaults.
 
 Defaults live only in ``_setDefault``; each class's ``_constraints`` table is
-checked by :func:`sparknmf.params.check_params` before any Spark job.
+checked by :func:`sparknmf.params.check_params` before any Spark job.  The
+defaults of ``algorithm`` and ``init`` (``"auto"``) are
+:data:`~sparknmf.kernels.updates.DEFAULT_ALGORITHM` and
+:data:`~sparknmf.kernels.seeding.DEFAULT_INIT`, shared with :func:`sparknmf.nmf`'s signature.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from pyspark.ml.param.shared import (
 from sparknmf.decomposition.factorize import DTYPES
 from sparknmf.engine.resident import EXECUTION_MODES
 from sparknmf.engine.validation import MISSING_POLICIES
-from sparknmf.kernels.seeding import INITS
-from sparknmf.kernels.updates import UPDATE_RULES
+from sparknmf.kernels.seeding import DEFAULT_INIT, INITS
+from sparknmf.kernels.updates import DEFAULT_ALGORITHM, UPDATE_RULES
 from sparknmf.params import HasExecutionMode, Interval, OneOf, with_accessors
 
 __all__ = ["_NMFModelParams", "_NMFParams"]
@@ -52,10 +55,14 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
 
     k = Param(Params._dummy(), "k", "rank of the factorization (1 <= k <= min(n, m))",
               typeConverter=TypeConverters.toInt)
-    algorithm = Param(Params._dummy(), "algorithm", f"update rule: one of {sorted(UPDATE_RULES)}",
+    algorithm = Param(Params._dummy(), "algorithm",
+                      f"update rule: one of {['auto'] + sorted(UPDATE_RULES)}; 'auto' (the default) is 'hals' for "
+                      "ordinary V and 'bpp' for weighted V (exact weighted ANLS) and multi-start runs",
                       typeConverter=TypeConverters.toString)
-    init = Param(Params._dummy(), "init", f"initialization: one of {list(INITS)}",
-                 typeConverter=TypeConverters.toString)
+    init = Param(Params._dummy(), "init",
+                 f"initialization: one of {list(INITS)}; 'auto' (the default) is 'custom' when W0 and H0 are "
+                 "given, 'nndsvda' for one fit of ordinary V, and 'random' for weighted V, multi-start runs and "
+                 "factorPlacement='executors'", typeConverter=TypeConverters.toString)
     eta = Param(Params._dummy(), "eta", "snmf: L2 weight of the dense factor (< 0: max(V))",
                 typeConverter=TypeConverters.toFloat)
     beta = Param(Params._dummy(), "beta", "snmf: weight of the sparse factor's squared L1 norms",
@@ -89,7 +96,7 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
 
     _constraints = {
         "k": Interval(1, integer=True),
-        "algorithm": OneOf(sorted(UPDATE_RULES)),
+        "algorithm": OneOf(["auto"] + sorted(UPDATE_RULES)),
         "init": OneOf(INITS),
         "maxIter": Interval(0, integer=True),
         "tol": Interval(0),
@@ -110,7 +117,7 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
 
     def __init__(self, *args):
         super().__init__(*args)
-        self._setDefault(k=2, algorithm="bpp", init="random", maxIter=200, tol=1e-4, seed=0, eta=-1.0, beta=0.01,
-                         numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error",
+        self._setDefault(k=2, algorithm=DEFAULT_ALGORITHM, init=DEFAULT_INIT, maxIter=200, tol=1e-4, seed=0, eta=-1.0,
+                         beta=0.01, numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error",
                          backend="auto", checkpointInterval=10, checkpointDir="", weightCol="", uncertaintyCol="",
                          missing="zero", regParam=0.0)

@@ -24,9 +24,11 @@ import scipy.linalg
 
 from sparknmf.kernels.updates import one_blas_thread
 
-__all__ = ["INITS", "chunked_draw", "random_factors", "nndsvd_factors", "randomized_svd"]
+__all__ = ["DEFAULT_INIT", "INITS", "chunked_draw", "random_factors", "nndsvd_factors", "randomized_svd",
+           "resolve_init"]
 
-INITS = ("random", "nndsvd", "nndsvda", "nndsvdar", "custom")
+INITS = ("auto", "random", "nndsvd", "nndsvda", "nndsvdar", "custom")
+DEFAULT_INIT = "auto"  # the default of NMF's init Param, nmf() and multistart(): resolve_init
 CHUNK_ROWS = 4096
 _W_STREAM, _H_STREAM, _SVD_STREAM, _FILL_STREAM = 0, 1, 2, 3
 
@@ -36,6 +38,25 @@ def check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
         raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {seed!r}")
     return int(seed)
+
+
+def resolve_init(init: str, *, custom: bool = False, weighted: bool = False, multistart: bool = False,
+                 driver_factors: bool = True) -> str:
+    """The start that ``init`` names: ``"auto"`` is resolved, any other name returned as is.
+
+    ``"auto"`` is ``"custom"`` when starting factors are given (``custom``),
+    else ``"nndsvda"`` for one fit of ordinary V (a deterministic start near
+    the answer: fewer iterations than a random one, the same for every seed
+    but for the randomized SVD), and ``"random"`` for multi-start runs (each
+    run needs its own start), for weighted V (its missing entries would count
+    as zeros in the SVD) and when the factors stay on the executors
+    (``driver_factors=False``: the SVD is gathered on the driver).
+    """
+    if init != "auto":
+        return init
+    if custom:
+        return "custom"
+    return "random" if multistart or weighted or not driver_factors else "nndsvda"
 
 
 def chunked_draw(rows: int, k: int, seed: int, stream: int, kind: str = "normal") -> np.ndarray:
@@ -85,17 +106,32 @@ def randomized_svd(multiply, shape, k: int, seed: int, *, oversample: int = 10, 
     """
     n, m = shape
     ell = min(k + oversample, n, m)
-    Q = multiply("W", chunked_draw(m, ell, seed, _SVD_STREAM))
+
+    def product(side, Y):
+        out = multiply(side, Y)
+        if not np.isfinite(out).all():
+            raise _overflow()
+        return out
+
+    Q = product("W", chunked_draw(m, ell, seed, _SVD_STREAM))
     for _ in range(power_iter):  # LU keeps the power iterations well scaled at a fraction of QR's cost
         Q = _lu_basis(Q)
-        Q = _lu_basis(multiply("H", Q))
-        Q = multiply("W", Q)
-    with one_blas_thread():  # thin factorizations: memory-bound, and threads only spin on a busy machine
-        Q = _orthonormal(Q)
-    Bt = multiply("H", Q)  # (m×ell) = (Qᵀ V)ᵀ
+        Q = _lu_basis(product("H", Q))
+        Q = product("W", Q)
+    with one_blas_thread(), np.errstate(over="ignore"):  # thin factorizations: memory-bound, one thread
+        try:
+            Q = _orthonormal(Q)
+        except (ValueError, np.linalg.LinAlgError):  # QᵀQ overflowed
+            raise _overflow() from None
+    Bt = product("H", Q)  # (m×ell) = (Qᵀ V)ᵀ
     with one_blas_thread():
         Ub, S, Vbt = np.linalg.svd(Bt.T, full_matrices=False)
         return (Q @ Ub)[:, :k], S[:k], Vbt[:k]
+
+
+def _overflow() -> FloatingPointError:
+    return FloatingPointError("NMF: the randomized SVD of an NNDSVD start overflowed (V's values are too large for "
+                         "float arithmetic); rescale V (e.g. V / max(V)) or use init='random'")
 
 
 def _lu_basis(A):
