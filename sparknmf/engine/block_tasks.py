@@ -18,7 +18,7 @@ from sparknmf.engine.calls import Call, block_constant, block_function, block_ty
 from sparknmf.engine.frames import ddl
 from sparknmf.kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, half_step_block, update_block
 
-__all__ = ["PIECE_DDL", "STEP_DDL", "finish_task", "fused_task", "piece_task", "product_task"]
+__all__ = ["PIECE_DDL", "STEP_DDL", "finish_task", "fused_task", "meet_task", "piece_task", "product_task"]
 
 STEP_SCHEMA = pa.schema(
     [("key", pa.int32()), ("x", pa.binary()), ("gram", pa.binary()), ("data", pa.float64()),
@@ -135,6 +135,26 @@ def finish_task(rule, params, side, gram_y, update):
         )
 
     return run
+
+
+def meet_task(body, other):
+    """applyInArrow body of the executors placement: one group holds V_ij, X_i and Y_j as three rows.
+
+    They are put in one row ``(key, other, block, x, y)``, as the joins of the
+    driver placement make them, and ``body`` (a :func:`fused_task` or
+    :func:`piece_task` reading ``x``/``y`` from the batch) runs on it.
+    """
+    return Call(_meet_run, dict(body=body, other=other))
+
+
+@block_function
+def _meet_run(table, *, body, other):
+    def first(name):  # the one valid value of a column, as a 1-element array
+        return table.column(name).drop_null().combine_chunks()[:1]
+
+    row = pa.RecordBatch.from_arrays([first("key"), first("other"), first("block"), first("x"), first("y")],
+                                     names=["key", other, "block", "x", "y"])
+    return pa.Table.from_batches(list(body([row])))
 
 
 def product_task(side, other, ys):

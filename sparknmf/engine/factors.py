@@ -173,3 +173,47 @@ def factor_from_array(spark, X: np.ndarray, step: int, gram) -> FactorFrame:
     frame = local_frame(spark, rows).selectExpr("bi as key", "block as x")
     held = frame.localCheckpoint(eager=True)
     return FactorFrame(held, X.shape[0], X.shape[1], step, gram, held)
+
+
+_BLOCK_ROWS_SCHEMA = pa.schema([("key", pa.int32()), ("x", pa.binary()), ("gram", pa.binary()),
+                                ("data", pa.float64())])
+
+
+def _block_rows(step, k):
+    """applyInArrow body: one block's rows ``(key, index, features)`` as a block; ``data`` counts bad rows."""
+
+    def run(table):
+        key = table.column("key")[0].as_py()
+        table = table.sort_by("index")
+        index = table.column("index").to_numpy()
+        features = table.column("features").combine_chunks()
+        values = features.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+        size = min(step, len(index))
+        good = (features.null_count == 0 and values.size == len(index) * k
+                and np.array_equal(index, np.arange(key * step, key * step + len(index))))
+        X = values.reshape(len(index), k) if good else np.zeros((size, k))
+        bad = 0 if good and np.isfinite(values).all() else max(1, len(index))
+        return pa.table({"key": pa.array([key], pa.int32()), "x": [codec.encode(X)],
+                         "gram": [codec.encode(X.T @ X)], "data": [float(bad)]}, schema=_BLOCK_ROWS_SCHEMA)
+
+    return run
+
+
+def factor_from_rows(frame, rows: int, k: int, step: int, whom: str) -> FactorFrame:
+    """A factor from a DataFrame of rows ``(index bigint, features array<double>)``, blocked by the executors.
+
+    Raises ValueError naming ``whom`` when the indices are not ``0..rows-1`` or a row
+    does not hold ``k`` finite values; only the Gram and these checks reach the driver.
+    """
+    from pyspark.sql import functions as F
+
+    keyed = frame.select(F.floor(F.col("index") / step).cast("int").alias("key"), "index", "features")
+    blocks = keyed.groupBy("key").applyInArrow(_block_rows(step, k), ddl(_BLOCK_ROWS_SCHEMA))
+    try:
+        factor, _, bad = materialise(blocks, rows, k, step, False)
+    except RuntimeError:
+        raise ValueError(f"{whom} is malformed: expected {rows} rows with indices 0..{rows - 1}") from None
+    if bad:
+        factor.release()
+        raise ValueError(f"{whom} is malformed: expected {rows} rows with indices 0..{rows - 1} of {k} finite values")
+    return factor

@@ -47,7 +47,15 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from sparknmf.engine import codec
-from sparknmf.engine.block_tasks import PIECE_DDL, STEP_DDL, finish_task, fused_task, piece_task, product_task
+from sparknmf.engine.block_tasks import (
+    PIECE_DDL,
+    STEP_DDL,
+    finish_task,
+    fused_task,
+    meet_task,
+    piece_task,
+    product_task,
+)
 from sparknmf.engine.channel import frame_limit
 from sparknmf.engine.factors import FactorFrame, materialise
 from sparknmf.engine.frames import local_frame, spread_blocks
@@ -305,14 +313,37 @@ class BlockMatrix:
         key, other, step, y_step, fused = self._orient(side)
         if (X.step, Y.step) != (step, y_step):
             raise ValueError(f"factor blocks of {X.step} and {Y.step} rows do not fit V's grid ({step}, {y_step})")
-        frame = (self.blocks.withColumnRenamed(key, "key").join(X.frame, "key")
-                 .join(Y.frame.selectExpr(f"key as {other}", "x as y"), other))
+        meetings = self._meetings(side, X, Y).groupBy("key", "other")
         if fused:
-            out = frame.mapInArrow(fused_task(rule, params, side, gram_y, update, None, None, False), STEP_DDL)
+            body = fused_task(rule, params, side, gram_y, update, None, None, False)
+            out = meetings.applyInArrow(meet_task(body, other), STEP_DDL)
         else:
-            pieces = frame.mapInArrow(piece_task(rule, side, other, None, None), PIECE_DDL)
+            pieces = meetings.applyInArrow(meet_task(piece_task(rule, side, other, None, None), other), PIECE_DDL)
             out = pieces.groupBy("key").applyInArrow(finish_task(rule, params, side, gram_y, update), STEP_DDL)
         return materialise(out, X.rows, X.k, step, rule.statistic.name == "kl")
+
+    def _meetings(self, side, X, Y):
+        """V's blocks, X's blocks and Y's blocks as rows ``(key, other, block, x, y)`` of one DataFrame.
+
+        Each X_i is repeated for every block column (other) and each Y_j for
+        every block row (key), so that grouping by ``(key, other)`` puts V_ij,
+        X_i and Y_j together.  A union and not joins: Spark estimates a join's
+        size as the product of its inputs', and the checkpointed factors keep
+        that estimate, so after a few iterations its digits alone would grow
+        without bound; a union's estimate is a sum.
+        """
+        from pyspark.sql import functions as F
+
+        key, other, _, _, _ = self._orient(side)
+        none = F.lit(None).cast("binary")
+        keys, others = X.blocks, Y.blocks
+        v = self.blocks.select(F.col(key).alias("key"), F.col(other).alias("other"), "block", none.alias("x"),
+                               none.alias("y"))
+        x = X.frame.select("key", F.explode(F.sequence(F.lit(0), F.lit(others - 1))).alias("other"),
+                           none.alias("block"), "x", none.alias("y"))
+        y = Y.frame.select(F.explode(F.sequence(F.lit(0), F.lit(keys - 1))).alias("key"), F.col("key").alias("other"),
+                           none.alias("block"), none.alias("x"), F.col("x").alias("y"))
+        return v.unionByName(x).unionByName(y)
 
     def multiply(self, side, Y):
         """``V @ Y`` (side "W", Y m×l) or ``Vᵀ @ Y`` (side "H", Y n×l), assembled on the driver."""
