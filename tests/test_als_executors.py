@@ -48,7 +48,9 @@ def test_out_lists_name_the_rows_each_destination_needs():
     dict(nonnegative=True),
     dict(weightCol="w", regularization="weighted"),
     dict(timestampCol="ts", timeBins=3, userDrift=True, weightCol="w"),
-], ids=["plain", "no-biases", "nonnegative", "weights", "time-terms"])
+    dict(implicitFeedback=True, implicitRegParam=2.0),
+    dict(implicitFeedback=True, implicitRegParam=2.0, timestampCol="ts", timeBins=2, weightCol="w"),
+], ids=["plain", "no-biases", "nonnegative", "weights", "time-terms", "implicit", "implicit-time-weights"])
 def test_executors_equal_driver(frame, options):
     driver, executors = _fit_both(frame, **options)
     assert executors.placement == "executors" and driver.placement == "driver"
@@ -68,8 +70,8 @@ def test_forced_driver_beyond_the_budget_is_a_value_error(spark, frame, monkeypa
     # auto picks the executors under the same budget, and says why when it cannot
     model = est.copy({est.factorPlacement: "auto"}).fit(frame)
     assert model.placement == "executors"
-    with pytest.raises(ValueError, match="chosen by factorPlacement='auto'.*implicitFeedback=True"):
-        est.copy({est.factorPlacement: "auto", est.implicitFeedback: True}).fit(frame)
+    with pytest.raises(ValueError, match="chosen by factorPlacement='auto'.*executionMode='resident'"):
+        est.copy({est.factorPlacement: "auto", est.executionMode: "resident"}).fit(frame)
 
 
 def _small_budget(choose):
@@ -87,7 +89,6 @@ def _small_budget(choose):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(implicitFeedback=True), "implicitFeedback=True"),
     (dict(backend="local"), "backend='local'"),
     (dict(executionMode="resident"), "executionMode='resident'"),
     (dict(checkpointDir="/tmp/x"), "checkpointDir"),

@@ -54,7 +54,7 @@ from sparknmf.engine import codec
 from sparknmf.engine.calls import Call, block_function
 from sparknmf.engine.session import describe_jobs, is_connect
 from sparknmf.errors import ConvergenceWarning, ModelFitError, check_objective
-from sparknmf.kernels.als import half_step
+from sparknmf.kernels.als import half_step, implicit_apply, implicit_offset, implicit_sums, implicit_system, predict
 from sparknmf.kernels.seeding import CHUNK_ROWS
 from sparknmf.ratings.fit import REMEDY, STREAMS
 from sparknmf.ratings.store import SIDES, build_entries, other_side
@@ -69,7 +69,8 @@ _STEP_SCHEMA = pa.schema([("kind", pa.int32()), ("key", pa.int32()), ("src", pa.
                           ("x", pa.binary()), ("loss", pa.float64()), ("penalty", pa.float64()),
                           ("finite", pa.bool_())])
 _IN_SCHEMA = pa.schema([("key", pa.int32()), ("block", pa.binary()), ("aux", pa.binary()), ("out", pa.binary())])
-PARAMS, MESSAGE = 0, 1  # the kinds of rows of a side's frame
+PARAMS, MESSAGE, VECTORS, PIECE = 0, 1, 2, 3  # the kinds of rows of a side's frame
+_CG_STEPS = 3  # conjugate-gradient steps per iteration for the implicit vectors (as the driver placement)
 
 
 # -------------------------------------------------------------------------------- lineage
@@ -107,8 +108,8 @@ def collect_blocks(frame, width: int) -> np.ndarray:
     return np.vstack(parts) if parts else np.zeros((0, width))
 
 
-def materialise(frame):
-    """``(truncate(frame), stats)``: the half-step's output and its parameter rows' ``key, loss, penalty, finite``.
+def materialise(frame, kind=PARAMS):
+    """``(truncate(frame), stats)``: a step's output and its rows of ``kind``'s ``key, loss, penalty, finite``.
 
     ``stats`` are numpy arrays in key order (the losses are summed in that
     order, as the driver placement sums its blocks').  In classic sessions
@@ -121,11 +122,11 @@ def materialise(frame):
     names = ("key", "loss", "penalty", "finite")
     if is_connect(frame.sparkSession):
         out = truncate(frame)
-        table = out.filter(F.col("kind") == PARAMS).select(*names).toArrow().sort_by("key")
+        table = out.filter(F.col("kind") == kind).select(*names).toArrow().sort_by("key")
         rows = {name: table.column(name).to_numpy(zero_copy_only=False) for name in names}
     else:
         observation = Observation("sparknmf-als-half-step")
-        stats = F.collect_list(F.when(F.col("kind") == PARAMS, F.struct(*names))).alias("rows")
+        stats = F.collect_list(F.when(F.col("kind") == kind, F.struct(*names))).alias("rows")
         out = truncate(frame.observe(observation, stats))
         found = sorted((row[0], row[1], row[2], row[3]) for row in observation.get["rows"])
         rows = {name: np.array([row[j] for row in found]) for j, name in enumerate(names)}
@@ -187,60 +188,189 @@ def _in_blocks(batches, *, other_step):
                                           pa.array(out, pa.binary())], schema=_IN_SCHEMA)
 
 
-def _rows_out(key, X, out, finite=True, loss=0.0, penalty=0.0, send=True) -> dict:
-    """The output rows of one block: its parameter row, then a message per destination of its out-lists."""
+def _rows_out(key, X, out, finite=True, loss=0.0, penalty=0.0, send=True, sent=None, kind=PARAMS) -> dict:
+    """The output rows of one block: its own row (``kind``, payload ``X``), then a message per destination.
+
+    The messages carry the rows of ``sent`` (default ``X``) each destination of the out-lists ``out`` needs.
+    """
     rows = {name: [] for name in _STEP_SCHEMA.names}
 
-    def add(kind, dst, src, local, payload, loss_, penalty_):
-        for name, value in zip(_STEP_SCHEMA.names, (kind, dst, src, local, payload, loss_, penalty_, finite)):
+    def add(kind_, dst, src, local, payload, loss_, penalty_):
+        for name, value in zip(_STEP_SCHEMA.names, (kind_, dst, src, local, payload, loss_, penalty_, finite)):
             rows[name].append(value)
 
-    add(PARAMS, key, -1, b"", codec.encode(X), loss, penalty)
+    add(kind, key, -1, b"", codec.encode(np.ascontiguousarray(X)), loss, penalty)
     if send:
+        sent = X if sent is None else sent
         for dst, local in read_out_lists(out):
-            add(MESSAGE, dst, key, local.astype("<i4").tobytes(), codec.encode(np.ascontiguousarray(X[local])), 0.0,
-                0.0)
+            add(MESSAGE, dst, key, local.astype("<i4").tobytes(), codec.encode(np.ascontiguousarray(sent[local])),
+                0.0, 0.0)
     return rows
 
 
 @block_function
-def _initial_blocks(batches, *, step, count, width, k, seed, stream, std, nonnegative, send):
-    """mapInArrow body: in-blocks -> their initial parameter rows (the driver's draw) and, if ``send``, messages."""
+def _initial_blocks(batches, *, step, count, width, k, seed, stream, std, nonnegative, send, implicit):
+    """mapInArrow body: in-blocks -> their initial parameter rows (the driver's draw) and, if ``send``, messages.
+
+    With ``implicit`` (item side) the messages carry ``[parameters | y]`` rows
+    and a ``VECTORS`` row holds the block's CG state ``[y | r | p | Ap]``, all zeros.
+    """
     for batch in batches:
         for key, out in zip(batch.column("key").to_pylist(), batch.column("out")):
             start, stop = key * step, min((key + 1) * step, count)
             X = np.zeros((stop - start, width))
             draw = draw_rows(start, stop, count, k, seed, stream) * std
             X[:, :k] = np.abs(draw) if nonnegative else draw
-            yield pa.RecordBatch.from_pydict(_rows_out(key, X, out.as_buffer(), send=send), schema=_STEP_SCHEMA)
+            sent = np.hstack([X, np.zeros((X.shape[0], k))]) if implicit else None
+            rows = _rows_out(key, X, out.as_buffer(), send=send, sent=sent)
+            if implicit:
+                vectors = _rows_out(key, np.zeros((X.shape[0], 4 * k)), b"", send=False, kind=VECTORS)
+                rows = {name: rows[name] + vectors[name] for name in rows}
+            yield pa.RecordBatch.from_pydict(rows, schema=_STEP_SCHEMA)
+
+
+def _received(right, other_step, cols, side, key):
+    """``(payload rows, cols re-indexed)``: the messages of ``right`` stacked by source block, and ``cols``
+    (global indices of the other side) as positions in them."""
+    kinds, srcs = right.column("kind").to_numpy(), right.column("src").to_numpy()
+    payloads, locals_ = right.column("x"), right.column("rows")
+    messages = sorted(np.flatnonzero(kinds == MESSAGE), key=lambda j: srcs[j])
+    if not messages:
+        raise RuntimeError(f"MaskedALS (executors): {side} block {key} received no rows of the other side")
+    index = np.concatenate([srcs[j] * other_step + np.frombuffer(locals_[int(j)].as_buffer(), "<i4")
+                            for j in messages])
+    rows = np.vstack([codec.decode(payloads[int(j)].as_buffer()) for j in messages])
+    local = np.searchsorted(index, cols)
+    if cols.size and (local.max() >= index.size or not np.array_equal(index[local], cols)):
+        raise RuntimeError(f"MaskedALS (executors): {side} block {key} did not receive every row it refers to")
+    return rows, local, index
+
+
+def _own(right, kind):
+    """The payload of the row of ``kind`` in ``right`` (decoded), or None."""
+    found = np.flatnonzero(right.column("kind").to_numpy() == kind)
+    return codec.decode(right.column("x")[int(found[0])].as_buffer()) if found.size else None
 
 
 @block_function
-def _step_group(left, right, *, side, step, other_step, ctx, spec, other_spec, options, send):
+def _step_group(left, right, *, side, step, other_step, ctx, spec, other_spec, options, send, implicit):
     """cogroup body of one block: its in-block (``left``) and its own rows and messages (``right``) -> new rows.
 
     The messages' rows (sorted by source block, ascending within each) are
     the block's view of the other side: the block's columns are re-indexed
     into them, so the kernel gathers the same rows as with the whole array.
+    With ``implicit``, a user block's messages are ``[item parameters | y]``
+    rows: its sums z_u enter the predictions and the rows it sends (w_u + z_u);
+    an item block sends ``[parameters | y]`` with its ``VECTORS`` row's y.
     """
     key = left.column("key")[0].as_py()
     entries = build_entries(side, key, step, left.column("block")[0].as_buffer(), left.column("aux")[0].as_buffer(),
                             ctx)
-    kinds = right.column("kind").to_numpy()
-    payloads, srcs, locals_ = right.column("x"), right.column("src").to_numpy(), right.column("rows")
-    own = [codec.decode(payloads[int(j)].as_buffer()) for j in np.flatnonzero(kinds == PARAMS)]
-    messages = sorted(np.flatnonzero(kinds == MESSAGE), key=lambda j: srcs[j])
-    index = np.concatenate([srcs[j] * other_step + np.frombuffer(locals_[int(j)].as_buffer(), "<i4")
-                            for j in messages]) if messages else np.zeros(0, np.int64)
-    P_other = (np.vstack([codec.decode(payloads[int(j)].as_buffer()) for j in messages]) if messages
-               else np.zeros((0, other_spec.width)))
-    local = np.searchsorted(index, entries.cols)
-    if entries.cols.size and (local.max() >= index.size or not np.array_equal(index[local], entries.cols)):
-        raise RuntimeError(f"MaskedALS (executors): {side} block {key} did not receive every row it refers to")
+    payload, local, _ = _received(right, other_step, entries.cols, side, key)
     entries = dataclasses.replace(entries, cols=local)
-    init = np.array(own[0]) if options["nonnegative"] and own else None
-    X, loss, penalty = half_step(spec, other_spec, entries, P_other, init=init, **options)
-    rows = _rows_out(key, X, left.column("out")[0].as_buffer(), bool(np.isfinite(X).all()), loss, penalty, send)
+    own = _own(right, PARAMS)
+    init = np.array(own) if options["nonnegative"] and own is not None else None
+    P_other, offset, sent = payload[:, : other_spec.width], None, None
+    k = spec.rank
+    if implicit and side == "user":
+        Z = implicit_sums(entries, payload[:, other_spec.width :])
+        offset = implicit_offset(entries, Z, P_other[:, :k])
+    X, loss, penalty = half_step(spec, other_spec, entries, P_other, init=init, offset=offset, **options)
+    if implicit and side == "user":
+        sent = X.copy()
+        sent[:, :k] += Z
+    elif implicit:
+        sent = np.hstack([X, _own(right, VECTORS)[:, :k]])
+    rows = _rows_out(key, X, left.column("out")[0].as_buffer(), bool(np.isfinite(X).all()), loss, penalty, send,
+                     sent)
+    return pa.Table.from_pydict(rows, schema=_STEP_SCHEMA)
+
+
+@block_function
+def _products_group(left, right, *, step, other_step, ctx, specs, mu, mode):
+    """cogroup body of one user block for the implicit vectors' problem (:mod:`sparknmf.kernels.als`).
+
+    ``right``: the block's parameters (``PARAMS``, w_u without z_u) and
+    ``[item parameters | v]`` messages.  ``mode``: ``"rhs"`` sends each item
+    block the block's ``[rhs | A v]`` rows for it, ``"product"`` its ``A v``
+    rows (``PIECE`` rows), ``"sums"`` returns the block's parameters with
+    z_u of ``v`` (= Y) added to the factors.
+    """
+    key = left.column("key")[0].as_py()
+    entries = build_entries("user", key, step, left.column("block")[0].as_buffer(),
+                            left.column("aux")[0].as_buffer(), ctx)
+    payload, local, index = _received(right, other_step, entries.cols, "user", key)
+    entries = dataclasses.replace(entries, cols=local)
+    own, width, k = _own(right, PARAMS), specs["item"].width, specs["user"].rank
+    P_item, v = payload[:, :width], payload[:, width:]
+    if mode == "sums":
+        X = own.copy()
+        X[:, :k] += implicit_sums(entries, v)
+        return pa.Table.from_pydict(_rows_out(key, X, b"", bool(np.isfinite(X).all()), send=False),
+                                    schema=_STEP_SCHEMA)
+    residual = entries.ratings - predict(specs["user"], specs["item"], own, P_item, entries.rows, entries.cols,
+                                         entries, mu)
+    grams, rhs = implicit_system(entries, P_item[:, :k], residual)
+    product = implicit_apply(entries, grams, v)
+    pieces = np.hstack([rhs, product]) if mode == "rhs" else product
+    dst = index // other_step
+    rows = {name: [] for name in _STEP_SCHEMA.names}
+    for target in np.unique(dst):
+        mine = dst == target
+        values = (PIECE, int(target), key, (index[mine] - target * other_step).astype("<i4").tobytes(),
+                  codec.encode(np.ascontiguousarray(pieces[mine])), 0.0, 0.0, True)
+        for name, value in zip(_STEP_SCHEMA.names, values):
+            rows[name].append(value)
+    return pa.Table.from_pydict(rows, schema=_STEP_SCHEMA)
+
+
+@block_function
+def _vector_group(left, right, *, mode, k, lam, scalar):
+    """cogroup body of one item block for the implicit vectors' conjugate gradient (the driver's steps).
+
+    ``right``: the block's ``VECTORS`` row ``[y | r | p | Ap]``, ``PIECE``
+    rows from the user blocks (summed in source order) and, to send messages,
+    its ``PARAMS`` row.  ``mode``:
+
+    * ``"start"``: r = rhs − (A y + λ y), p = r; sends ``[parameters | p]``;
+      ``loss`` = r·r, ``penalty`` = y·y (the block's parts);
+    * ``"ap"``: Ap = A p + λ p; ``loss`` = p·Ap;
+    * ``"update"``: y += α p, r −= α Ap (α = ``scalar``); sends ``[parameters | y]``; ``loss`` = r·r;
+    * ``"direction"``: p = r + β p (β = ``scalar``); sends ``[parameters | p]``.
+    """
+    key = left.column("key")[0].as_py()
+    state = _own(right, VECTORS)
+    y, r, p, ap = (np.array(state[:, j * k : (j + 1) * k]) for j in range(4))
+    kinds, srcs = right.column("kind").to_numpy(), right.column("src").to_numpy()
+    acc = None
+    for j in sorted(np.flatnonzero(kinds == PIECE), key=lambda j: srcs[j]):
+        piece = codec.decode(right.column("x")[int(j)].as_buffer())
+        rows = np.frombuffer(right.column("rows")[int(j)].as_buffer(), "<i4")
+        if acc is None:
+            acc = np.zeros((y.shape[0], piece.shape[1]))
+        acc[rows] += piece
+    loss = penalty = 0.0
+    sent = None
+    if mode == "start":
+        acc = np.zeros((y.shape[0], 2 * k)) if acc is None else acc
+        r = acc[:, :k] - (acc[:, k:] + lam * y)
+        p = r.copy()
+        loss, penalty, sent = float(np.vdot(r, r)), float(np.vdot(y, y)), p
+    elif mode == "ap":
+        ap = (np.zeros_like(p) if acc is None else acc) + lam * p
+        loss = float(np.vdot(p, ap))
+    elif mode == "update":
+        y += scalar * p
+        r -= scalar * ap
+        loss, sent = float(np.vdot(r, r)), y
+    else:
+        p = r + scalar * p
+        sent = p
+    state = np.hstack([y, r, p, ap])
+    send = sent is not None
+    params = _own(right, PARAMS) if send else None
+    rows = _rows_out(key, state, left.column("out")[0].as_buffer(), bool(np.isfinite(state).all()), loss, penalty,
+                     send, np.hstack([params, sent]) if send else None, kind=VECTORS)
     return pa.Table.from_pydict(rows, schema=_STEP_SCHEMA)
 
 
@@ -252,20 +382,58 @@ class ExecutorFit:
     :class:`~sparknmf.ratings.model.MaskedALSModel` is made of, with
     ``"frames"`` (a DataFrame ``(key, x)`` of parameter blocks per side)
     instead of arrays.  Supports biases, time bins, user drift, weights,
-    either regularization and ``nonnegative``; not implicit feedback, warm
-    starts or loop checkpoints (:func:`check_supported`).
+    either regularization, ``nonnegative`` and implicit feedback (the CG
+    state of the implicit vectors is a frame of item blocks, only its dot
+    products reach the driver); not warm starts or loop checkpoints.
+
+    Between steps it holds, per side, ``frames[side]`` (the side's latest
+    output, whose ``PARAMS`` rows are its parameters) and ``inbox[side]``
+    (the frame whose ``MESSAGE`` rows are addressed to the side), and with
+    implicit feedback ``vectors`` (the item blocks' ``VECTORS`` rows).
     """
 
     def __init__(self, est, blocks, specs, callback):
         self.est, self.blocks, self.specs, self.callback = est, blocks, specs, callback
         self.k = est.getRank()
+        self.implicit = est.getImplicitFeedback()
         self.options = dict(mu=blocks.mu, reg=est.getRegParam(), bias_reg=est.getBiasRegParam(),
                             scaled=est.getRegularization() == "weighted", nonnegative=est.getNonnegative())
         self.spark = blocks.spark
         self.partitions = max(1, blocks.partitions)
         self.counts = dict(zip(SIDES, blocks.shape))
-        self.in_frames = {}
-        self.frames = {}
+        self.in_frames, self.frames, self.inbox, self.vectors = {}, {}, {}, None
+
+    # ------------------------------------------------------------ frames held
+    def _held(self):
+        return [*self.frames.values(), *self.inbox.values(), self.vectors]
+
+    def _keep(self, **slots):
+        """Set the given slots (``frames_user=...``, ``inbox_item=...``, ``vectors=...``), releasing what they drop."""
+        before = self._held()
+        for name, frame in slots.items():
+            if name == "vectors":
+                self.vectors = frame
+            else:
+                kind, side = name.split("_")
+                getattr(self, kind)[side] = frame
+        after = self._held()
+        for frame in before:
+            if frame is not None and not any(frame is other for other in after):
+                release(frame)
+
+    def _rows(self, *parts):
+        """The union of ``(frame, kind)`` rows, hash partitioned by key like the in-blocks."""
+        from pyspark.sql import functions as F
+
+        frames = [frame.filter(F.col("kind") == kind) for frame, kind in parts]
+        out = frames[0]
+        for frame in frames[1:]:
+            out = out.unionByName(frame)
+        return out.repartition(self.partitions, "key")
+
+    def _cogroup(self, side, right, body, kind=PARAMS):
+        return materialise(self.in_frames[side].groupBy("key").cogroup(right.groupBy("key"))
+                           .applyInArrow(body, STEP_DDL), kind)
 
     def _in_frame(self, side):
         from pyspark.sql import functions as F
@@ -275,30 +443,74 @@ class ExecutorFit:
         body = Call(_in_blocks, dict(other_step=self.blocks.steps[other_side(side)]))
         return stored.mapInArrow(body, IN_DDL).repartition(self.partitions, "key").cache()
 
-    def _initial(self, side, send):
+    def _initial(self, side):
         est = self.est
         body = Call(_initial_blocks, dict(step=self.blocks.steps[side], count=self.counts[side],
                                           width=self.specs[side].width, k=self.k, seed=est.getSeed(),
                                           stream=STREAMS[side], std=est.getInitStd(),
-                                          nonnegative=est.getNonnegative(), send=send))
+                                          nonnegative=est.getNonnegative(), send=side == "item",
+                                          implicit=self.implicit and side == "item"))
         return truncate(self.in_frames[side].mapInArrow(body, STEP_DDL))
 
+    # ------------------------------------------------------------ steps
     def half_step(self, side):
-        from pyspark.sql import functions as F
-
         other = other_side(side)
-        right = (self.frames[other].filter(F.col("kind") == MESSAGE)
-                 .unionByName(self.frames[side].filter(F.col("kind") == PARAMS))
-                 .repartition(self.partitions, "key"))
+        parts = [(self.inbox[side], MESSAGE), (self.frames[side], PARAMS)]
+        if self.implicit and side == "item":
+            parts.append((self.vectors, VECTORS))
         # a partial, not a Call: pyspark reads the function's positional arguments (left, right)
         body = functools.partial(_step_group, side=side, step=self.blocks.steps[side],
                                  other_step=self.blocks.steps[other], ctx=self.blocks.context, spec=self.specs[side],
-                                 other_spec=self.specs[other], options=self.options, send=True)
-        out, stats = materialise(self.in_frames[side].groupBy("key").cogroup(right.groupBy("key"))
-                                 .applyInArrow(body, STEP_DDL))
-        release(self.frames[side])
-        self.frames[side] = out
+                                 other_spec=self.specs[other], options=self.options, send=True,
+                                 implicit=self.implicit)
+        out, stats = self._cogroup(side, self._rows(*parts), body)
+        self._keep(**{f"frames_{side}": out, f"inbox_{other}": out})
         return float(np.sum(stats["loss"])), float(np.sum(stats["penalty"])), bool(np.all(stats["finite"]))
+
+    def _products(self, mode, messages):
+        """User blocks' pieces of the implicit problem for the vectors the ``messages`` frame carries."""
+        body = functools.partial(_products_group, step=self.blocks.steps["user"],
+                                 other_step=self.blocks.steps["item"], ctx=self.blocks.context, specs=self.specs,
+                                 mu=self.blocks.mu, mode=mode)
+        kind = PARAMS if mode == "sums" else PIECE
+        return self._cogroup("user", self._rows((messages, MESSAGE), (self.frames["user"], PARAMS)), body, kind)[0]
+
+    def _vector_step(self, mode, pieces=None, scalar=0.0):
+        """One conjugate-gradient update of the item blocks' ``VECTORS`` rows: ``(frame, sum of loss, of penalty)``."""
+        parts = [(self.vectors, VECTORS)] + ([(pieces, PIECE)] if pieces is not None else [])
+        if mode != "ap":
+            parts.append((self.frames["item"], PARAMS))
+        body = functools.partial(_vector_group, mode=mode, k=self.k, lam=self.est.getImplicitRegParam(),
+                                 scalar=scalar)
+        out, stats = self._cogroup("item", self._rows(*parts), body, VECTORS)
+        if not np.all(stats["finite"]):
+            raise ModelFitError(f"MaskedALS: NaN or infinite values in the implicit vectors; the fit was stopped. "
+                                f"{REMEDY}")
+        return out, float(np.sum(stats["loss"])), float(np.sum(stats["penalty"]))
+
+    def implicit_step(self):
+        """The driver placement's conjugate-gradient steps on Y, with Y, r, p, Ap in item blocks; returns y·y before."""
+        pieces = self._products("rhs", self.inbox["user"])  # the item half-step sent [parameters | y]
+        start, rr, yy = self._vector_step("start", pieces)
+        release(pieces)
+        self._keep(vectors=start)
+        messages = start  # [parameters | p]
+        for step in range(_CG_STEPS):
+            if rr <= 1e-30:
+                break
+            pieces = self._products("product", messages)
+            ap, p_ap, _ = self._vector_step("ap", pieces)
+            release(pieces)
+            self._keep(vectors=ap)
+            alpha = rr / p_ap
+            updated, rr_new, _ = self._vector_step("update", scalar=alpha)
+            self._keep(vectors=updated, inbox_user=updated)  # [parameters | y] for the next user half-step
+            if step + 1 < _CG_STEPS and rr_new > 1e-30:
+                direction, _, _ = self._vector_step("direction", scalar=rr_new / rr)
+                self._keep(vectors=direction)
+                messages = direction
+            rr = rr_new
+        return yy
 
     def run(self):
         est, spark = self.est, self.spark
@@ -308,7 +520,8 @@ class ExecutorFit:
             with describe_jobs(spark, "sparknmf: ALS (executors) in-blocks and initial parameters"):
                 for side in SIDES:
                     self.in_frames[side] = self._in_frame(side)
-                    self.frames[side] = self._initial(side, send=side == "item")
+                    self._keep(**{f"frames_{side}": self._initial(side)})
+                self._keep(inbox_user=self.frames["item"], vectors=self.frames["item"] if self.implicit else None)
             penalty = {}
             while iteration < max_iter:
                 iteration += 1
@@ -319,6 +532,9 @@ class ExecutorFit:
                         raise ModelFitError(f"MaskedALS: NaN or infinite values in the {side} parameters at "
                                             f"iteration {iteration}; the fit was stopped. {REMEDY}")
                 objective = loss + penalty["user"] + penalty["item"]
+                if self.implicit:
+                    with describe_jobs(spark, f"sparknmf: ALS (executors) iter {iteration}, implicit vectors"):
+                        objective += est.getImplicitRegParam() * self.implicit_step()
                 check_objective("MaskedALS", iteration, objective, history, REMEDY)
                 history.append(objective)
                 elapsed = time.perf_counter() - start
@@ -329,27 +545,32 @@ class ExecutorFit:
                 if len(history) >= 2 and abs(history[-2] - objective) <= tol * max(abs(history[-2]), 1e-300):
                     stop_reason = "tol"
                     break
-        except BaseException:
-            for frame in self.frames.values():
-                release(frame)
-            raise
+            if stop_reason == "max_iter" and tol > 0 and max_iter > 0:
+                warnings.warn(f"MaskedALS stopped at maxIter={max_iter} before the relative decrease reached "
+                              f"tol={tol}", ConvergenceWarning, stacklevel=4)
+            frames = self._final()
         finally:
+            self._keep(frames_user=None, frames_item=None, inbox_user=None, inbox_item=None, vectors=None)
             for frame in self.in_frames.values():
                 frame.unpersist()
-        if stop_reason == "max_iter" and tol > 0 and max_iter > 0:
-            warnings.warn(f"MaskedALS stopped at maxIter={max_iter} before the relative decrease reached tol={tol}",
-                          ConvergenceWarning, stacklevel=4)
-        from pyspark.sql import functions as F
-
-        blocks, frames = self.blocks, {}
-        with describe_jobs(spark, "sparknmf: ALS (executors) final parameters"):
-            for side in SIDES:  # the parameter rows only: the last messages are dropped
-                frames[side] = truncate(self.frames[side].filter(F.col("kind") == PARAMS).select("key", "x"))
-                release(self.frames[side])
+        blocks = self.blocks
         return {
             "frames": frames, "steps": dict(blocks.steps), "counts": dict(self.counts), "P": None, "Z": None,
-            "Y": None, "specs": self.specs,
-            "mu": blocks.mu, "ids": {"user": blocks.user_ids, "item": blocks.item_ids},
+            "Y": None, "specs": self.specs, "mu": blocks.mu, "ids": {"user": blocks.user_ids, "item": blocks.item_ids},
             "idTypes": dict(blocks.id_types), "context": blocks.context, "history": history, "nIter": iteration,
             "stopReason": stop_reason, "elapsed": time.perf_counter() - start,
         }
+
+    def _final(self):
+        """The parameter blocks ``(key, x)`` of each side, materialised alone (user factors with z_u of the final Y)."""
+        from pyspark.sql import functions as F
+
+        frames = {"user": self.frames["user"], "item": self.frames["item"]}
+        with describe_jobs(self.spark, "sparknmf: ALS (executors) final parameters"):
+            if self.implicit:
+                frames["user"] = self._products("sums", self.inbox["user"])
+            out = {side: truncate(frame.filter(F.col("kind") == PARAMS).select("key", "x"))
+                   for side, frame in frames.items()}
+            if frames["user"] is not self.frames["user"]:
+                release(frames["user"])
+        return out

@@ -248,8 +248,6 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     def _check_executors(self, why="", *, local=False, initial=None, resume=False):
         """ValueError naming what the executors placement does not support (before any fitting)."""
         problems = []
-        if self.getImplicitFeedback():
-            problems.append("implicitFeedback=True (set implicitFeedback=False)")
         if self.getBackend() == "local" or local:
             problems.append("ratings held on the driver (backend='local'; use backend='spark')")
         if self.getExecutionMode() == "resident":
