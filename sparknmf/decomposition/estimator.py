@@ -20,13 +20,14 @@ from pyspark import keyword_only
 from pyspark.ml import Estimator
 from pyspark.ml.util import MLReadable, MLWritable
 
-from sparknmf.decomposition.factorize import DTYPES, check_weighted_options, factorize
+from sparknmf.decomposition.factorize import DTYPES, check_placement_options, check_weighted_options, factorize
 from sparknmf.decomposition.model import NMFModel
 from sparknmf.decomposition.params import _NMFParams
 from sparknmf.engine import persistence
 from sparknmf.engine.ingest import check_columns, from_coordinates, from_vectors, is_frame
 from sparknmf.engine.local import LocalMatrix
 from sparknmf.engine.matrix import BlockMatrix
+from sparknmf.engine.placement import choose_placement
 from sparknmf.engine.session import get_session
 from sparknmf.engine.validation import as_matrix, as_weighted, check_rank
 from sparknmf.errors import InvalidInputError
@@ -71,7 +72,7 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
                  duplicates="error", backend="auto", checkpointInterval=10, checkpointDir="",
                  featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col", valueCol="value",
                  idCol="", weightCol="", uncertaintyCol="", missing="zero", regParam=0.0,
-                 predictionCol="prediction", executionMode="auto"):
+                 predictionCol="prediction", executionMode="auto", factorPlacement="auto"):
         super().__init__()
         self._set(**self._input_kwargs)
 
@@ -81,7 +82,7 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
                   duplicates="error", backend="auto", checkpointInterval=10, checkpointDir="",
                   featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col", valueCol="value",
                   idCol="", weightCol="", uncertaintyCol="", missing="zero", regParam=0.0,
-                  predictionCol="prediction", executionMode="auto"):
+                  predictionCol="prediction", executionMode="auto", factorPlacement="auto"):
         """Set Params by keyword."""
         return self._set(**self._input_kwargs)
 
@@ -142,16 +143,39 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
             return BlockMatrix.from_array(get_session(), V, self._grid())
         return LocalMatrix(V)
 
+    def _placement(self, backend):
+        """Where the factors live for this fit: ``factorPlacement`` resolved for the backend's V.
+
+        Numpy input on the local backend keeps them on the driver; on Spark,
+        :func:`~sparknmf.engine.placement.choose_placement` decides (W and H: (n + m)·k values).
+        """
+        requested = self.getFactorPlacement()
+        if isinstance(backend, BlockMatrix):
+            n, m = backend.shape
+            itemsize = DTYPES[self.getDtype()]().itemsize
+            placement = choose_placement(backend.spark, requested, n + m, self.getK(), itemsize=itemsize)
+        else:
+            placement = "driver" if requested == "auto" else requested
+        check_placement_options(placement, backend, self.getInit(), checkpoint_dir=self.getCheckpointDir())
+        return placement
+
     def _fit(self, dataset, W0=None, H0=None, callback=None, resume=False, weights=None, uncertainty=None):
         check_params(self)
+        if self.getFactorPlacement() == "executors":  # what needs no data is refused before any work
+            check_placement_options("executors", None, self.getInit(), checkpoint_dir=self.getCheckpointDir())
+            if self.getExecutionMode() == "resident":
+                raise ValueError("factorPlacement='executors' runs one Spark job per half-step; "
+                                 "executionMode='resident' needs the factors on the driver: use "
+                                 "executionMode='auto' or 'jobs'")
         backend = self._backend(dataset, weights, uncertainty)
         try:
+            placement = self._placement(backend)
             result = factorize(
                 backend, self.getK(), algorithm=self.getAlgorithm(), init=self.getInit(), seed=self.getSeed(),
                 max_iter=self.getMaxIter(), tol=self.getTol(), time_limit=self.getTimeLimit() or None,
                 eta=self.getEta(), beta=self.getBeta(), reg=self.getRegParam(), W0=W0, H0=H0,
                 dtype=DTYPES[self.getDtype()], callback=callback, checkpoint_dir=self.getCheckpointDir() or None,
-                checkpoint_interval=self.getCheckpointInterval(), resume=resume,
+                checkpoint_interval=self.getCheckpointInterval(), resume=resume, placement=placement,
             )
         finally:
             if isinstance(backend, BlockMatrix):

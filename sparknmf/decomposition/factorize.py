@@ -159,12 +159,13 @@ def check_placement_options(placement: str, backend, init: str, *, stop_check=No
 
     It needs the Spark backend and Spark jobs (not ``executionMode='resident'``);
     ``nndsvd*`` starts, ``stop_check`` and loop checkpoints need the factors on the driver.
+    ``backend`` None checks only what does not depend on the data.
     """
     if placement == "driver":
         return
     if placement != "executors":
         raise ValueError(f"factor placement must be 'driver' or 'executors', got {placement!r}")
-    if getattr(backend, "blocks", None) is None:
+    if backend is not None and getattr(backend, "blocks", None) is None:
         raise ValueError("factorPlacement='executors' needs the Spark backend (DataFrame input or backend='spark'); "
                          "numpy input on the local backend keeps its factors on the driver")
     if getattr(backend, "execution", "auto") == "resident":

@@ -16,8 +16,10 @@ from pyspark.ml.util import MLReadable, MLWritable
 from sparknmf.decomposition.factorize import FitResult
 from sparknmf.decomposition.params import _NMFModelParams
 from sparknmf.engine import persistence
+from sparknmf.engine import placement as placement_rule
+from sparknmf.engine.factors import FactorFrame, factor_from_rows
 from sparknmf.engine.ingest import check_columns, is_frame, vectors_to_csr
-from sparknmf.engine.session import get_session
+from sparknmf.engine.session import get_session, parallelism
 from sparknmf.engine.validation import as_matrix
 from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.nnls import nnls_bpp
@@ -53,6 +55,19 @@ def _raise_first_problem(found: pa.Table, whom: str) -> None:
                             "non-negative finite data (the numpy input is checked the same way)")
 
 
+def _frame_rows(factor: FactorFrame, ids):
+    """DataFrame ``(index bigint, id, features array<double>)`` of a factor's rows, made by the executors.
+
+    ``ids`` (held on the driver, pyarrow) are joined by index; None: the index is the id.
+    """
+    rows = factor.rows_frame()
+    if ids is None:
+        return rows.selectExpr("index", "index as id", "features")
+    spark = rows.sparkSession
+    index = spark.createDataFrame(pa.table({"index": pa.array(np.arange(len(ids)), pa.int64()), "id": ids}))
+    return rows.join(index, "index").select("index", "id", "features")
+
+
 class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
     """A fitted factorization V (n×m) ≈ W (n×k) · H (k×m); samples are columns of V.
 
@@ -84,16 +99,46 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
         return self._result
 
     @property
+    def placement(self) -> str:
+        """Where W and H are: ``"driver"`` (numpy arrays) or ``"executors"`` (row blocks in Spark)."""
+        return self._require().placement
+
+    def _collected(self, index: int, name: str) -> np.ndarray:
+        """Executors placement: factor ``index`` (0: W, 1: Hᵀ) collected, if it fits the driver's budget."""
+        X = self._require().factors[index]
+        budget, setting = placement_rule.driver_budget(get_session())
+        size = placement_rule.factor_bytes(X.rows, X.k)
+        if size > budget:
+            raise ValueError(f"NMFModel.{name}: the model's factors are in the executors and {name} takes "
+                             f"{size / 2**20:.1f} MiB, more than the driver's budget of {budget / 2**20:.1f} MiB "
+                             f"(set by {setting}); use rowFactors/colFactors (DataFrames) or save() instead")
+        return X.collect()
+
+    @property
     def W(self) -> np.ndarray:
-        return self._require().W
+        """W (n×k).  With factors in the executors this collects them (each time): a ValueError beyond the
+        driver's budget (:func:`~sparknmf.engine.placement.driver_budget`)."""
+        result = self._require()
+        return result.W if result.factors is None else self._collected(0, "W")
 
     @property
     def H(self) -> np.ndarray:
-        return self._require().H
+        """H (k×m); collects like :attr:`W` when the factors are in the executors."""
+        result = self._require()
+        return result.H if result.factors is None else np.ascontiguousarray(self._collected(1, "H").T)
 
     @property
     def rank(self) -> int:
-        return self.W.shape[1]
+        result = self._require()
+        return result.W.shape[1] if result.factors is None else result.factors[0].k
+
+    @property
+    def shape(self) -> tuple:
+        """``(n, m)``: the shape of the fitted V."""
+        result = self._require()
+        if result.factors is not None:
+            return result.factors[0].rows, result.factors[1].rows
+        return result.W.shape[0], result.H.shape[1]
 
     @property
     def objective(self) -> float:
@@ -118,6 +163,8 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
 
     # ---------------------------------------------------------------- DataFrames
     def _rows_frame(self, matrix, ids):
+        if isinstance(matrix, FactorFrame):
+            return _frame_rows(matrix, ids).drop("index")
         table = pa.table({
             "id": ids if ids is not None else pa.array(np.arange(matrix.shape[0]), pa.int64()),
             "features": pa.array(list(np.asarray(matrix, dtype=np.float64)), pa.list_(pa.float64())),
@@ -126,13 +173,21 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
 
     @property
     def rowFactors(self):
-        """DataFrame ``(id, features array<double>)``: the rows of W (n of them, k values each)."""
-        return self._rows_frame(self.W, self.rowIds)
+        """DataFrame ``(id, features array<double>)``: the rows of W (n of them, k values each).
+
+        With the factors in the executors it is computed there from W's blocks, never collected.
+        """
+        factors = self._require().factors
+        return self._rows_frame(self.W if factors is None else factors[0], self.rowIds)
 
     @property
     def colFactors(self):
-        """DataFrame ``(id, features array<double>)``: the columns of H (m of them, k values each)."""
-        return self._rows_frame(self.H.T, self.colIds)
+        """DataFrame ``(id, features array<double>)``: the columns of H (m of them, k values each).
+
+        With the factors in the executors it is computed there from Hᵀ's blocks, never collected.
+        """
+        factors = self._require().factors
+        return self._rows_frame(self.H.T if factors is None else factors[1], self.colIds)
 
     # ---------------------------------------------------------------- projection
     def project(self, V_new) -> np.ndarray:
@@ -354,18 +409,46 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
             (n, m), k = metadata["shape"], int(metadata["k"])
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"{path}/metadata lacks the model's shape and rank") from None
-        W, row_ids = persistence.read_rows(spark, f"{path}/W", n, k)
-        Ht, col_ids = persistence.read_rows(spark, f"{path}/H", m, k)
-        self._result = FitResult(
-            W=W, H=np.ascontiguousarray(Ht.T), objective=metadata["objective"], history=metadata["history"],
-            n_iter=metadata["nIter"], converged=metadata["converged"], stop_reason=metadata["stopReason"],
-            elapsed=metadata["elapsed"], algorithm=metadata["algorithm"], seed=metadata["seed"],
-            init=metadata["init"],
-        )
-        positional = pa.array(np.arange(n), pa.int64()), pa.array(np.arange(m), pa.int64())
-        self.rowIds = None if row_ids.equals(positional[0]) else row_ids
-        self.colIds = None if col_ids.equals(positional[1]) else col_ids
+        record = dict(objective=metadata["objective"], history=metadata["history"], n_iter=metadata["nIter"],
+                      converged=metadata["converged"], stop_reason=metadata["stopReason"],
+                      elapsed=metadata["elapsed"], algorithm=metadata["algorithm"], seed=metadata["seed"],
+                      init=metadata["init"])
+        auto = placement_rule.choose_placement(spark, "auto", n + m, k)
+        if metadata.get("placement") == "executors" or auto == "executors":
+            self._load_frames(path, spark, metadata, (n, m), k, record)
+        else:
+            W, row_ids = persistence.read_rows(spark, f"{path}/W", n, k)
+            Ht, col_ids = persistence.read_rows(spark, f"{path}/H", m, k)
+            self._result = FitResult(W=W, H=np.ascontiguousarray(Ht.T), **record)
+            positional = pa.array(np.arange(n), pa.int64()), pa.array(np.arange(m), pa.int64())
+            self.rowIds = None if row_ids.equals(positional[0]) else row_ids
+            self.colIds = None if col_ids.equals(positional[1]) else col_ids
         self._load_extra(spark, path, metadata)
+
+    def _load_frames(self, path, spark, metadata, shape, k, record):
+        """Load W and Hᵀ as row blocks in the executors (executors placement): nothing but ids is collected,
+        and ids only when the model has some (metadata ``ids``; positional ids are checked in the executors)."""
+        steps = metadata.get("steps") or [-(-size // parallelism(spark)) for size in shape]
+        has_ids = metadata.get("ids")
+        factors, ids = [], []
+        for name, rows, step, index in (("W", shape[0], steps[0], 0), ("H", shape[1], steps[1], 1)):
+            where = persistence.check_path(f"{path}/{name}")
+            try:
+                frame = spark.read.parquet(where)
+            except Exception as err:
+                raise ValueError(f"cannot read {where}: {type(err).__name__}") from None
+            if set(frame.columns) != {"index", "id", "features"}:
+                raise ValueError(f"{where} is malformed: expected rows of (index, id, features)")
+            factors.append(factor_from_rows(frame, rows, k, int(step), where))
+            if has_ids is None:  # saved by the driver placement: ids are positional unless they differ
+                has_ids_here = (frame.schema["id"].dataType.typeName() != "long"
+                                or frame.where("id <> index").limit(1).count() > 0)
+            else:
+                has_ids_here = bool(has_ids[index])
+            ids.append(frame.select("index", "id").toArrow().sort_by("index").column("id").combine_chunks()
+                       if has_ids_here else None)
+        self._result = FitResult(W=None, H=None, placement="executors", factors=tuple(factors), **record)
+        self.rowIds, self.colIds = ids
 
     def write(self):
         return _ModelWriter(self)
@@ -382,11 +465,21 @@ class _ModelWriter(persistence.ParamsWriter):
         model, spark = self.instance, self.sparkSession
         result = model._require()
         extra = {
-            "k": model.rank, "shape": [model.W.shape[0], model.H.shape[1]], "objective": result.objective,
+            "k": model.rank, "shape": list(model.shape), "objective": result.objective,
             "history": result.history, "nIter": result.n_iter, "converged": result.converged,
             "stopReason": result.stop_reason, "elapsed": result.elapsed, "algorithm": result.algorithm,
             "seed": result.seed, "init": result.init, **model._extra_metadata(),
         }
+        if result.factors is not None:  # written by the executors from the blocks, never collected
+            W, Ht = result.factors
+            extra.update(placement="executors", steps=[W.step, Ht.step],
+                         ids=[model.rowIds is not None, model.colIds is not None])
+            persistence.write_metadata(model, path, spark, extra, overwrite=self.shouldOverwrite)
+            mode = "overwrite" if self.shouldOverwrite else "error"
+            for name, factor, ids in (("W", W, model.rowIds), ("H", Ht, model.colIds)):
+                _frame_rows(factor, ids).write.mode(mode).parquet(persistence.check_path(f"{path}/{name}"))
+            model._save_extra(spark, path, self.shouldOverwrite)
+            return
         persistence.write_metadata(model, path, spark, extra, overwrite=self.shouldOverwrite)
         persistence.write_rows(spark, f"{path}/W", model.W, model.rowIds, overwrite=self.shouldOverwrite)
         persistence.write_rows(spark, f"{path}/H", model.H.T, model.colIds, overwrite=self.shouldOverwrite)

@@ -21,6 +21,7 @@ from pyspark.ml.param.shared import (
 )
 
 from sparknmf.decomposition.factorize import DTYPES
+from sparknmf.engine.placement import PLACEMENTS
 from sparknmf.engine.resident import EXECUTION_MODES
 from sparknmf.engine.validation import MISSING_POLICIES
 from sparknmf.kernels.seeding import DEFAULT_INIT, INITS
@@ -93,6 +94,9 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
                     "(weight 0, weighted NMF)", typeConverter=TypeConverters.toString)
     regParam = Param(Params._dummy(), "regParam", "weighted NMF: L2 weight lambda on W and H",
                      typeConverter=TypeConverters.toFloat)
+    factorPlacement = Param(Params._dummy(), "factorPlacement",
+                            "where W and H live during the fit: 'auto', 'driver' or 'executors' (docs/execution.md)",
+                            typeConverter=TypeConverters.toString)
 
     _constraints = {
         "k": Interval(1, integer=True),
@@ -113,6 +117,7 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
         "missing": OneOf(MISSING_POLICIES),
         "regParam": Interval(0),
         "executionMode": OneOf(EXECUTION_MODES),
+        "factorPlacement": OneOf(PLACEMENTS),
     }
 
     def __init__(self, *args):
@@ -121,3 +126,4 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
                          beta=0.01, numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64", duplicates="error",
                          backend="auto", checkpointInterval=10, checkpointDir="", weightCol="", uncertaintyCol="",
                          missing="zero", regParam=0.0)
+        self._setDefault(factorPlacement="auto")
