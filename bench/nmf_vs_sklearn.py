@@ -1,6 +1,6 @@
 """sparknmf against scikit-learn's NMF, measured in the same run.
 
-    python bench/nmf_vs_sklearn.py [--quick] [--skip-scaling | --scaling-only] [--repeat N]
+    python bench/nmf_vs_sklearn.py [--quick] [--skip-scaling | --scaling-only] [--repeat N] [--local-only]
 
 1. Time to target: scikit-learn's coordinate-descent solver (``solver="cd"``,
    ``init="nndsvda"``, tol 1e-4) runs to convergence; its final objective
@@ -13,6 +13,12 @@
    timed and printed apart, as data on a cluster already lives in Spark).  Data: AssociatedPress (k=20, from
    SPARKNMF_DATA) and a synthetic dense 20000×2000 matrix (k=30).
    Targets: local ≤ 0.5× and Spark ≤ 1.0× scikit-learn's time.
+   The default call (issue 18): ``nmf(V, k)`` and ``NMF(k=k).fit(V)`` with no
+   other option (numpy/scipy input: the local backend), and on Spark
+   ``NMF(k=k).fit(df)`` from a coordinate DataFrame (AssociatedPress) or
+   ``NMF(k=k, backend="spark").fit(V)`` (dense), timed from the call: the
+   time to target end to end (validation, ingest, the start of the workers
+   included) and of the loop alone.  They stop on their own ``tol``.
 2. Scaling: seconds per iteration of ``hals`` on Spark local[2] and locally
    at 1M, 4M, 16M non-zeros (sparse synthetic, 50 per row), the growth
    exponent of time in nnz (target ≤ 1.1) and peak memory (RSS of a fresh
@@ -102,6 +108,50 @@ def _local(V, k, algorithm, target, max_iter):
     return _time_to_target(fit, target, max_iter)
 
 
+def _default_call(fit, target):
+    """(seconds from the call to the target, loop seconds to it, iteration) of a default call, or Nones."""
+    start = time.perf_counter()
+    reached = {}
+
+    def callback(iteration, elapsed, objective):
+        if "t" not in reached and objective <= target * (1 + 1e-9):
+            reached.update(t=time.perf_counter() - start, loop=elapsed, iter=iteration)
+
+    result = fit(callback)
+    return reached.get("t"), reached.get("loop"), reached.get("iter"), result
+
+
+def _default_calls(spark, name, V, k, target, sk_time, repeat):
+    """nmf(V, k) and NMF(k=k).fit(V) locally, and NMF(k=k).fit on Spark, each with no other option."""
+    import pandas as pd
+
+    from sparknmf import NMF, nmf
+
+    calls = [("nmf(V, k)", lambda cb: nmf(V, k, callback=cb)),
+             ("NMF(k).fit(V)", lambda cb: NMF(k=k).fitWith(V, callback=cb).result)]
+    if spark is not None:
+        if sp.issparse(V):
+            coo = V.tocoo()
+            frame = spark.createDataFrame(pd.DataFrame({"row": coo.row.astype(np.int64),
+                                                        "col": coo.col.astype(np.int64), "value": coo.data}))
+            frame = frame.cache()
+            frame.count()
+            calls.append(("Spark NMF(k).fit(df)", lambda cb: NMF(k=k).fitWith(frame, callback=cb).result))
+        else:
+            calls.append(("Spark NMF(k, backend='spark').fit(V)",
+                          lambda cb: NMF(k=k, backend="spark").fitWith(V, callback=cb).result))
+    for label, fit in calls:
+        (seconds, loop, iters, result), times = _median_run(lambda: _default_call(fit, target), repeat)
+        what = f"{result.algorithm} from {result.init}"
+        if seconds is None:
+            print(f"   default {label:38s} ({what}): stopped at iteration {result.n_iter} ({result.stop_reason}) "
+                  f"before the target (final {result.objective:.6g})")
+        else:
+            print(f"   default {label:38s} ({what}): {seconds:6.2f}s to target = {seconds / sk_time:.2f}x "
+                  f"scikit-learn end to end, loop {loop:.2f}s = {loop / sk_time:.2f}x, iteration {iters}"
+                  f"{_spread_text(times)}")
+
+
 def _spark(spark, block, k, algorithm, target, max_iter, execution):
     """Time to target on a BlockMatrix already cached on Spark (its build is timed apart)."""
     from sparknmf.decomposition.factorize import factorize
@@ -137,7 +187,7 @@ def _spread_text(times):
     return "" if len(times) == 1 else f"  (runs: {', '.join(f'{t:.2f}' for t in times)} s)"
 
 
-def time_to_target(quick: bool, repeat: int):
+def time_to_target(quick: bool, repeat: int, local_only: bool = False):
     from sparknmf.datasets import data_dir, load_associated_press
 
     cases = []
@@ -153,11 +203,19 @@ def time_to_target(quick: bool, repeat: int):
     from sparknmf.engine.matrix import BlockMatrix
     from sparknmf.engine.validation import as_matrix
 
-    spark = _session()
+    spark = None if local_only else _session()
     for name, V, k in cases:
         (sk_time, target, sk_iter), sk_times = _median_run(lambda: _sklearn(V, k), repeat)
         print(f"\n== {name}: scikit-learn cd {sk_time:.2f}s (median of {repeat}){_spread_text(sk_times)}, "
               f"{sk_iter} iterations, objective {target:.6g}")
+        _default_calls(spark, name, V, k, target, sk_time, repeat)
+        if local_only:
+            for algorithm in ("hals", "bpp"):
+                (seconds, iters, final), times = _median_run(
+                    functools.partial(_local, V, k, algorithm, target, 2000), repeat)
+                print(f"   local            {algorithm:5s}: {seconds:7.2f}s to target at iteration {iters:4d}"
+                      f"  = {seconds / sk_time:.2f}x scikit-learn{_spread_text(times)}")
+            continue
         start = time.perf_counter()
         block = BlockMatrix.from_array(spark, as_matrix(V))
         block.multiply("W", np.zeros((V.shape[1], 1)))  # starts the Python workers, as any earlier job would
@@ -178,7 +236,8 @@ def time_to_target(quick: bool, repeat: int):
                     print(f"   {label:16s} {algorithm:5s}: {seconds:7.2f}s to target at iteration {iters:4d}"
                           f"  = {seconds / sk_time:.2f}x scikit-learn{_spread_text(times)}")
         block.unpersist()
-    spark.stop()
+    if spark is not None:
+        spark.stop()
 
 
 def _scaling_point(nnz: int, backend: str, iterations: int = 5):
@@ -230,13 +289,15 @@ def main():
     parser.add_argument("--scaling-only", action="store_true")
     parser.add_argument("--repeat", type=int, default=3,
                         help="time-to-target runs per solver; the median is reported (default 3)")
+    parser.add_argument("--local-only", action="store_true",
+                        help="time to target without Spark: the default local calls and local hals/bpp")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _scaling_point(int(args.child[0]), args.child[1])
         return
     if not args.scaling_only:
-        time_to_target(args.quick, args.repeat)
+        time_to_target(args.quick, args.repeat, args.local_only)
     if not args.skip_scaling:
         scaling([250_000, 1_000_000, 4_000_000] if args.quick else [1_000_000, 4_000_000, 16_000_000])
 
