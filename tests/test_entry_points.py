@@ -151,7 +151,7 @@ def test_example_config_documents_every_key_and_loads_once_required_keys_are_set
 
 
 def test_the_commands_run_from_an_installed_wheel(tmp_path, data):
-    """pip builds a wheel of the project and installs it (with its console scripts) into a fresh prefix; the
+    """pip builds a wheel of the project and installs it (with its console scripts) into a fresh folder; the
     commands there run from the wheel's package, not from this checkout."""
     source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout
     shutil.copytree(ROOT / "sparknmf", source / "sparknmf", ignore=shutil.ignore_patterns("__pycache__"))
@@ -162,19 +162,20 @@ def test_the_commands_run_from_an_installed_wheel(tmp_path, data):
     if build.returncode:
         pytest.skip(f"pip cannot build the wheel here (no index for its build requirements?): {build.stderr[-300:]}")
     (wheel,) = (tmp_path / "dist").glob("sparknmf-*.whl")
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix",
-                              str(tmp_path / "prefix"), str(wheel)], capture_output=True, text=True, timeout=600)
+    # --target, never --prefix: pip would uninstall this environment's sparknmf (the checkout) first
+    site = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--ignore-installed",
+                              "--target", str(site), str(wheel)], capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr
-    (site,) = (tmp_path / "prefix" / "lib").glob("python*/site-packages")
     env = {**os.environ, "SPARKNMF_DATA": str(data), "PYTHONPATH": str(site)}  # the wheel first on sys.path
     for job in JOBS:
-        done = subprocess.run([str(tmp_path / "prefix" / "bin" / command(job)), "--example-config"], env=env,
+        done = subprocess.run([str(site / "bin" / command(job)), "--example-config"], env=env,
                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert done.returncode == 0 and "[spark]" in done.stdout, done.stderr
     where = subprocess.run([sys.executable, "-m", "sparknmf.pipeline.jobs", "factorize"], env=env,
                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert Path(where.stdout.strip()) == site / "sparknmf" / "pipeline" / "jobs" / "factorize.py"
-    done = subprocess.run([str(tmp_path / "prefix" / "bin" / command("factorize")), "--dry-run",
+    done = subprocess.run([str(site / "bin" / command("factorize")), "--dry-run",
                            str(ROOT / "conf" / "factorize.toml")], env=env, capture_output=True, text=True,
                           timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -213,3 +213,26 @@ def test_topics_reads_input_and_vocabulary_through_spark(as_remote, tmp_path, mo
 
 def spark_rows(spark, uri):
     return spark.read.parquet(uri).count()
+
+
+def test_input_fingerprint_on_uris_comes_from_the_file_systems_checksums(spark, tmp_path):
+    from sparknmf.pipeline.inputs import content_digest
+    from sparknmf.pipeline.storage import Storage
+
+    class Checksummed(Storage):  # what HDFS answers: a checksum per file below the path
+        def __init__(self, sums):
+            self.sums = sums
+
+        def checksums(self, path):
+            return self.sums
+
+    same = content_digest("hdfs:///r", storage=lambda p: Checksummed([("a", b"MD5-1"), ("b", b"MD5-2")]))
+    assert same == content_digest("hdfs:///r", storage=lambda p: Checksummed([("a", b"MD5-1"), ("b", b"MD5-2")]))
+    assert same != content_digest("hdfs:///r", storage=lambda p: Checksummed([("a", b"MD5-1"), ("b", b"MD5-3")]))
+    assert content_digest("hdfs:///r") is None  # no storage: every run trains
+    assert content_digest("hdfs:///r", storage=lambda p: Checksummed(None)) is None  # no checksums kept
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "part-0").write_bytes(b"1,1,5\n")
+    hadoop = HadoopStorage(spark, tmp_path.as_uri())
+    sums = hadoop.checksums((tmp_path / "r").as_uri())  # Hadoop's local file system keeps none
+    assert sums is None or [name for name, _ in sums] == ["part-0"]

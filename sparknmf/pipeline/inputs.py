@@ -337,9 +337,15 @@ def holdout_split(frame, fraction: float, seed: int, columns):
     return frame.filter(~held), frame.filter(held)
 
 
-def content_digest(*paths) -> str | None:
-    """A hash of the bytes of local files or folders (every file below, in sorted order); None when a path
-    is not on the driver's file system (its content cannot be hashed cheaply)."""
+def content_digest(*paths, storage=None) -> str | None:
+    """A hash that changes when the content of the given files or folders changes; None when it cannot be
+    known cheaply.
+
+    Local files are hashed byte by byte (every file below a folder, in sorted order).  A URI is identified
+    by the checksums its file system keeps for every file below it (``FileSystem.getFileChecksum``: HDFS's
+    checksum of its block checksums) through ``storage(path) -> Storage``; None when no storage is given
+    or reachable (Spark Connect), or a file has no such checksum (object stores unless configured).
+    """
     import hashlib
 
     digest = hashlib.sha256()
@@ -347,7 +353,13 @@ def content_digest(*paths) -> str | None:
         if not path:
             continue
         if not is_local(path):
-            return None
+            s = _storage(path, storage)
+            sums = s.checksums(path) if s is not None else None
+            if sums is None:
+                return None
+            for name, checksum in sums:
+                digest.update(name.encode() + b"\0" + checksum + b"\0")
+            continue
         root = _local(path)
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for file in files:

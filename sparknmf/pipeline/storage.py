@@ -128,6 +128,11 @@ class Storage:
     def write_bytes(self, path, data: bytes) -> None:
         raise NotImplementedError
 
+    def checksums(self, path) -> list | None:
+        """``[(relative name, checksum bytes), ...]`` of every file at or below ``path`` in sorted order, from
+        the checksums the file system keeps; None when it keeps none for some file."""
+        return None
+
     def upload(self, folder: Path, target) -> None:
         """Copy the files below the local ``folder`` into the folder ``target`` (created), keeping the tree."""
         for source in sorted(Path(folder).rglob("*")):
@@ -264,6 +269,22 @@ class HadoopStorage(Storage):
             stream.write(bytearray(data))
         finally:
             stream.close()
+
+    def checksums(self, path) -> list | None:
+        root = self._path(path)
+        fs = self._fs(path)
+        base = fs.getFileStatus(root).getPath().toUri().getPath().rstrip("/")
+        files = fs.listFiles(root, True)  # a RemoteIterator of every file below (or the file itself)
+        found = []
+        while files.hasNext():
+            status = files.next()
+            checksum = fs.getFileChecksum(status.getPath())
+            if checksum is None:
+                return None
+            name = status.getPath().toUri().getPath()[len(base):].lstrip("/") or status.getPath().getName()
+            found.append((name, f"{checksum.getAlgorithmName()}:{status.getLen()}:".encode()
+                          + bytes(checksum.getBytes())))
+        return sorted(found)
 
     def upload(self, folder: Path, target) -> None:
         self.mkdirs(target)

@@ -8,8 +8,8 @@
 
 A run, holding the publication's lock:
 
-1. if the current publication was made from the same input files (by content) and configuration, it
-   stops: nothing to do (reruns are idempotent);
+1. if the current publication was made from the same input files (by content; on HDFS by the checksums
+   the file system keeps) and configuration, it stops: nothing to do (reruns are idempotent);
 2. reads the ratings and a held-out slice (``holdout.path``, or a seeded hash split of the input);
 3. trains :class:`sparknmf.MaskedALS` on the rest, warm-started from the published model
    (``recommend.warm_start``; users and items it knows keep their parameters as a start) when that
@@ -226,7 +226,7 @@ def refresh(job):
     job.checked("the configuration, input and publication")
     try:
         if not job.args.rollback:
-            data = content_digest(conf["input"]["path"], conf["holdout"]["path"])
+            data = content_digest(conf["input"]["path"], conf["holdout"]["path"], storage=job.storage)
             fingerprint = None if data is None else f"{data}-{conf.digest('input', 'holdout', 'als', 'recommend')}"
         local_path(root).mkdir(parents=True, exist_ok=True)
         record.path.parent.mkdir(parents=True, exist_ok=True)
