@@ -179,3 +179,38 @@ def test_the_commands_run_from_an_installed_wheel(tmp_path, data):
                            str(ROOT / "conf" / "factorize.toml")], env=env, capture_output=True, text=True,
                           timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+
+
+def test_dry_run_checks_the_columns_of_table_inputs_from_their_schemas(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sparknmf.pipeline.inputs import _ddl_names
+
+    assert _ddl_names("user int, `item id` bigint, r decimal(3,1), m map<string,int>") == ["user", "item id", "r",
+                                                                                            "m"]
+    pq.write_table(pa.table({"feature": ["a"], "sample": [1], "value": [1.0]}), tmp_path / "v.parquet")
+    conf = tmp_path / "f.toml"
+    conf.write_text(f'[input]\npath = "{tmp_path / "v.parquet"}"\nformat = "coordinates"\ncol_col = "sample"\n'
+                    f'[output]\npath = "{tmp_path / "o"}"\nreport = false\n')
+    factorize = import_module("sparknmf.pipeline.jobs.factorize")
+    assert factorize.main([str(conf), "--dry-run"]) == 2
+    assert (f"factorize: error: default: input.row_col = 'row': no such column in {tmp_path / 'v.parquet'} "
+            f"(it has ['feature', 'sample', 'value'])") in capsys.readouterr().err
+    assert factorize.main([str(conf), "--dry-run", "--set", "input.row_col=feature"]) == 0
+    (tmp_path / "r.csv").write_text("1,2,5.0\n")
+    pq.write_table(pa.table({"user": [1], "item": [2]}), tmp_path / "test.parquet")
+    rconf = tmp_path / "r.toml"
+    rconf.write_text(f'[input]\npath = "{tmp_path / "r.csv"}"\nfile_format = "csv"\nschema = "u int, i int, r double"\n'
+                     f'[publish]\nroot = "{tmp_path / "pub"}"\n')
+    recommend = import_module("sparknmf.pipeline.jobs.recommend")
+    assert recommend.main([str(rconf), "--dry-run"]) == 2
+    assert "input.user_col = 'user': no such column in" in capsys.readouterr().err
+    assert recommend.main([str(rconf), "--dry-run", "--set", "input.schema=user int, item int, rating double"]) == 0
+    pq.write_table(pa.table({"user": [1], "item": [2], "rating": [5.0]}), tmp_path / "train.parquet")
+    assert recommend.main([str(rconf), "--dry-run", "--set", f"input.path={tmp_path / 'train.parquet'}",
+                           "--set", "input.file_format=parquet", "--set", f"holdout.path={tmp_path / 'test.parquet'}"
+                           ]) == 2  # the held-out ratings are in the input's format, with its columns
+    assert f"holdout.path = '{tmp_path / 'test.parquet'}': has no column 'rating' (rating_col)" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "pub").exists() and not (tmp_path / "o").exists()

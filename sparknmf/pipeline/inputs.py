@@ -42,11 +42,14 @@ from sparknmf.pipeline.storage import StorageError, is_local, local_path
 
 __all__ = [
     "FORMATS", "INPUT_SECTION", "RATINGS_SECTION", "MatrixInput", "check_input", "read_input", "read_labels",
-    "is_local", "read_ratings", "check_ratings", "holdout_split", "content_digest", "fetch",
+    "is_local", "read_ratings", "check_ratings", "holdout_split", "content_digest", "fetch", "table_columns",
+    "check_columns",
 ]
 
 FORMATS = ("matrix_market", "dense", "coordinates", "vectors")
 DRIVER_FORMATS = ("matrix_market", "dense")
+SPARK_FORMAT_COLUMNS = {"coordinates": ("row_col", "col_col", "value_col"), "vectors": ("features_col", "id_col")}
+RATINGS_COLUMNS = ("user_col", "item_col", "rating_col", "timestamp_col")
 
 INPUT_SECTION = {
     "path": Option("path", doc="file (driver formats) or file/folder (Spark formats) holding V"),
@@ -122,6 +125,64 @@ def check_input(conf, section: str = "input", storage=None) -> None:
         raise conf.error(f"{section}.label_column", "only the dense format has a label column; use input.labels")
     if values["labels"]:
         check_path(conf, f"{section}.labels", file=True, storage=storage)
+
+
+def _ddl_names(ddl: str) -> list:
+    """Column names of a Spark DDL schema string (``"user int, item int, r decimal(3,1)"``)."""
+    fields, depth, current = [], 0, ""
+    for char in ddl:
+        depth += char in "(<"
+        depth -= char in ")>"
+        if char == "," and depth == 0:
+            fields.append(current)
+            current = ""
+        else:
+            current += char
+    fields.append(current)
+    names = []
+    for text in (f.strip() for f in fields if f.strip()):
+        if text.startswith("`"):
+            names.append(text[1:text.index("`", 1)])
+        else:
+            names.append(text.split()[0].rstrip(":"))
+    return names
+
+
+def table_columns(values, spark=None) -> list | None:
+    """The column names of the Parquet or CSV table that ``[input]``-like ``values`` describe, without
+    reading its rows: a CSV's DDL ``schema``, a local Parquet file's or folder's footers (pyarrow), another
+    URI's through ``spark`` (a session or a callable returning one); None when only reading the data would
+    tell (a CSV without a schema)."""
+    path = values["path"]
+    if values["file_format"] == "csv":
+        return _ddl_names(values["schema"]) if values["schema"] else None
+    if is_local(path):
+        import pyarrow.dataset as ds
+
+        return list(ds.dataset(str(local_path(path)), format="parquet").schema.names)
+    if spark is None:
+        return None
+    return list((spark() if callable(spark) else spark).read.parquet(path).columns)
+
+
+def check_columns(conf, section: str, keys, spark=None, values=None) -> None:
+    """Fail, naming the key, when a column that ``conf[section][key]`` names is not in the table (see
+    :func:`table_columns`; nothing is checked when the columns cannot be known without reading the data)."""
+    values = values or conf[section]
+    if not any(values[key] for key in keys):
+        return
+    try:
+        names = table_columns(values, spark)
+    except Exception as err:  # an unreadable footer, a folder of something else...
+        raise conf.error(f"{section}.path", f"cannot read its schema: {type(err).__name__}: {err}") from None
+    if names is None:
+        return
+    for key in keys:
+        column = values[key]
+        if column and column not in names:
+            if key in conf[section]:
+                raise conf.error(f"{section}.{key}", f"no such column in {values['path']} (it has {names})")
+            raise conf.error(f"{section}.path", f"has no column {column!r} ({key}), it has {names}")
 
 
 @contextlib.contextmanager

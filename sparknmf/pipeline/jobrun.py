@@ -196,6 +196,10 @@ class Job:
         self.checkpoint_dir()
         check_input(self.conf, storage=self.storage)
         out = self.output()
+        if self.dry_run:  # the columns too, from the table's schema (a run's Estimator checks them as it reads)
+            from sparknmf.pipeline.inputs import SPARK_FORMAT_COLUMNS, check_columns
+
+            check_columns(self.conf, "input", SPARK_FORMAT_COLUMNS.get(self.conf["input"]["format"], ()), self.spark)
         self.checked()
         spark = self.spark()
         with self.step("read input"):

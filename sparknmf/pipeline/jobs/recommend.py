@@ -55,7 +55,15 @@ import sys
 from pathlib import Path
 
 from sparknmf.params import Interval
-from sparknmf.pipeline.inputs import RATINGS_SECTION, check_ratings, content_digest, holdout_split, read_ratings
+from sparknmf.pipeline.inputs import (
+    RATINGS_COLUMNS,
+    RATINGS_SECTION,
+    check_columns,
+    check_ratings,
+    content_digest,
+    holdout_split,
+    read_ratings,
+)
 from sparknmf.pipeline.jobconf import Option, params_section
 from sparknmf.pipeline.jobrun import JobRefused, run_job
 from sparknmf.pipeline.lock import LockBusy
@@ -223,6 +231,11 @@ def refresh(job):
     fingerprint = None
     if not job.args.rollback:
         _check(conf, job.storage)
+        if job.dry_run:  # the rating columns too, from the tables' schemas
+            check_columns(conf, "input", RATINGS_COLUMNS, job.spark)
+            if conf["holdout"]["path"]:
+                check_columns(conf, "holdout", RATINGS_COLUMNS, job.spark,
+                              values={**conf["input"], "path": conf["holdout"]["path"]})
     job.checked("the configuration, input and publication")
     try:
         if not job.args.rollback:
