@@ -153,6 +153,7 @@ class _Session:
     ({"spark.master": "local"}, "auto", 10_000_000, True),
     ({"spark.master": "spark://host:7077"}, "local", 10_000_000, True),  # explicit backends are obeyed
     ({}, "spark", 1_000, False),
+    ({"spark.driver.maxResultSize": "1m"}, "auto", 100_000, False),  # within localLimit, 2.4 MB > half of 1m
 ])
 def test_driver_rule(conf, backend, rows, expected):
     from sparknmf.ratings.ingest import use_driver

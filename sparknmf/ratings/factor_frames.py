@@ -30,7 +30,7 @@ from sparknmf.engine import codec
 from sparknmf.kernels.topn import top_n
 
 __all__ = ["FrameSide", "blocks_from_rows", "id_frame", "load_step", "param_rows", "read_side", "recommend_blocks",
-           "slice_blocks", "write_side"]
+           "shuffled", "slice_blocks", "write_side"]
 
 _QUERY_CHUNK = 4096  # queries scored by one matrix product (per target chunk of top_n)
 ROWS_DDL = "index long, values array<double>"
@@ -68,6 +68,12 @@ class FrameSide:
     count: int
     rank: int
     bias: bool
+
+
+def shuffled(frame):
+    """``frame`` joined by a shuffle, never broadcast: a broadcast goes through the driver, and its result
+    size limit (``spark.driver.maxResultSize``) is what the executors placement avoids."""
+    return frame.hint("shuffle_hash")
 
 
 def id_frame(spark, ids: pa.Array):
@@ -151,7 +157,7 @@ def write_side(side: FrameSide, path: str, *, extra=None, overwrite=False) -> No
     from pyspark.sql import functions as F
 
     rows = param_rows(side.blocks, side.step, extra=extra)
-    out = rows.join(side.ids, "index").select("index", "id", F.col("values").alias("features"))
+    out = rows.join(shuffled(side.ids), "index").select("index", "id", F.col("values").alias("features"))
     out.write.mode("overwrite" if overwrite else "error").parquet(path)
 
 
@@ -283,16 +289,16 @@ def recommend_blocks(query: FrameSide, target: FrameSide, num: int, mu: float, *
     if subset is not None:
         asked = (subset.select((F.col("_q") / F.lit(query.step)).cast("int").alias("qkey"), "_q")
                  .groupBy("qkey").agg(F.collect_list("_q").alias("qrows")))
-        qblocks = qblocks.join(asked, "qkey")
+        qblocks = qblocks.join(shuffled(asked), "qkey")
     else:
         qblocks = qblocks.withColumn("qrows", F.lit(None).cast("array<bigint>"))
     tblocks = target.blocks.select(F.col("key").alias("tkey"), F.col("x").alias("tx"))
-    pairs = qblocks.crossJoin(tblocks)
+    pairs = qblocks.crossJoin(tblocks.hint("shuffle_replicate_nl"))  # a cartesian product, never a broadcast
     if exclude is not None:
         grouped = (exclude.select((F.col("_q") / F.lit(query.step)).cast("int").alias("qkey"),
                                   (F.col("_t") / F.lit(target.step)).cast("int").alias("tkey"), "_q", "_t")
                    .groupBy("qkey", "tkey").agg(F.collect_list("_q").alias("eq"), F.collect_list("_t").alias("et")))
-        pairs = pairs.join(grouped, ["qkey", "tkey"], "left")
+        pairs = pairs.join(shuffled(grouped), ["qkey", "tkey"], "left")
     body = functools.partial(_pair_body, query_step=query.step, target_step=target.step, k=k, query_bias=query.bias,
                              bias=target.bias, mu=mu, num=num, candidates=candidates, excluded=exclude is not None)
     scored = pairs.mapInArrow(body, _PAIR_DDL)
@@ -300,7 +306,7 @@ def recommend_blocks(query: FrameSide, target: FrameSide, num: int, mu: float, *
     merged = scored.groupBy("qkey").applyInArrow(merge, _MERGED_DDL)
     qids = query.ids.select(F.col("index").alias("q"), F.col("id").alias("_qid"))
     tids = target.ids.select(F.col("index").alias("t"), F.col("id").alias("_tid"))
-    named = merged.join(qids, "q").join(tids, "t", "left")
+    named = merged.join(shuffled(qids), "q").join(shuffled(tids), "t", "left")
     entry = F.struct(F.col("pos"), F.col("_tid"), F.col("rating"))
     grouped = named.groupBy("_qid").agg(F.sort_array(F.collect_list(entry)).alias("_recs"))
     recs = F.transform(F.filter("_recs", lambda s: s["pos"] >= 0),

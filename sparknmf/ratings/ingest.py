@@ -289,7 +289,7 @@ def use_driver(spark, backend: str, rows: int, row_bytes: int, local_limit: int)
     """Whether ratings are fitted on the driver (``MaskedALS.backend``).
 
     ``"local"`` always, ``"spark"`` never.  ``"auto"``: at most
-    ``local_limit`` ratings; and on a local master, where every task runs on
+    ``local_limit`` ratings that fit the driver's budget; and on a local master, where every task runs on
     the driver's machine, whenever the collected ratings (``rows ×
     row_bytes``) take at most half of ``spark.driver.maxResultSize`` (0: no
     limit) and a quarter of ``spark.driver.memory``: the driver then fits the
@@ -298,11 +298,10 @@ def use_driver(spark, backend: str, rows: int, row_bytes: int, local_limit: int)
     """
     if backend != "auto":
         return backend == "local"
+    fits = rows * row_bytes <= driver_budget(spark)[0]  # else collecting them would exceed maxResultSize
     if rows <= local_limit:
-        return True
-    if not is_local_master(spark):
-        return False
-    return rows * row_bytes <= driver_budget(spark)[0]
+        return fits
+    return is_local_master(spark) and fits
 
 
 def _row_bytes(frame) -> int:

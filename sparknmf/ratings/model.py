@@ -33,6 +33,7 @@ from sparknmf.ratings.factor_frames import (
     param_rows,
     read_side,
     recommend_blocks,
+    shuffled,
     slice_blocks,
     write_side,
 )
@@ -220,7 +221,7 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         if state.get("frames"):
             rows = param_rows(state["frames"][side], state["steps"][side], start, stop)
             value = F.col("values")[0] if scalar else F.col("values")
-            return rows.join(self._id_frame(side), "index").select("id", value.alias(column))
+            return rows.join(shuffled(self._id_frame(side)), "index").select("id", value.alias(column))
         values = np.asarray(state["P"][side][:, start:stop], dtype=np.float64)
         data = pa.array(values[:, 0]) if scalar else pa.array(list(values), pa.list_(pa.float64()))
         return get_session().createDataFrame(pa.table({"id": self.ids(side), column: data}))
@@ -337,12 +338,14 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         frame = dataset.select(*[column_ref(c).alias(name) for c, name in zip(original, kept)], *extra)
         for side, column, index in (("user", self.getUserCol(), "_u"), ("item", self.getItemCol(), "_i")):
             ids = self._id_frame(side).select(F.col("id").alias("_id"), F.col("index").alias(index))
+            ids = shuffled(ids)
             frame = frame.join(ids, frame[kept[original.index(column)]] == ids["_id"], "left").drop("_id")
         if self.getColdStartStrategy() == "drop":
             frame = frame.filter(F.col("_u").isNotNull() & F.col("_i").isNotNull())
         for side, index, values in (("user", "_u", "_pu"), ("item", "_i", "_pi")):
             rows = param_rows(state["frames"][side], state["steps"][side])
-            frame = frame.join(rows.select(F.col("index").alias(index), F.col("values").alias(values)), index, "left")
+            rows = shuffled(rows.select(F.col("index").alias(index), F.col("values").alias(values)))
+            frame = frame.join(rows, index, "left")
         specs, ctx, mu = state["specs"], state["context"], state["mu"]
         options = (self.getColdStartStrategy() == "biases", tuple(self.getRatingRange() or ()))
 
@@ -563,7 +566,7 @@ def _indexed(frame, column, ids, index):
     """``frame`` with the index of its id ``column`` in ``ids`` (``(index, id)``) as ``index``; unknown ids dropped."""
     from pyspark.sql import functions as F
 
-    named = ids.select(F.col("id").alias("_known"), F.col("index").alias(index))
+    named = shuffled(ids.select(F.col("id").alias("_known"), F.col("index").alias(index)))
     return frame.join(named, frame[column] == named["_known"]).drop("_known")
 
 
