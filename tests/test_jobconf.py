@@ -73,7 +73,7 @@ def test_malformed_override_is_an_error(text):
     ('[survey]\nks = [2, "3"]\n', r"{f}: survey\.ks must be an array of integers"),
     ('[survey]\nnames = ["a", "c"]\n', r"{f}: survey\.names must contain only values among \['a', 'b'\]"),
     ('[nmf]\nk = 0\n', r"{f}: nmf\.k must be an integer >= 1, got 0"),
-    ('[nmf]\nalgorithm = "als"\n', r"{f}: nmf\.algorithm must be one of \['bpp', "),
+    ('[nmf]\nalgorithm = "als"\n', r"{f}: nmf\.algorithm must be one of \['auto', 'bpp', "),
     ('[spark.conf]\nx = [1]\n', r"{f}: spark\.conf must be a table of name = string, number or boolean"),
     ('[nmf.extra]\nx = 1\n', r"{f}: unknown section \[nmf\.extra\]"),
     ('[nmf]\nk = \n', r"{f}: not valid TOML"),
