@@ -146,15 +146,20 @@ def movielens(spark, results):
                             "mllib": {"rank": ours.getRank(), "maxIter": ours.getMaxIter(), "regParam": 0.1}}
 
 
-def synthetic_ratings(path, scale=1.0, seed=0):
-    """Power-law users and items, a planted rank-10 model, ratings rounded to 0.5 stars in [0.5, 5]."""
+def synthetic_ratings(path, scale=1.0, seed=0, *, users=None, items=None, total=None, least=20, test=0.1):
+    """Power-law users and items, a planted rank-10 model, ratings rounded to 0.5 stars in [0.5, 5].
+
+    MovieLens 20M's shape times ``scale`` (138K users, 27K items, 10M ratings), or ``users`` × ``items`` with
+    about ``total`` ratings; every user rates at least ``least`` items; a ``test`` fraction is held out.
+    Writes ``train.parquet`` and ``test.parquet`` under ``path``; returns (train, test, users, items).
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)  # --data may name a folder that does not exist yet
     rng = np.random.default_rng(seed)
-    n, m = int(138_000 * scale) or 1, int(27_000 * scale) or 1
-    total = int(10_000_000 * scale)
+    n, m = users or int(138_000 * scale) or 1, items or int(27_000 * scale) or 1
+    total = total or int(10_000_000 * scale)
     activity = rng.pareto(1.2, n) + 1.0
-    counts = np.maximum(20, np.round(activity / activity.sum() * total)).astype(np.int64)
+    counts = np.maximum(least, np.round(activity / activity.sum() * total)).astype(np.int64)
     counts = np.minimum(counts, m // 2)
     popularity = (np.arange(1, m + 1, dtype=np.float64)) ** -0.9
     popularity = rng.permutation(popularity / popularity.sum())
@@ -169,11 +174,11 @@ def synthetic_ratings(path, scale=1.0, seed=0):
     W, H = rng.normal(0, 0.5, (n, 10)), rng.normal(0, 0.5, (m, 10))
     r = 3.5 + np.einsum("nk,nk->n", W[users], H[items]) + rng.normal(0, 0.8, users.size)
     r = np.clip(np.round(r * 2) / 2, 0.5, 5.0)
-    test = rng.random(users.size) < 0.1
-    for name, mask in (("train", ~test), ("test", test)):
+    held = rng.random(users.size) < test
+    for name, mask in (("train", ~held), ("test", held)):
         pq.write_table(pa.table({"user": pa.array(users[mask], pa.int32()), "item": pa.array(items[mask], pa.int32()),
                                  "rating": pa.array(r[mask], pa.float32())}), path / f"{name}.parquet")
-    return int((~test).sum()), int(test.sum()), n, m
+    return int((~held).sum()), int(held.sum()), n, m
 
 
 def synthetic(spark, results, scale, ranks, data=None, with_jobs=False):
