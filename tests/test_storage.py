@@ -236,3 +236,17 @@ def test_input_fingerprint_on_uris_comes_from_the_file_systems_checksums(spark, 
     hadoop = HadoopStorage(spark, tmp_path.as_uri())
     sums = hadoop.checksums((tmp_path / "r").as_uri())  # Hadoop's local file system keeps none
     assert sums is None or [name for name, _ in sums] == ["part-0"]
+
+
+def test_a_job_leaves_the_log_level_of_an_active_session_alone(spark, tmp_path):
+    import jobs.factorize as job
+
+    def level():
+        return str(spark.sparkContext._jvm.org.apache.logging.log4j.LogManager.getRootLogger().getLevel())
+
+    before = level()
+    _planted(tmp_path)
+    conf = tmp_path / "f.toml"
+    conf.write_text(f'[input]\npath = "{tmp_path / "v.mtx"}"\n[nmf]\nk = 2\n[output]\npath = "s3a://b/o"\n')
+    assert job.main([str(conf), "--log-level", "debug"]) == 2  # used the session (s3a's storage), then refused
+    assert level() == before

@@ -21,8 +21,9 @@ everything against the schema and only then calls ``body``.
 * ``--dry-run`` makes every check the job makes before its work (configuration,
   input paths and formats, output folder, publication) and exits 0 before
   reading data or fitting (:meth:`Job.checked`).
-* ``--log-level`` sets the level of the ``sparknmf`` logger (and of Spark's log
-  when the job starts a classic session); INFO by default.
+* ``--log-level`` sets the level of the ``sparknmf`` logger (INFO by default) and,
+  when given, of Spark's log in the classic session the job starts (never of an
+  active session it uses).
 
 Exit codes:
 
@@ -180,9 +181,9 @@ class Job:
                                 self.conf.source("spark.conf"))
                 self._spark = get_session(s["master"] or None, remote=s["remote"] or None, app_name=s["app_name"],
                                           config=s["conf"])
-            level = getattr(self.args, "log_level", None)
-            if level and hasattr(self._spark, "sparkContext") and not _is_connect(self._spark):
-                self._spark.sparkContext.setLogLevel("WARN" if level == "WARNING" else level)
+                level = getattr(self.args, "log_level", None)  # given on the command line: Spark's log too
+                if level and not _is_connect(self._spark):
+                    self._spark.sparkContext.setLogLevel("WARN" if level == "WARNING" else level)
         return self._spark
 
     def start(self, *, driver: bool = False):
@@ -351,13 +352,13 @@ def run_job(name: str, schema: dict, body, argv=None, *, description: str = "", 
     parser.add_argument("--dry-run", action="store_true",
                         help="check the configuration, inputs and outputs as a run would, then exit 0 before "
                              "reading data or fitting")
-    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
-                        help="level of the sparknmf log on stderr (and of Spark's log in a new classic session); "
-                             "default INFO")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
+                        help="level of the sparknmf log on stderr (default INFO) and, when given, of Spark's log in "
+                             "the classic session the job starts")
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level or "INFO")
     if args.example_config:
         print(example_toml({**schema, "spark": SPARK_SECTION},
                            header=f"{_prog(name)}: every option, set to its default (required ones commented out)"))
