@@ -34,6 +34,7 @@ def _both(spark, V, grid, **kwargs):
     """(driver FitResult, executors W, executors H, executors FitResult) of one fit on one grid."""
     backend = BlockMatrix.from_array(spark, V, grid)
     backend.execution = "jobs"
+    kwargs.setdefault("init", "random")  # the default init ("auto") is NNDSVDa on the driver only
     try:
         driver = factorize(backend, kwargs.pop("k", 3), placement="driver", **kwargs)
         executors = factorize(backend, driver.W.shape[1], placement="executors", **kwargs)
@@ -130,7 +131,8 @@ def _coordinates(spark, V):
 def test_factor_placement_param_fits_and_model_keeps_frames(spark, tmp_path):
     V = _V()
     frame = _coordinates(spark, V)
-    options = dict(k=3, maxIter=3, tol=0.0, seed=1, numRowBlocks=2, numColBlocks=2)
+    options = dict(k=3, algorithm="hals", init="random", maxIter=3, tol=0.0, seed=1, numRowBlocks=2,
+                   numColBlocks=2)
     driver = NMF(factorPlacement="driver", **options).fit(frame)
     model = NMF(factorPlacement="executors", **options).fit(frame)
     assert model.placement == "executors" and model.rank == 3 and model.shape == V.shape
@@ -138,6 +140,13 @@ def test_factor_placement_param_fits_and_model_keeps_frames(spark, tmp_path):
     _close(model.H, driver.H)
     rows = model.rowFactors.toArrow().sort_by("id")
     _close(np.array(rows.column("features").to_pylist()), driver.W)
+    projected = [np.array(t.sort_by("col").column("coefficients").to_pylist())
+                 for t in (model.transform(frame).toArrow(), driver.transform(frame).toArrow())]
+    np.testing.assert_allclose(projected[0], projected[1], rtol=1e-8, atol=1e-12)  # by joins: W not collected
+    positions = spark.createDataFrame([(0, 1), (13, 10), (99, 0)], "row int, col int")
+    completed = [t.sort_by("row").column("prediction").to_numpy()
+                 for t in (model.complete(positions).toArrow(), driver.complete(positions).toArrow())]
+    np.testing.assert_allclose(completed[0], completed[1], rtol=1e-10)  # NaN for the unknown row id 99
     path = str(tmp_path / "model")
     model.save(path)
     loaded = NMFModel.load(path)

@@ -308,6 +308,9 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
     def _transform_coordinates(self, dataset):
         from pyspark.sql import functions as F
 
+        factors = self._require().factors
+        if factors is not None:
+            return self._transform_coordinates_by_join(dataset, factors[0])
         W = self.W
         spark = dataset.sparkSession
         row_col, col_col, value_col = self.getRowCol(), self.getColCol(), self.getValueCol()
@@ -321,6 +324,26 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
             rows = table.column("_i").to_numpy()
             vals = pa.compute.cast(table.column(value_col), pa.float64()).to_numpy(zero_copy_only=False)
             cross = W[rows].T @ vals
+            coef = nnls_bpp(gram, cross[:, None])[:, 0]
+            return pa.table({col_col: table.column(col_col).slice(0, 1),
+                             out_col: pa.array([coef], pa.list_(pa.float64()))})
+
+        out_type = dataset.schema[col_col].dataType.simpleString()
+        return coords.groupBy(col_col).applyInArrow(project, f"{col_col} {out_type}, {out_col} array<double>")
+
+    def _transform_coordinates_by_join(self, dataset, W):
+        """Executors placement: each entry meets its row of W by a join (W is never collected), the cross
+        products are summed per sample, and the NNLS runs there with WᵀW (k×k, from the executors)."""
+        row_col, col_col, value_col = self.getRowCol(), self.getColCol(), self.getValueCol()
+        out_col = self.getOutputCol()
+        gram = W.normal_gram()
+        rows = _frame_rows(W, self.rowIds).selectExpr(f"id as {row_col}", "features as _w")
+        coords = dataset.select(row_col, col_col, value_col).join(rows, row_col)
+
+        def project(table):
+            vals = pa.compute.cast(table.column(value_col), pa.float64()).to_numpy(zero_copy_only=False)
+            W_rows = table.column("_w").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            cross = W_rows.reshape(len(vals), -1).T @ vals
             coef = nnls_bpp(gram, cross[:, None])[:, 0]
             return pa.table({col_col: table.column(col_col).slice(0, 1),
                              out_col: pa.array([coef], pa.list_(pa.float64()))})
@@ -342,8 +365,12 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
             * DataFrame with ``rowCol`` and ``colCol`` (ids as in the fitted
               input): returns it with ``predictionCol`` (double) appended,
               NaN where an id was not in the fit; computed by blocks of rows
-              in Arrow functions, never as a dense matrix.
+              in Arrow functions, never as a dense matrix.  With the factors in
+              the executors, by joins with their rows (never collected).
         """
+        factors = self._require().factors
+        if factors is not None and is_frame(positions):
+            return self._complete_by_join(positions, *factors)
         W, Ht = self.W, np.ascontiguousarray(self.H.T)
         n, m = W.shape[0], Ht.shape[0]
         if positions is None:
@@ -361,6 +388,22 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
             if index.size and (index.min() < 0 or index.max() >= size):
                 raise IndexError(f"complete(): {name} indices must be in [0, {size}), got {index.min()}..{index.max()}")
         return np.einsum("ij,ij->i", W[rows], Ht[cols])
+
+    def _complete_by_join(self, dataset, W, Ht):
+        """Executors placement of :meth:`complete` for a DataFrame: each position meets its rows of W and Hᵀ by
+        left joins; NaN where an id was not in the fit."""
+        from pyspark.sql import functions as F
+
+        row_col, col_col, out_col = self.getRowCol(), self.getColCol(), self.getPredictionCol()
+        check_columns(dataset, [row_col, col_col], "NMFModel.complete")
+        w = _frame_rows(W, self.rowIds).selectExpr("id as _complete_row", "features as _complete_w")
+        h = _frame_rows(Ht, self.colIds).selectExpr("id as _complete_col", "features as _complete_h")
+        joined = (dataset.join(w, dataset[row_col] == w["_complete_row"], "left")
+                  .join(h, F.col(col_col) == h["_complete_col"], "left"))
+        dot = F.aggregate(F.zip_with("_complete_w", "_complete_h", lambda a, b: a * b), F.lit(0.0),
+                          lambda total, x: total + x)
+        value = F.coalesce(dot, F.lit(float("nan")))
+        return joined.select(*[F.col(c) for c in dataset.columns], value.alias(out_col))
 
     def _complete_frame(self, dataset, W, Ht):
         from pyspark.sql.types import DoubleType, StructField, StructType

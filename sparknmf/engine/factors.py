@@ -83,12 +83,28 @@ class FactorFrame:
         payloads = table.column("x").to_pylist()
         return np.vstack([codec.decode(payloads[i]) for i in sorted(range(len(keys)), key=keys.__getitem__)])
 
+    def normal_gram(self) -> np.ndarray:
+        """``XᵀX`` (k×k), computed by the executors and summed in key order (only k×k per block is collected)."""
+        table = self.frame.mapInArrow(Call(_gram_run, {}), "key int, gram binary").toArrow().sort_by("key")
+        return _gram_sum(table.column("gram").to_pylist(), False)
+
     def rows_frame(self):
         """DataFrame ``(index bigint, features array<double>)``: one row per row of X, computed by the executors."""
         return self.frame.mapInArrow(Call(_explode_run, dict(step=self.step)), _ROWS_DDL)
 
     def __repr__(self):
         return f"FactorFrame(shape={self.shape}, step={self.step})"
+
+
+@block_function
+def _gram_run(batches):
+    for batch in batches:
+        keys, grams = [], []
+        for key, payload in zip(batch.column("key").to_pylist(), batch.column("x")):
+            X = np.asarray(codec.decode(payload.as_buffer()), np.float64)
+            keys.append(key)
+            grams.append(codec.encode(X.T @ X))
+        yield pa.RecordBatch.from_pydict({"key": pa.array(keys, pa.int32()), "gram": pa.array(grams, pa.binary())})
 
 
 @block_function
