@@ -1,6 +1,7 @@
 """sparknmf against scikit-learn's NMF, measured in the same run.
 
     python bench/nmf_vs_sklearn.py [--quick] [--skip-scaling | --scaling-only] [--repeat N] [--local-only]
+                                   [--default-only] [--skip-dense]
 
 1. Time to target: scikit-learn's coordinate-descent solver (``solver="cd"``,
    ``init="nndsvda"``, tol 1e-4) runs to convergence; its final objective
@@ -187,7 +188,8 @@ def _spread_text(times):
     return "" if len(times) == 1 else f"  (runs: {', '.join(f'{t:.2f}' for t in times)} s)"
 
 
-def time_to_target(quick: bool, repeat: int, local_only: bool = False):
+def time_to_target(quick: bool, repeat: int, local_only: bool = False, default_only: bool = False,
+                   skip_dense: bool = False):
     from sparknmf.datasets import data_dir, load_associated_press
 
     cases = []
@@ -199,7 +201,8 @@ def time_to_target(quick: bool, repeat: int, local_only: bool = False):
     rng = np.random.default_rng(0)
     n, m = (5000, 1000) if quick else (20000, 2000)
     dense = rng.random((n, 30)) @ rng.random((30, m)) + 0.1 * rng.random((n, m))
-    cases.append((f"dense {n}x{m} (k=30)", dense, 30))
+    if not skip_dense:
+        cases.append((f"dense {n}x{m} (k=30)", dense, 30))
     from sparknmf.engine.matrix import BlockMatrix
     from sparknmf.engine.validation import as_matrix
 
@@ -209,6 +212,8 @@ def time_to_target(quick: bool, repeat: int, local_only: bool = False):
         print(f"\n== {name}: scikit-learn cd {sk_time:.2f}s (median of {repeat}){_spread_text(sk_times)}, "
               f"{sk_iter} iterations, objective {target:.6g}")
         _default_calls(spark, name, V, k, target, sk_time, repeat)
+        if default_only:
+            continue
         if local_only:
             for algorithm in ("hals", "bpp"):
                 (seconds, iters, final), times = _median_run(
@@ -291,13 +296,15 @@ def main():
                         help="time-to-target runs per solver; the median is reported (default 3)")
     parser.add_argument("--local-only", action="store_true",
                         help="time to target without Spark: the default local calls and local hals/bpp")
+    parser.add_argument("--default-only", action="store_true", help="only scikit-learn and the default calls")
+    parser.add_argument("--skip-dense", action="store_true", help="AssociatedPress only")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _scaling_point(int(args.child[0]), args.child[1])
         return
     if not args.scaling_only:
-        time_to_target(args.quick, args.repeat, args.local_only)
+        time_to_target(args.quick, args.repeat, args.local_only, args.default_only, args.skip_dense)
     if not args.skip_scaling:
         scaling([250_000, 1_000_000, 4_000_000] if args.quick else [1_000_000, 4_000_000, 16_000_000])
 
