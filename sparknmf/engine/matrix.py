@@ -35,6 +35,11 @@ and data terms come back to the driver with the new factor blocks, so each
 half-step is one Spark job and the plan never grows across iterations.  The
 bodies those jobs run are in :mod:`sparknmf.engine.block_tasks`; block
 DataFrames from the driver are made and placed by :mod:`sparknmf.engine.frames`.
+
+With the executors factor placement, X and Y are
+:class:`~sparknmf.engine.factors.FactorFrame` s instead: V's blocks meet
+their X_i and Y_j by a union grouped on the block key, the same bodies run,
+and the new blocks of X stay in the executors (:meth:`BlockMatrix._frame_step`).
 """
 
 from __future__ import annotations
