@@ -180,3 +180,22 @@ def test_executors_placement_refusals(spark, options, message):
 
 def test_numpy_input_on_the_local_backend_stays_on_the_driver():
     assert NMF(k=2, maxIter=2, tol=0.0).fit(_V()).placement == "driver"
+
+
+def test_a_saved_model_beyond_the_budget_loads_into_the_executors(spark, tmp_path, monkeypatch):
+    """A driver-placement model with string ids, loaded where it exceeds the driver's budget, stays in Spark."""
+    V = _V()
+    rows, cols = np.nonzero(V)
+    frame = spark.createDataFrame([(f"r{i:02d}", f"c{j:02d}", float(V[i, j])) for i, j in zip(rows, cols)],
+                                  "row string, col string, value double")
+    model = NMF(k=2, algorithm="bpp", init="random", maxIter=3, tol=0.0, factorPlacement="driver").fit(frame)
+    path = str(tmp_path / "driver-model")
+    model.save(path)
+    monkeypatch.setattr(placement_module, "driver_budget", lambda spark: (100.0, "spark.driver.maxResultSize"))
+    loaded = NMFModel.load(path)
+    assert loaded.placement == "executors" and loaded.rowIds.to_pylist() == model.rowIds.to_pylist()
+    got = loaded.rowFactors.toArrow().sort_by("id")
+    assert got.column("id").to_pylist() == model.rowIds.to_pylist()
+    np.testing.assert_array_equal(np.array(got.column("features").to_pylist()), model.W)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(loaded.H, model.H)
