@@ -33,6 +33,13 @@ are the only ones the block's ratings refer to: its columns are re-indexed
 into them) and writes its new parameter row and its messages to the item
 blocks.  Only the messages are shuffled; the in-blocks stay where they are.
 
+With implicit feedback (SVD++) the item messages carry ``[parameters | y]``
+rows (a user block forms its sums z_u from them and sends w_u + z_u), and the
+conjugate-gradient state of Y (``VECTORS`` rows ``[y | r | p | Ap]``) lives in
+the item blocks: a pass over the user blocks sends each item block the pieces
+of its rows (``PIECE`` rows, summed in source order), and only the CG dot
+products reach the driver.
+
 Same seed, same input: the initial rows are the driver's draws
 (:func:`draw_rows`, the chunks of :func:`~sparknmf.kernels.seeding.chunked_draw`),
 the kernels see the same rows in the same order and the losses are summed in

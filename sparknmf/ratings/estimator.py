@@ -170,6 +170,13 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     splits u1–u5 (mean RMSE 0.903); plain ridge beat ALS-WR there at every
     rank tried (README, "Ratings and recommendations").
 
+    ``factorPlacement`` says where the user and item parameters live between
+    half-steps: on the driver (``"driver"``), or in the executors as cached
+    DataFrames of row blocks never collected (``"executors"``,
+    :mod:`sparknmf.ratings.distributed`); ``"auto"`` picks the executors when
+    the parameters exceed the driver's budget
+    (:func:`~sparknmf.engine.placement.choose_placement`).
+
     Bad input raises :class:`~sparknmf.errors.InvalidInputError` before any
     fitting: unknown columns, empty input, null ids, NaN/inf ratings, ratings
     outside ``ratingRange``, bad weights or timestamps, duplicate pairs
