@@ -462,6 +462,8 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         k = specs["user"].rank
         width_u = specs["user"].width + (k if implicit else 0) + int(c["drift"])
         width_i = specs["item"].width + (k if implicit else 0)
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (n, m)):
+            raise ValueError(f"{path}/metadata: shape={metadata['shape']!r} is not two counts of rows")
         # a model that does not fit the driver's budget stays in the executors (implicit vectors: driver only)
         placement = choose_placement(spark, "driver" if implicit else "auto", n + m, max(width_u, width_i),
                                      param="the loaded model's placement")
