@@ -178,3 +178,8 @@ def test_save_load_keeps_the_implicit_model_and_its_events(spark, events, tmp_pa
     assert (model.seenPairs != loaded.seenPairs).nnz == 0
     recs = lambda m: sorted((r.user, [x.item for x in r.recommendations]) for r in m.recommendForAllUsers(3).collect())  # noqa: E731
     assert recs(model) == recs(loaded)
+
+
+def test_executors_placement_is_refused_before_any_work(spark, events):
+    with pytest.raises(ValueError, match=r"factorPlacement='executors' does not support implicitPrefs=True"):
+        MaskedALS(**{**IMPLICIT, "factorPlacement": "executors", "backend": "spark"}).fit(events)
