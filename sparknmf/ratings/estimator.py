@@ -10,6 +10,10 @@ item's parameters (:mod:`sparknmf.kernels.als`).  The time terms (item
 bias per time bin, user drift) and the implicit-feedback vectors ``y_j`` (SVD++,
 N(u) = the items u rated) are options.
 
+With ``implicitPrefs=True`` the rows are events (plays, clicks, purchases) and the model is Hu, Koren &
+Volinsky's instead: x_uᵀy_i fitted to the preferences p_ui = [r_ui > 0] over **all** pairs, weighted by
+the confidences 1 + α·f(|r_ui|) (:mod:`sparknmf.kernels.implicit`); biases, SVD++ and time terms are off.
+
 This module holds the estimator (its Params and the fit entry points); the
 loop and its block tasks are in :mod:`sparknmf.ratings.fit`, the rating
 blocks in :mod:`sparknmf.ratings.store` (built by :mod:`sparknmf.ratings.ingest`),
@@ -20,6 +24,8 @@ References
 Y. Koren, R. Bell and C. Volinsky (2009), "Matrix factorization techniques for recommender systems",
 IEEE Computer 42(8), 30-37. https://doi.org/10.1109/MC.2009.263
 Y. Koren (2008), "Factorization meets the neighborhood", KDD '08. https://doi.org/10.1145/1401890.1401944
+Y. Hu, Y. Koren and C. Volinsky (2008), "Collaborative filtering for implicit feedback datasets", ICDM '08.
+https://doi.org/10.1109/ICDM.2008.22
 Y. Koren (2009), "Collaborative filtering with temporal dynamics", KDD '09. https://doi.org/10.1145/1557019.1557072
 Y. Zhou, D. Wilkinson, R. Schreiber and R. Pan (2008), "Large-scale parallel collaborative filtering for
 the Netflix prize" (ALS-WR), AAIM 2008. https://doi.org/10.1007/978-3-540-68880-8_32

@@ -3,7 +3,9 @@
 Each iteration solves every user's parameters given the items', then every
 item's given the users' (one half-step each: exact ridge solves by rows,
 :func:`~sparknmf.kernels.als.half_step`), then, with implicit feedback, takes a
-few conjugate-gradient steps on the SVD++ vectors Y.  It stops after
+few conjugate-gradient steps on the SVD++ vectors Y.  With ``implicitPrefs`` a half-step is the
+all-pairs solve of :func:`~sparknmf.kernels.implicit.implicit_half_step`, given YᵀY of the other side,
+computed here once per half-step and shipped to every block.  It stops after
 ``maxIter`` iterations or when the objective's relative decrease is at most
 ``tol``.
 
