@@ -38,13 +38,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import scipy.sparse as sp
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: implicit's own threads take the cores (its advice)
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit's own threads take the cores (its advice)
 
 from bench.als_vs_mllib import session, synthetic_ratings  # noqa: E402
 
