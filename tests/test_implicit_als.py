@@ -183,3 +183,22 @@ def test_save_load_keeps_the_implicit_model_and_its_events(spark, events, tmp_pa
 def test_executors_placement_is_refused_before_any_work(spark, events):
     with pytest.raises(ValueError, match=r"factorPlacement='executors' does not support implicitPrefs=True"):
         MaskedALS(**{**IMPLICIT, "factorPlacement": "executors", "backend": "spark"}).fit(events)
+
+
+def test_conjugate_gradient_fit_never_increases_the_objective_and_matches_spark(spark, events):
+    table = _events(negative=True)
+    R, _, _ = _dense(table)
+    est = MaskedALS(**{**IMPLICIT, "maxIter": 5, "cgSteps": 2, "numUserBlocks": 2, "numItemBlocks": 2})
+    local = est.copy({est.backend: "local"}).fit(events)
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(local.history, local.history[1:]))
+    assert local.history[-1] == pytest.approx(_objective(R, local.userParams, local.itemParams, 0.5, 2.0), rel=1e-10)
+    fitted = est.copy({est.backend: "spark", est.executionMode: "jobs"}).fit(events)
+    np.testing.assert_array_equal(local.userParams, fitted.userParams)
+    exact = MaskedALS(**{**IMPLICIT, "maxIter": 5, "backend": "local"}).fit(events)
+    assert local.history[-1] <= exact.history[0]
+    for bad, match in [(dict(cgSteps=2, nonnegative=True), "nonnegative=True cannot be combined with cgSteps=2"),
+                       (dict(cgSteps=-1), "invalid cgSteps=-1")]:
+        with pytest.raises(ValueError, match=match):
+            MaskedALS(**{**IMPLICIT, **bad}).fit(events)
+    with pytest.raises(ValueError, match="cgSteps=3 applies to implicitPrefs=True only"):
+        MaskedALS(cgSteps=3).fit(events)

@@ -125,3 +125,41 @@ def test_chunks_do_not_change_the_rows():
     whole, _, _ = _step(R, Y, reg=0.1, alpha=1.0)
     chunked, _, _ = _step(R, Y, reg=0.1, alpha=1.0, rows_per_chunk=3)
     np.testing.assert_array_equal(whole, chunked)
+
+
+def _step_cg(R, Y, **kw):
+    from sparknmf.kernels.implicit import implicit_half_step_cg
+
+    indptr, cols, r = _csr(R)
+    return implicit_half_step_cg(indptr, cols, r, Y, Y.T @ Y, **kw)
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_conjugate_gradient_reaches_the_exact_solve_and_reports_its_exact_loss(scaled, monkeypatch):
+    import sparknmf.kernels.implicit as kernel
+
+    monkeypatch.setattr(kernel, "_CG_BUDGET", 7)  # several chunks of rows
+    R = _events(12, n=15, negative=True)
+    Y = np.random.default_rng(13).normal(size=(R.shape[1], 4))
+    exact, _, _ = _step(R, Y, reg=0.6, alpha=2.0, scaled=scaled)
+    X, loss, penalty = _step_cg(R, Y, steps=12, reg=0.6, alpha=2.0, scaled=scaled)
+    np.testing.assert_allclose(X, exact, rtol=1e-7, atol=1e-9)
+    few, loss, penalty = _step_cg(R, Y, steps=2, reg=0.6, alpha=2.0, scaled=scaled)
+    c, p = _dense_c_p(R, 2.0)
+    assert loss == pytest.approx(float((c * (p - few @ Y.T) ** 2).sum()), rel=1e-10)
+    s = p.sum(axis=1) if scaled else np.ones(R.shape[0])
+    assert penalty == pytest.approx(0.6 * float(s @ (few**2).sum(1)), rel=1e-10)
+
+
+def test_conjugate_gradient_steps_never_increase_the_objective():
+    R = _events(14, n=12, m=9, negative=True)
+    rng = np.random.default_rng(15)
+    X, Y = rng.normal(size=(12, 3)) * 0.1, rng.normal(size=(9, 3)) * 0.1
+    last = _brute_objective(R, X, Y, 0.2, 3.0)
+    for _ in range(6):
+        X, _, _ = _step_cg(R, Y, steps=1, reg=0.2, alpha=3.0, init=X)
+        mid = _brute_objective(R, X, Y, 0.2, 3.0)
+        Y, _, _ = _step_cg(R.T, X, steps=1, reg=0.2, alpha=3.0, init=Y)
+        now = _brute_objective(R, X, Y, 0.2, 3.0)
+        assert mid <= last * (1 + 1e-12) and now <= mid * (1 + 1e-12)
+        last = now

@@ -95,6 +95,9 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
                        f"implicit confidence f: one of {list(CONFIDENCES)} (f(r) = r, or log(1 + r/epsilon))",
                        typeConverter=TypeConverters.toString)
     epsilon = Param(Params._dummy(), "epsilon", "ε > 0 of confidence='log'", typeConverter=TypeConverters.toFloat)
+    cgSteps = Param(Params._dummy(), "cgSteps",
+                    "implicitPrefs: conjugate-gradient steps per row and half-step, warm-started (as implicit's "
+                    "ALS); 0 = exact batched Cholesky", typeConverter=TypeConverters.toInt)
     initStd = Param(Params._dummy(), "initStd", "standard deviation of the random initial factors",
                     typeConverter=TypeConverters.toFloat)
     numUserBlocks = Param(Params._dummy(), "numUserBlocks", "user blocks (0 = automatic)",
@@ -132,6 +135,7 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
         "alpha": Interval(0),
         "confidence": OneOf(CONFIDENCES),
         "epsilon": Interval(0, open_low=True),
+        "cgSteps": Interval(0, integer=True),
         "numUserBlocks": Interval(0, integer=True),
         "numItemBlocks": Interval(0, integer=True),
         "duplicates": OneOf(DUPLICATE_POLICIES),
@@ -152,7 +156,7 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
         self._setDefault(rank=10, regParam=12.0, biasRegParam=10.0, regularization="plain", nonnegative=False,
                          biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
                          implicitRegParam=50.0, implicitPrefs=False, alpha=1.0, confidence="linear", epsilon=1.0,
-                         initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error", backend="auto",
+                         cgSteps=0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error", backend="auto",
                          localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
                          checkpointDir="", weightCol="", factorPlacement="auto")
 
@@ -162,6 +166,9 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
                    if self.isSet(p) and self.getOrDefault(p)]
         refused += ["timeBins > 0"] if self.getTimeBins() > 0 else []
         refused += ["ratingRange"] if self.getRatingRange() else []
+        if self.getNonnegative() and self.getCgSteps():
+            raise ValueError(f"{name}: nonnegative=True cannot be combined with cgSteps={self.getCgSteps()}: the "
+                             "non-negative rows are solved by exact NNLS (set cgSteps=0)")
         if refused:
             raise ValueError(
                 f"{name}: implicitPrefs=True cannot be combined with {', '.join(refused)}: the implicit "
@@ -178,6 +185,8 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
             raise ValueError(f"{name}: {', '.join(needs_time)} need(s) timestampCol")
         if self.getImplicitPrefs():
             self._check_implicit_prefs(name)
+        elif self.getCgSteps() > 0:
+            raise ValueError(f"{name}: cgSteps={self.getCgSteps()} applies to implicitPrefs=True only")
         elif self.getNonnegative() and self.getImplicitFeedback():
             raise ValueError(f"{name}: nonnegative=True and implicitFeedback=True cannot be combined "
                              "(the implicit vectors are unconstrained)")
@@ -232,7 +241,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     def __init__(self, *, rank=10, regParam=12.0, biasRegParam=10.0, regularization="plain", nonnegative=False,
                  biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
                  implicitRegParam=50.0, implicitPrefs=False, alpha=1.0, confidence="linear", epsilon=1.0,
-                 initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error", backend="auto",
+                 cgSteps=0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error", backend="auto",
                  localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
                  checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
                  predictionCol="prediction", coldStartStrategy="nan", ratingRange=None,
@@ -244,7 +253,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     def setParams(self, *, rank=10, regParam=12.0, biasRegParam=10.0, regularization="plain", nonnegative=False,
                   biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
                   implicitRegParam=50.0, implicitPrefs=False, alpha=1.0, confidence="linear", epsilon=1.0,
-                  initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error", backend="auto",
+                  cgSteps=0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error", backend="auto",
                  localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
                   checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
                   predictionCol="prediction", coldStartStrategy="nan", ratingRange=None,

@@ -47,7 +47,7 @@ from sparknmf.kernels.als import (
     implicit_system,
     predict,
 )
-from sparknmf.kernels.implicit import implicit_half_step
+from sparknmf.kernels.implicit import implicit_half_step, implicit_half_step_cg
 from sparknmf.kernels.seeding import chunked_draw
 from sparknmf.ratings.store import SIDES, other_side
 
@@ -64,7 +64,8 @@ STREAMS = {"user": _USER_STREAM, "item": _ITEM_STREAM}  # the generators of the 
 # the Params that shape the iterates: a checkpoint resumes only with the same values
 _TRAJECTORY_PARAMS = ("rank", "regParam", "biasRegParam", "regularization", "nonnegative", "biases", "timeBins",
                       "userDrift", "driftExponent", "implicitFeedback", "implicitRegParam", "initStd", "seed",
-                      "weightCol", "timestampCol", "duplicates", "implicitPrefs", "alpha", "confidence", "epsilon")
+                      "weightCol", "timestampCol", "duplicates", "implicitPrefs", "alpha", "confidence", "epsilon",
+                      "cgSteps")
 
 
 def side_specs(est) -> dict:
@@ -96,7 +97,8 @@ class FitLoop:
         scaled = est.getRegularization() == "weighted"
         if self.prefs:
             self.options = dict(reg=est.getRegParam(), alpha=est.getAlpha(), confidence_kind=est.getConfidence(),
-                                epsilon=est.getEpsilon(), scaled=scaled, nonnegative=est.getNonnegative())
+                                epsilon=est.getEpsilon(), scaled=scaled, nonnegative=est.getNonnegative(),
+                                cg_steps=est.getCgSteps())
         else:
             self.options = dict(mu=blocks.mu, reg=est.getRegParam(), bias_reg=est.getBiasRegParam(), scaled=scaled,
                                 nonnegative=est.getNonnegative())
@@ -135,7 +137,8 @@ class FitLoop:
         blocks, specs, options, k = self.blocks, self.specs, self.options, self.k
         other = other_side(side)
         P_other = self.P["item"] if side == "user" else self._effective_user()
-        own = [self.P[side]] if options["nonnegative"] else []  # warm start of the NNLS solver
+        # warm start of the NNLS solver and of the conjugate-gradient steps
+        own = [self.P[side]] if options["nonnegative"] or options.get("cg_steps") else []
         if self.prefs:  # YᵀY of the other side, over all its rows: computed once here, shipped to every block
             Y = P_other[:, :k]
             task = Call(_implicit_prefs_task, dict(options=options, gram=Y.T @ Y))
@@ -281,8 +284,16 @@ def _implicit_prefs_task(key, entries, scratch, own, others, *, options, gram):
     ``gram`` is YᵀY of the other side's factors ``others[0]`` over all its rows (the rows of ``others[0]``
     that the block does not refer to may be zeros: routed, see :meth:`RatingBlocks.map_blocks`).
     """
-    X, loss, penalty = implicit_half_step(entries.indptr, entries.cols, entries.ratings, others[0], gram,
-                                          weights=entries.weights, init=own[0] if own else None, **options)
+    options = dict(options)
+    steps = options.pop("cg_steps", 0)
+    init = own[0] if own else None
+    if steps:
+        options.pop("nonnegative")
+        X, loss, penalty = implicit_half_step_cg(entries.indptr, entries.cols, entries.ratings, others[0], gram,
+                                                 steps=steps, weights=entries.weights, init=init, **options)
+    else:
+        X, loss, penalty = implicit_half_step(entries.indptr, entries.cols, entries.ratings, others[0], gram,
+                                              weights=entries.weights, init=init, **options)
     return {"key": key, "x": codec.encode(X), "loss": loss, "penalty": penalty}
 
 
