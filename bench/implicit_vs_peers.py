@@ -16,7 +16,8 @@ the λ of the peer it is compared with.
    ``implicit`` from a ready CSR matrix).  One warm-up fit of each on u1 first.
 2. Synthetic events from bench/als_vs_mllib.py's generator at ``--scale`` (1.0 = 9M events; the
    default 0.1 fits this shared 2-core machine): seconds per iteration at each rank, as
-   (fit with 1 + ``--iters`` iterations − fit with 1 iteration) / ``--iters``, so ingest and set-up cancel.
+   (fit with 1 + ``--iters`` iterations − fit with 1 iteration) / ``--iters``, so ingest and set-up cancel
+   (after a warm-up fit of each).  ``ours_cg`` is MaskedALS with ``cgSteps=3``, the solver ``implicit`` uses.
 
 Usage::
 
@@ -48,6 +49,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 from bench.als_vs_mllib import session, synthetic_ratings  # noqa: E402
+
+LIBRARIES = ("mllib", "ours_weighted", "implicit", "ours_plain", "ours_cg")
 
 
 def _csr(table, n, m, alpha):
@@ -95,6 +98,8 @@ def _fits(rank, reg, alpha, iters, seed=0):
                                                     iterations=iters, num_threads=2, random_state=seed,
                                                     dtype=np.float64),
         "ours_plain": lambda: MaskedALS(**ours, regParam=reg["plain"], regularization="plain"),
+        # the same solver as implicit's default: 3 conjugate-gradient steps per row, warm-started
+        "ours_cg": lambda: MaskedALS(**ours, regParam=reg["plain"], regularization="plain", cgSteps=3),
     }
 
 
@@ -107,7 +112,7 @@ def _factors(frame, count):
     return out
 
 
-def movielens(spark, results, ranks, reg, alpha, iters):
+def movielens(spark, results, ranks, reg, alpha, iters, libraries):
     import pyarrow as pa
 
     from sparknmf.datasets import data_dir, load_movielens_100k
@@ -117,7 +122,7 @@ def movielens(spark, results, ranks, reg, alpha, iters):
     n, m = 944, 1683  # MovieLens ids run from 1; index = id
     out = []
     for rank in ranks:
-        fits = _fits(rank, reg, alpha, iters)
+        fits = {name: make for name, make in _fits(rank, reg, alpha, iters).items() if name in libraries}
         rows = []
         for split in ("u1", "u1", "u2", "u3", "u4", "u5"):  # the first u1 is the warm-up
             train_t, test_t = load_movielens_100k(split, folder)
@@ -153,7 +158,9 @@ def movielens(spark, results, ranks, reg, alpha, iters):
             rows.append(row)
         rows = rows[1:]
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k not in ("split", "rank")}
-        for ours, peer in (("ours_weighted", "mllib"), ("ours_plain", "implicit")):
+        for ours, peer in (("ours_weighted", "mllib"), ("ours_plain", "implicit"), ("ours_cg", "implicit")):
+            if ours not in libraries or peer not in libraries:
+                continue
             for metric in ("ndcg", "precision", "map", "fit_s"):
                 mean[f"{ours}_{metric}_vs_{peer}"] = mean[f"{ours}_{metric}"] / mean[f"{peer}_{metric}"]
         print(f"MovieLens 100K implicit, rank {rank}, u1-u5 mean:",
@@ -162,7 +169,7 @@ def movielens(spark, results, ranks, reg, alpha, iters):
     results["movielens"] = {"runs": out, "reg": reg, "alpha": alpha, "iterations": iters}
 
 
-def synthetic(spark, results, scale, ranks, reg, alpha, iters, data=None):
+def synthetic(spark, results, scale, ranks, reg, alpha, iters, libraries, data=None):
     import pyarrow.parquet as pq
 
     folder = Path(data) if data else Path(tempfile.mkdtemp(prefix="implicit-synthetic-"))
@@ -178,9 +185,9 @@ def synthetic(spark, results, scale, ranks, reg, alpha, iters, data=None):
     rows = []
     for rank in ranks:
         row = {"rank": rank}
-        for name in ("mllib", "ours_weighted", "implicit", "ours_plain"):
+        for name in libraries:
             seconds = {}
-            for count in (1, 1 + iters):
+            for count in (1, 1, 1 + iters):  # the first: a warm-up
                 make = _fits(rank, reg, alpha, count)[name]
                 if name == "implicit":
                     _, seconds[count] = _timed(lambda: make().fit(csr, show_progress=False))
@@ -188,8 +195,9 @@ def synthetic(spark, results, scale, ranks, reg, alpha, iters, data=None):
                     _, seconds[count] = _timed(lambda: make().fit(train))
             row[f"{name}_s_per_iter"] = (seconds[1 + iters] - seconds[1]) / iters
             row[f"{name}_fit_s"] = seconds[1 + iters]
-        row["ours_weighted_vs_mllib"] = row["ours_weighted_s_per_iter"] / row["mllib_s_per_iter"]
-        row["ours_plain_vs_implicit"] = row["ours_plain_s_per_iter"] / row["implicit_s_per_iter"]
+        for ours, peer in (("ours_weighted", "mllib"), ("ours_plain", "implicit"), ("ours_cg", "implicit")):
+            if ours in libraries and peer in libraries:
+                row[f"{ours}_vs_{peer}"] = row[f"{ours}_s_per_iter"] / row[f"{peer}_s_per_iter"]
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         rows.append(row)
     train.unpersist()
@@ -209,17 +217,19 @@ def main():
     parser.add_argument("--scale", type=float, default=0.1, help="synthetic size relative to 9M events")
     parser.add_argument("--memory", default="6g", help="spark.driver.memory")
     parser.add_argument("--data", help="folder for the synthetic Parquet files (reused when present)")
+    parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=LIBRARIES,
+                        help="the fits to run (ours_cg: MaskedALS with cgSteps=3, as implicit's solver)")
     args = parser.parse_args()
     spark = session(args.memory)
     reg = {"weighted": args.reg_weighted, "plain": args.reg_plain}
     results = {"args": vars(args), "spark": spark.version}
     if args.part in ("movielens", "all"):
-        movielens(spark, results, args.ranks, reg, args.alpha, args.iterations)
+        movielens(spark, results, args.ranks, reg, args.alpha, args.iterations, args.libraries)
     if args.part in ("synthetic", "all"):
-        synthetic(spark, results, args.scale, args.ranks, reg, args.alpha, args.iters, args.data)
+        synthetic(spark, results, args.scale, args.ranks, reg, args.alpha, args.iters, args.libraries, args.data)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "implicit_vs_peers.json").write_text(json.dumps(results, indent=1, default=str))
+    (out / f"implicit_vs_peers_{args.part}.json").write_text(json.dumps(results, indent=1, default=str))
     spark.stop()
 
 
