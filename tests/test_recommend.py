@@ -143,3 +143,31 @@ def test_bad_configuration_is_reported_before_any_work(tmp_path, capsys):
     assert ("--set als.cold_start_strategy='nan': als.cold_start_strategy = 'nan': the held-out RMSE needs a "
             "prediction for every held-out rating") in capsys.readouterr().err
     assert not (tmp_path / "pub").exists()
+
+
+def test_implicit_refresh_gates_on_ndcg_and_never_recommends_training_events(spark, tmp_path, ratings, capsys):
+    """Issue 17: als.implicit_prefs = true; biases, SVD++ and the rating range stay off unless set (an error)."""
+    path = tmp_path / "implicit.toml"
+    path.write_text(f"""[input]\npath = "{ratings / 'day1.parquet'}"\n[holdout]\nfraction = 0.2
+[als]\nimplicit_prefs = true\nalpha = 2.0\nrank = 2\nreg_param = 0.1\nmax_iter = 5
+[recommend]\ntop_n = 3\n[gate]\nmetrics = ["ndcg"]\n[publish]\nroot = "{tmp_path / 'pub'}"\n""")
+    assert job().main([str(path)]) == 0
+    summary = last_run(tmp_path)
+    metrics = summary["metrics"]["new"]
+    assert summary["status"] == "published" and "rmse" not in metrics
+    assert 0 < metrics["ndcg"] <= 1 and 0 <= metrics["map"] <= 1 and 0.5 < metrics["auc"] <= 1
+    version = Publication(tmp_path / "pub").current()
+    model = MaskedALSModel.load(str(version.path / "model"))
+    assert model.implicitPrefs and model.userParams.shape[1] == 2
+    seen = model.seenPairs
+    users, items = model.userIds.to_pylist(), model.itemIds.to_pylist()
+    for row in spark.read.parquet(str(version.path / "recommendations")).collect():
+        u = users.index(row["user"])
+        assert not any(seen[u, items.index(x["item"])] for x in row["recommendations"])
+    capsys.readouterr()
+    assert job().main([str(path), "--set", "gate.metrics=['rmse', 'ndcg']"]) == 2
+    assert "gate.metrics = ['rmse', 'ndcg']: implicit data (als.implicit_prefs = true) has no held-out RMSE" in (
+        capsys.readouterr().err)
+    assert job().main([str(path), "--set", "als.biases=true"]) == 2
+    assert "als.implicit_prefs = True: MaskedALS: implicitPrefs=True cannot be combined with biases=True" in (
+        capsys.readouterr().err)

@@ -10,6 +10,10 @@ item's parameters (:mod:`sparknmf.kernels.als`).  The time terms (item
 bias per time bin, user drift) and the implicit-feedback vectors ``y_j`` (SVD++,
 N(u) = the items u rated) are options.
 
+With ``implicitPrefs=True`` the rows are events (plays, clicks, purchases) and the model is Hu, Koren &
+Volinsky's instead: x_uᵀy_i fitted to the preferences p_ui = [r_ui > 0] over **all** pairs, weighted by
+the confidences 1 + α·f(|r_ui|) (:mod:`sparknmf.kernels.implicit`); biases, SVD++ and time terms are off.
+
 This module holds the estimator (its Params and the fit entry points); the
 loop and its block tasks are in :mod:`sparknmf.ratings.fit`, the rating
 blocks in :mod:`sparknmf.ratings.store` (built by :mod:`sparknmf.ratings.ingest`),
@@ -20,6 +24,8 @@ References
 Y. Koren, R. Bell and C. Volinsky (2009), "Matrix factorization techniques for recommender systems",
 IEEE Computer 42(8), 30-37. https://doi.org/10.1109/MC.2009.263
 Y. Koren (2008), "Factorization meets the neighborhood", KDD '08. https://doi.org/10.1145/1401890.1401944
+Y. Hu, Y. Koren and C. Volinsky (2008), "Collaborative filtering for implicit feedback datasets", ICDM '08.
+https://doi.org/10.1109/ICDM.2008.22
 Y. Koren (2009), "Collaborative filtering with temporal dynamics", KDD '09. https://doi.org/10.1145/1557019.1557072
 Y. Zhou, D. Wilkinson, R. Schreiber and R. Pan (2008), "Large-scale parallel collaborative filtering for
 the Netflix prize" (ALS-WR), AAIM 2008. https://doi.org/10.1007/978-3-540-68880-8_32
@@ -38,6 +44,7 @@ from pyspark.ml.util import MLReadable, MLWritable
 from sparknmf.engine import persistence
 from sparknmf.engine.placement import PLACEMENTS, choose_placement, driver_budget, factor_bytes
 from sparknmf.engine.resident import EXECUTION_MODES
+from sparknmf.kernels.implicit import CONFIDENCES
 from sparknmf.params import HasExecutionMode, Interval, OneOf, RangePair, check_params, with_accessors
 from sparknmf.ratings.distributed import ExecutorFit
 from sparknmf.ratings.fit import FitLoop, side_specs
@@ -78,6 +85,19 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
                              typeConverter=TypeConverters.toBoolean)
     implicitRegParam = Param(Params._dummy(), "implicitRegParam", "λ_y: ridge weight of the implicit vectors y_j",
                              typeConverter=TypeConverters.toFloat)
+    implicitPrefs = Param(Params._dummy(), "implicitPrefs",
+                          "implicit preference model (Hu, Koren & Volinsky 2008): ratings are events, every pair "
+                          "counts with preference r > 0 and confidence 1 + alpha·f(|r|)",
+                          typeConverter=TypeConverters.toBoolean)
+    alpha = Param(Params._dummy(), "alpha", "α >= 0 of the implicit confidence 1 + α·f(|r|)",
+                  typeConverter=TypeConverters.toFloat)
+    confidence = Param(Params._dummy(), "confidence",
+                       f"implicit confidence f: one of {list(CONFIDENCES)} (f(r) = r, or log(1 + r/epsilon))",
+                       typeConverter=TypeConverters.toString)
+    epsilon = Param(Params._dummy(), "epsilon", "ε > 0 of confidence='log'", typeConverter=TypeConverters.toFloat)
+    cgSteps = Param(Params._dummy(), "cgSteps",
+                    "implicitPrefs: conjugate-gradient steps per row and half-step, warm-started (as implicit's "
+                    "ALS); 0 = exact batched Cholesky", typeConverter=TypeConverters.toInt)
     initStd = Param(Params._dummy(), "initStd", "standard deviation of the random initial factors",
                     typeConverter=TypeConverters.toFloat)
     numUserBlocks = Param(Params._dummy(), "numUserBlocks", "user blocks (0 = automatic)",
@@ -112,6 +132,10 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
         "driftExponent": Interval(0),
         "implicitRegParam": Interval(0, open_low=True),
         "initStd": Interval(0, open_low=True),
+        "alpha": Interval(0),
+        "confidence": OneOf(CONFIDENCES),
+        "epsilon": Interval(0, open_low=True),
+        "cgSteps": Interval(0, integer=True),
         "numUserBlocks": Interval(0, integer=True),
         "numItemBlocks": Interval(0, integer=True),
         "duplicates": OneOf(DUPLICATE_POLICIES),
@@ -131,9 +155,25 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
         super().__init__(*args)
         self._setDefault(rank=10, regParam=12.0, biasRegParam=10.0, regularization="plain", nonnegative=False,
                          biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
-                         implicitRegParam=50.0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error",
-                         backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
+                         implicitRegParam=50.0, implicitPrefs=False, alpha=1.0, confidence="linear", epsilon=1.0,
+                         cgSteps=0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error", backend="auto",
+                         localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
                          checkpointDir="", weightCol="", factorPlacement="auto")
+
+    def _check_implicit_prefs(self, name):
+        """implicitPrefs: the explicit-rating terms are off; setting one of them on is an error, not ignored."""
+        refused = [f"{p}=True" for p in ("biases", "implicitFeedback", "userDrift")
+                   if self.isSet(p) and self.getOrDefault(p)]
+        refused += ["timeBins > 0"] if self.getTimeBins() > 0 else []
+        refused += ["ratingRange"] if self.getRatingRange() else []
+        if self.getNonnegative() and self.getCgSteps():
+            raise ValueError(f"{name}: nonnegative=True cannot be combined with cgSteps={self.getCgSteps()}: the "
+                             "non-negative rows are solved by exact NNLS (set cgSteps=0)")
+        if refused:
+            raise ValueError(
+                f"{name}: implicitPrefs=True cannot be combined with {', '.join(refused)}: the implicit "
+                "preference model x_uᵀy_i has no biases, SVD++ terms, time terms or rating scale (biases and "
+                "implicitFeedback are off by default under implicitPrefs; leave them unset or False)")
 
     def _check_rules(self):
         """Cross-parameter rules, after the constraints table."""
@@ -143,7 +183,11 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
                                       ("duplicates='last'", self.getDuplicates() == "last")) if on]
         if needs_time and not self.getTimestampCol():
             raise ValueError(f"{name}: {', '.join(needs_time)} need(s) timestampCol")
-        if self.getNonnegative() and self.getImplicitFeedback():
+        if self.getImplicitPrefs():
+            self._check_implicit_prefs(name)
+        elif self.getCgSteps() > 0:
+            raise ValueError(f"{name}: cgSteps={self.getCgSteps()} applies to implicitPrefs=True only")
+        elif self.getNonnegative() and self.getImplicitFeedback():
             raise ValueError(f"{name}: nonnegative=True and implicitFeedback=True cannot be combined "
                              "(the implicit vectors are unconstrained)")
         if self.isSet("checkpointInterval") and not self.getCheckpointDir():
@@ -196,8 +240,9 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     @keyword_only
     def __init__(self, *, rank=10, regParam=12.0, biasRegParam=10.0, regularization="plain", nonnegative=False,
                  biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
-                 implicitRegParam=50.0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error",
-                 backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
+                 implicitRegParam=50.0, implicitPrefs=False, alpha=1.0, confidence="linear", epsilon=1.0,
+                 cgSteps=0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error", backend="auto",
+                 localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
                  checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
                  predictionCol="prediction", coldStartStrategy="nan", ratingRange=None,
                  executionMode="auto", factorPlacement="auto"):
@@ -207,8 +252,9 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     @keyword_only
     def setParams(self, *, rank=10, regParam=12.0, biasRegParam=10.0, regularization="plain", nonnegative=False,
                   biases=True, timeBins=0, userDrift=False, driftExponent=0.4, implicitFeedback=True,
-                  implicitRegParam=50.0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error",
-                  backend="auto", localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
+                  implicitRegParam=50.0, implicitPrefs=False, alpha=1.0, confidence="linear", epsilon=1.0,
+                  cgSteps=0, initStd=0.1, numUserBlocks=0, numItemBlocks=0, duplicates="error", backend="auto",
+                 localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
                   checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
                   predictionCol="prediction", coldStartStrategy="nan", ratingRange=None,
                   executionMode="auto", factorPlacement="auto"):
@@ -240,7 +286,8 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
         ``executors`` placement with what it does not support.
         """
         specs = side_specs(self)
-        width = max(spec.width for spec in specs.values()) + (self.getRank() if self.getImplicitFeedback() else 0)
+        svdpp = self.getImplicitFeedback() and not self.getImplicitPrefs()
+        width = max(spec.width for spec in specs.values()) + (self.getRank() if svdpp else 0)
         placement = choose_placement(spark, self.getFactorPlacement(), n + m, width)
         if placement == "executors":
             why = ""
@@ -255,6 +302,8 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     def _check_executors(self, why="", *, local=False, initial=None, resume=False):
         """ValueError naming what the executors placement does not support (before any fitting)."""
         problems = []
+        if self.getImplicitPrefs():
+            problems.append("implicitPrefs=True (its half-steps need YᵀY over every row of the other side)")
         if self.getBackend() == "local" or local:
             problems.append("ratings held on the driver (backend='local'; use backend='spark')")
         if self.getExecutionMode() == "resident":

@@ -3,7 +3,9 @@
 Each iteration solves every user's parameters given the items', then every
 item's given the users' (one half-step each: exact ridge solves by rows,
 :func:`~sparknmf.kernels.als.half_step`), then, with implicit feedback, takes a
-few conjugate-gradient steps on the SVD++ vectors Y.  It stops after
+few conjugate-gradient steps on the SVD++ vectors Y.  With ``implicitPrefs`` a half-step is the
+all-pairs solve of :func:`~sparknmf.kernels.implicit.implicit_half_step`, given YᵀY of the other side,
+computed here once per half-step and shipped to every block.  It stops after
 ``maxIter`` iterations or when the objective's relative decrease is at most
 ``tol``.
 
@@ -30,6 +32,7 @@ import warnings
 
 import numpy as np
 import pyarrow.compute as pc
+import scipy.sparse as sp
 
 from sparknmf.engine import codec
 from sparknmf.engine.calls import Call, block_function, block_type
@@ -44,6 +47,7 @@ from sparknmf.kernels.als import (
     implicit_system,
     predict,
 )
+from sparknmf.kernels.implicit import implicit_half_step, implicit_half_step_cg
 from sparknmf.kernels.seeding import chunked_draw
 from sparknmf.ratings.store import SIDES, other_side
 
@@ -60,12 +64,13 @@ STREAMS = {"user": _USER_STREAM, "item": _ITEM_STREAM}  # the generators of the 
 # the Params that shape the iterates: a checkpoint resumes only with the same values
 _TRAJECTORY_PARAMS = ("rank", "regParam", "biasRegParam", "regularization", "nonnegative", "biases", "timeBins",
                       "userDrift", "driftExponent", "implicitFeedback", "implicitRegParam", "initStd", "seed",
-                      "weightCol", "timestampCol", "duplicates")
+                      "weightCol", "timestampCol", "duplicates", "implicitPrefs", "alpha", "confidence", "epsilon",
+                      "cgSteps")
 
 
 def side_specs(est) -> dict:
     """The parameter layout of each side (:class:`~sparknmf.kernels.als.SideSpec`) for the Params of ``est``."""
-    k, biases = est.getRank(), est.getBiases()
+    k, biases = est.getRank(), est.getBiases() and not est.getImplicitPrefs()
     timed = bool(est.getTimestampCol())
     user = SideSpec(k, biases, "drift" if timed and est.getUserDrift() else "none")
     bins = est.getTimeBins() if timed else 0
@@ -86,9 +91,17 @@ class FitLoop:
         self.est, self.blocks, self.callback = est, blocks, callback
         self.specs = side_specs(est)
         self.k = est.getRank()
-        self.implicit = est.getImplicitFeedback()
-        self.options = dict(mu=blocks.mu, reg=est.getRegParam(), bias_reg=est.getBiasRegParam(),
-                            scaled=est.getRegularization() == "weighted", nonnegative=est.getNonnegative())
+        self.prefs = est.getImplicitPrefs()  # the implicit preference model (Hu, Koren & Volinsky)
+        self.implicit = est.getImplicitFeedback() and not self.prefs  # SVD++ terms
+        self.mu = 0.0 if self.prefs else blocks.mu
+        scaled = est.getRegularization() == "weighted"
+        if self.prefs:
+            self.options = dict(reg=est.getRegParam(), alpha=est.getAlpha(), confidence_kind=est.getConfidence(),
+                                epsilon=est.getEpsilon(), scaled=scaled, nonnegative=est.getNonnegative(),
+                                cg_steps=est.getCgSteps())
+        else:
+            self.options = dict(mu=blocks.mu, reg=est.getRegParam(), bias_reg=est.getBiasRegParam(), scaled=scaled,
+                                nonnegative=est.getNonnegative())
         n, m = blocks.shape
         self.P = {side: self._initial(side, rows, stream, initial)
                   for side, rows, stream in (("user", n, _USER_STREAM), ("item", m, _ITEM_STREAM))}
@@ -124,7 +137,16 @@ class FitLoop:
         blocks, specs, options, k = self.blocks, self.specs, self.options, self.k
         other = other_side(side)
         P_other = self.P["item"] if side == "user" else self._effective_user()
-        own = [self.P[side]] if options["nonnegative"] else []  # warm start of the NNLS solver
+        # warm start of the NNLS solver and of the conjugate-gradient steps
+        own = [self.P[side]] if options["nonnegative"] or options.get("cg_steps") else []
+        if self.prefs:  # YᵀY of the other side, over all its rows: computed once here, shipped to every block
+            Y = P_other[:, :k]
+            task = Call(_implicit_prefs_task, dict(options=options, gram=Y.T @ Y))
+            table = blocks.map_blocks(side, task, "key int, x binary, loss double, penalty double", own=own,
+                                      other=[P_other])
+            self.P[side] = np.vstack([codec.decode(x) for x in table.column("x").to_pylist()])
+            self.penalty[side] = float(np.sum(table.column("penalty").to_numpy()))
+            return float(np.sum(table.column("loss").to_numpy()))
         implicit = self.implicit and side == "user"
         task = Call(_half_step_task, dict(spec=specs[side], other_spec=specs[other], options=options, k=k,
                                           implicit=implicit))
@@ -218,11 +240,17 @@ class FitLoop:
                           ConvergenceWarning, stacklevel=4)
         return {
             "P": {"user": self._effective_user(), "item": self.P["item"]}, "Z": self.Z,
-            "Y": self.Y if self.implicit else None, "specs": self.specs, "mu": blocks.mu,
+            "Y": self.Y if self.implicit else None, "specs": self.specs, "mu": self.mu, "implicitPrefs": self.prefs,
             "ids": {"user": blocks.user_ids, "item": blocks.item_ids}, "idTypes": dict(blocks.id_types),
-            "context": blocks.context, "history": history, "nIter": iteration, "stopReason": stop_reason,
+            "seen": self._seen() if self.prefs else None, "context": blocks.context, "history": history,
+            "nIter": iteration, "stopReason": stop_reason,
             "elapsed": time.perf_counter() - start,
         }
+
+    def _seen(self):
+        """The pairs with an event (n×m CSR of ones, float32), for the recommendations' filter."""
+        table = self.blocks.map_blocks("user", Call(_seen_task, {"m": self.blocks.shape[1]}), "key int, seen binary")
+        return sp.vstack([codec.decode(x) for x in table.column("seen").to_pylist()], format="csr")
 
     def _implicit_sums(self):
         table = self.blocks.map_blocks("user", Call(_implicit_sums_task, {}), "key int, z binary", other=[self.Y])
@@ -250,6 +278,26 @@ def _half_step_task(key, entries, scratch, own, others, *, spec, other_spec, opt
 
 
 @block_function
+def _implicit_prefs_task(key, entries, scratch, own, others, *, options, gram):
+    """A block's new rows under the implicit preference model (all pairs), their loss and penalty.
+
+    ``gram`` is YᵀY of the other side's factors ``others[0]`` over all its rows (the rows of ``others[0]``
+    that the block does not refer to may be zeros: routed, see :meth:`RatingBlocks.map_blocks`).
+    """
+    options = dict(options)
+    steps = options.pop("cg_steps", 0)
+    init = own[0] if own else None
+    if steps:
+        options.pop("nonnegative")
+        X, loss, penalty = implicit_half_step_cg(entries.indptr, entries.cols, entries.ratings, others[0], gram,
+                                                 steps=steps, weights=entries.weights, init=init, **options)
+    else:
+        X, loss, penalty = implicit_half_step(entries.indptr, entries.cols, entries.ratings, others[0], gram,
+                                              weights=entries.weights, init=init, **options)
+    return {"key": key, "x": codec.encode(X), "loss": loss, "penalty": penalty}
+
+
+@block_function
 def _implicit_products_task(key, entries, scratch, own, others, *, specs, mu, k, token):
     """A user block's pieces of the Y problem: ``(rhs, A v)`` for ``others = (item parameters, v)``.
 
@@ -263,6 +311,14 @@ def _implicit_products_task(key, entries, scratch, own, others, *, specs, mu, k,
         kept = scratch["implicit"] = (token, *implicit_system(entries, P_item[:, :k], residual))
     _, grams, rhs = kept
     return {"key": key, "rhs": codec.encode(rhs), "product": codec.encode(implicit_apply(entries, grams, v))}
+
+
+@block_function
+def _seen_task(key, entries, scratch, own, others, *, m):
+    """A user block's event pairs as a CSR of ones (float32)."""
+    ones = np.ones(entries.cols.shape[0], np.float32)
+    b = entries.indptr.size - 1
+    return {"key": key, "seen": codec.encode(sp.csr_matrix((ones, entries.cols, entries.indptr), shape=(b, m)))}
 
 
 @block_function

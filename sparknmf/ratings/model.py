@@ -201,6 +201,16 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         return state["Z"] if state["Z"] is not None else np.zeros((len(self.userIds), self.rank))
 
     @property
+    def implicitPrefs(self) -> bool:
+        """Whether the model was fitted with ``implicitPrefs=True`` (scores x_uᵀy_i are preferences)."""
+        return bool(self._require().get("implicitPrefs", False))
+
+    @property
+    def seenPairs(self):
+        """The training events of an implicit model as an n×m ``scipy.sparse`` CSR of ones (None otherwise)."""
+        return self._require().get("seen")
+
+    @property
     def history(self) -> list:
         return list(self._require()["history"])
 
@@ -367,7 +377,7 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         return frame.select(*kept, "_u", "_pu", "_pi", *(["_day"] if timed else [])).mapInArrow(run, schema)
 
     # ---------------------------------------------------------------- recommendations
-    def recommendForAllUsers(self, numItems, *, exclude=None, candidates=None):
+    def recommendForAllUsers(self, numItems, *, exclude=None, candidates=None, filterRated=None):
         """Top ``numItems`` items for every user.
 
         Returns a DataFrame ``(userCol, recommendations array<struct<itemCol, rating float>>)``,
@@ -375,24 +385,29 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         to recommend (e.g. the training ratings, to leave out already-rated
         items); ``candidates``: a list or DataFrame (itemCol) of the only items
         to recommend.  Scores are the static predictions μ + b_u + b_i + w_uᵀh_i
-        (no time terms), computed by blocks (:mod:`sparknmf.ratings.recommend`).
+        (no time terms), computed by blocks (:mod:`sparknmf.ratings.recommend`);
+        for an implicit model (``implicitPrefs``) the preferences x_uᵀy_i.
+
+        ``filterRated``: leave out the pairs of the training events kept by an implicit model
+        (:attr:`seenPairs`); None (the default) means True for an implicit model, False otherwise;
+        True on an explicit model is a ValueError (pass ``exclude=`` the training ratings).
         """
-        return self._recommend("user", numItems, None, exclude, candidates)
+        return self._recommend("user", numItems, None, exclude, candidates, filterRated)
 
-    def recommendForUserSubset(self, dataset, numItems, *, exclude=None, candidates=None):
+    def recommendForUserSubset(self, dataset, numItems, *, exclude=None, candidates=None, filterRated=None):
         """As :meth:`recommendForAllUsers` for the users in ``dataset[userCol]`` (unknown ids are skipped)."""
-        return self._recommend("user", numItems, dataset, exclude, candidates)
+        return self._recommend("user", numItems, dataset, exclude, candidates, filterRated)
 
-    def recommendForAllItems(self, numUsers, *, exclude=None, candidates=None):
+    def recommendForAllItems(self, numUsers, *, exclude=None, candidates=None, filterRated=None):
         """Top ``numUsers`` users for every item: ``(itemCol, recommendations array<struct<userCol, rating float>>)``.
 
-        ``exclude`` as for :meth:`recommendForAllUsers`; ``candidates`` restricts the users.
+        ``exclude`` and ``filterRated`` as for :meth:`recommendForAllUsers`; ``candidates`` restricts the users.
         """
-        return self._recommend("item", numUsers, None, exclude, candidates)
+        return self._recommend("item", numUsers, None, exclude, candidates, filterRated)
 
-    def recommendForItemSubset(self, dataset, numUsers, *, exclude=None, candidates=None):
+    def recommendForItemSubset(self, dataset, numUsers, *, exclude=None, candidates=None, filterRated=None):
         """As :meth:`recommendForAllItems` for the items in ``dataset[itemCol]``."""
-        return self._recommend("item", numUsers, dataset, exclude, candidates)
+        return self._recommend("item", numUsers, dataset, exclude, candidates, filterRated)
 
     def _side(self, side):
         """The ``side`` of the model as :func:`~sparknmf.ratings.recommend.recommend` reads it."""
@@ -401,13 +416,21 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
         return Side(side, self.getUserCol() if side == "user" else self.getItemCol(), self.ids(side),
                     state["idTypes"][side], P[:, : spec.rank], P[:, spec.rank] if spec.bias else np.zeros(P.shape[0]))
 
-    def _recommend(self, side, num, subset, exclude, candidates):
-        check_distinct_columns({"userCol": self.getUserCol(), "itemCol": self.getItemCol()},
-                               f"MaskedALSModel.recommendFor{side.title()}s")
+    def _recommend(self, side, num, subset, exclude, candidates, filter_rated):
+        whom = f"MaskedALSModel.recommendFor{side.title()}s"
+        check_distinct_columns({"userCol": self.getUserCol(), "itemCol": self.getItemCol()}, whom)
+        seen = self.seenPairs
+        if filter_rated is None:
+            filter_rated = seen is not None
+        if filter_rated and seen is None:
+            raise ValueError(f"{whom}: filterRated=True needs an implicit model (implicitPrefs=True keeps its "
+                             "training events); for this model pass exclude= the training ratings")
         if self._require().get("frames"):
             return self._recommend_frames(side, num, subset, exclude, candidates)
+        if filter_rated:
+            seen = seen if side == "user" else seen.T.tocsr()
         return recommend(self._side(side), self._side(other_side(side)), num, self.globalMean, subset=subset,
-                         exclude=exclude, candidates=candidates)
+                         exclude=exclude, candidates=candidates, seen=seen if filter_rated else None)
 
     def _recommend_frames(self, side, num, subset, exclude, candidates):
         """Recommendations by pairs of parameter blocks in the executors (:func:`recommend_blocks`)."""
@@ -482,7 +505,8 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
             "Y": items[:, wi : wi + k].copy() if implicit else None, "specs": specs, "mu": float(metadata["mu"]),
             "ids": {"user": user_ids, "item": item_ids}, "idTypes": metadata["idTypes"], "context": context,
             "history": metadata["history"], "nIter": metadata["nIter"], "stopReason": metadata["stopReason"],
-            "elapsed": metadata["elapsed"],
+            "elapsed": metadata["elapsed"], "implicitPrefs": bool(metadata.get("implicitPrefs", False)),
+            "seen": _read_seen(spark, f"{path}/seen", n, m) if metadata.get("implicitPrefs") else None,
         }
 
 
@@ -588,6 +612,18 @@ def _check_loaded(path, metadata, context) -> None:
         raise ValueError(f"{path}/metadata: idTypes={types!r} must give the Spark type of the user and item ids")
 
 
+def _read_seen(spark, path, n, m):
+    """The training events of a saved implicit model (n×m CSR of ones); ValueError on indices out of range."""
+    import scipy.sparse as sp
+
+    table = spark.read.parquet(path).toArrow()
+    users = table.column("user").to_numpy().astype(np.int64)
+    items = table.column("item").to_numpy().astype(np.int64)
+    if users.size and (users.min() < 0 or users.max() >= n or items.min() < 0 or items.max() >= m):
+        raise ValueError(f"{path}: event indices outside the model's {n} users and {m} items")
+    return sp.csr_matrix((np.ones(users.size, np.float32), (users, items)), shape=(n, m))
+
+
 def _spec_dict(spec: SideSpec) -> dict:
     return {"rank": spec.rank, "bias": spec.bias, "kind": spec.kind, "bins": spec.bins}
 
@@ -614,6 +650,11 @@ class _ModelWriter(persistence.ParamsWriter):
         for name, parts, side in (("users", users, "user"), ("items", items, "item")):
             persistence.write_rows(spark, f"{path}/{name}", np.hstack(parts), state["ids"][side],
                                    overwrite=self.shouldOverwrite)
+        if state.get("seen") is not None:  # an implicit model's training events (user, item indices)
+            pairs = state["seen"].tocoo()
+            table = pa.table({"user": pa.array(pairs.row, pa.int32()), "item": pa.array(pairs.col, pa.int32())})
+            mode = "overwrite" if self.shouldOverwrite else "errorifexists"
+            spark.createDataFrame(table).write.mode(mode).parquet(f"{path}/seen")
 
     def _save_frames(self, path, model, state):
         """Metadata from the driver, parameter rows written by the executors (the driver placement's format)."""
@@ -633,6 +674,7 @@ def _extra_metadata(state, implicit) -> dict:
         "specs": {side: _spec_dict(state["specs"][side]) for side in SIDES}, "mu": state["mu"],
         "implicit": implicit, "idTypes": state["idTypes"], "history": state["history"], "nIter": state["nIter"],
         "stopReason": state["stopReason"], "elapsed": state["elapsed"],
+        "implicitPrefs": bool(state.get("implicitPrefs", False)),
         "context": {"weighted": ctx.weighted, "timed": ctx.timed, "bins": ctx.bins,
                     "dayRange": list(ctx.day_range), "drift": ctx.mean_days is not None, "beta": ctx.beta},
         "shape": [counts["user"], counts["item"]],

@@ -55,7 +55,7 @@ class Side:
     bias: np.ndarray
 
 
-def recommend(query: Side, target: Side, num, mu: float, *, subset=None, exclude=None, candidates=None):
+def recommend(query: Side, target: Side, num, mu: float, *, subset=None, exclude=None, candidates=None, seen=None):
     """Top ``num`` targets for every query, or for the queries in ``subset[query.column]``.
 
     Returns a DataFrame ``(query.column, recommendations array<struct<target.column, rating float>>)``,
@@ -63,7 +63,9 @@ def recommend(query: Side, target: Side, num, mu: float, *, subset=None, exclude
     recommended; ``candidates``: a list or DataFrame of the only target ids
     recommended.  Unknown ids are skipped everywhere; ids of another type than
     the model's are an :class:`~sparknmf.errors.InvalidInputError`
-    (:func:`~sparknmf.ratings.ingest.check_id_type`).
+    (:func:`~sparknmf.ratings.ingest.check_id_type`).  ``seen``: a CSR matrix (queries × targets, by index)
+    of further pairs never recommended (an implicit model's training events), sliced by rows for each
+    block of queries.
     """
     from pyspark.sql import functions as F
 
@@ -109,8 +111,12 @@ def recommend(query: Side, target: Side, num, mu: float, *, subset=None, exclude
         t = table.column("_t").to_numpy()
         users, inverse = np.unique(q, return_inverse=True)
         excluded = t >= 0
-        top_t, top_s = top_n(Q[users], T, num, bias=t_bias, candidates=allowed,
-                             exclude=(inverse[excluded], t[excluded]))
+        rows, cols = inverse[excluded], t[excluded]
+        if seen is not None:
+            held = seen[users]
+            rows = np.concatenate([rows, np.repeat(np.arange(users.size), np.diff(held.indptr))])
+            cols = np.concatenate([cols, held.indices.astype(np.int64)])
+        top_t, top_s = top_n(Q[users], T, num, bias=t_bias, candidates=allowed, exclude=(rows, cols))
         scores = top_s + mu + q_bias[users][:, None]
         valid = np.isfinite(top_s)
         counts = valid.sum(axis=1)

@@ -15,7 +15,11 @@ A run, holding the publication's lock:
    (``recommend.warm_start``; users and items it knows keep their parameters as a start) when that
    model has the same rank, biases and time terms, from a random start otherwise;
 4. evaluates the new and the published model on the same held-out slice: RMSE of the predictions and
-   NDCG@N of the top-N lists against the held-out ratings >= ``holdout.relevant``;
+   NDCG@N of the top-N lists against the held-out ratings >= ``holdout.relevant``; with implicit data
+   (``als.implicit_prefs = true``: plays, clicks, purchases; ``als.alpha``, ``als.confidence``) NDCG@N,
+   precision, recall, MAP@N and AUC against every held-out event with a positive value, the gate on NDCG@N
+   only (RMSE does not apply), and the explicit-only keys (biases, SVD++, time terms, rating range) off
+   unless set, which is an error;
 5. refuses to publish (exit code 3, the publication untouched) when a metric of ``gate.metrics`` is worse
    than the published model's by more than its margin;
 6. writes the model and the top-N recommendations of every user (Parquet ``(user, recommendations
@@ -122,17 +126,47 @@ def _columns(conf) -> dict:
             "timestampCol": i["timestamp_col"]}
 
 
+# what only explicit ratings have: under als.implicit_prefs these keys keep the estimator's own defaults (off)
+# unless a file or --set gives them, which the estimator then refuses (a configuration error before any work)
+_EXPLICIT_ONLY = ("biases", "implicit_feedback", "time_bins", "user_drift", "rating_range")
+
+
+def _implicit(conf) -> bool:
+    return bool(conf["als"]["implicit_prefs"])
+
+
+def _als_params(conf) -> dict:
+    """The MaskedALS Params of ``[als]`` (implicit data: the explicit-only keys left at their defaults dropped)."""
+    params = conf.params("als")
+    if _implicit(conf):
+        options = conf.schema["als"]
+        for key in _EXPLICIT_ONLY:
+            if conf.source(f"als.{key}") == "default":
+                params.pop(options[key].param)
+    return params
+
+
 def _layout(conf) -> dict:
     """What shapes a model's parameters: a published model warm-starts a fit only when this is the same."""
-    als, timed = conf["als"], bool(conf["input"]["timestamp_col"])
-    return {"rank": als["rank"], "biases": als["biases"], "time_bins": als["time_bins"] if timed else 0,
-            "user_drift": als["user_drift"] and timed}
+    als, timed, implicit = conf["als"], bool(conf["input"]["timestamp_col"]), _implicit(conf)
+    return {"rank": als["rank"], "biases": als["biases"] and not implicit,
+            "time_bins": als["time_bins"] if timed and not implicit else 0,
+            "user_drift": als["user_drift"] and timed and not implicit, "implicit_prefs": implicit}
 
 
 def _check(conf, storage=None) -> None:
     """What the configuration files cannot say on their own, checked before any work."""
     check_ratings(conf, storage=storage)
     check_ratings(conf, "holdout", storage=storage)
+    if _implicit(conf):
+        try:
+            MaskedALS(**_als_params(conf), **_columns(conf))._check_rules()
+        except ValueError as err:
+            raise conf.error("als.implicit_prefs", str(err)) from None
+        if "rmse" in conf["gate"]["metrics"]:
+            raise conf.error("gate.metrics", "implicit data (als.implicit_prefs = true) has no held-out RMSE: the "
+                                             "model scores preferences, not ratings; gate on [\"ndcg\"]")
+        return
     if conf["als"]["cold_start_strategy"] == "nan":
         raise conf.error("als.cold_start_strategy", "the held-out RMSE needs a prediction for every held-out rating: "
                                                     "use 'biases' (or 'drop')")
@@ -162,11 +196,22 @@ def _read(conf, spark):
 
 
 def _evaluate(model, train, test, conf):
-    """Held-out RMSE and NDCG@N (precision, recall) of ``model``, and its top-N lists."""
+    """Held-out RMSE and NDCG@N (precision, recall) of ``model``, and its top-N lists.
+
+    Implicit data: NDCG@N, precision, recall, MAP@N and AUC@N against every held-out event with a positive
+    value (``holdout.relevant`` is for ratings); the top-N lists leave out the training events (the model
+    keeps them) when ``recommend.exclude_rated``.
+    """
     cols, n = _columns(conf), conf["recommend"]["top_n"]
     # a published model may have been saved with other column names or cold-start strategy
     for name, value in {**cols, "coldStartStrategy": conf["als"]["cold_start_strategy"]}.items():
         model.set(getattr(model, name), value)
+    if model.implicitPrefs:
+        recs = model.recommendForAllUsers(n, filterRated=conf["recommend"]["exclude_rated"])
+        relevant = test.filter(test[cols["ratingCol"]] > 0)
+        ranking = ranking_metrics(recs, relevant, n, queryCol=cols["userCol"], targetCol=cols["itemCol"],
+                                  catalogSize=len(model.itemIds))
+        return {**{m: ranking[m] for m in ("ndcg", "precision", "recall", "map", "auc", "queries")}}, recs
     recs = model.recommendForAllUsers(n, exclude=train.select(cols["userCol"], cols["itemCol"])
                                       if conf["recommend"]["exclude_rated"] else None)
     relevant = test.filter(test[cols["ratingCol"]] >= conf["holdout"]["relevant"])
@@ -297,7 +342,7 @@ def _refresh(job, pub, fingerprint, record):
         if cold is not None:
             logger.info("recommend: training from a random start: %s", cold)
         with job.step("fit"):
-            estimator = MaskedALS(**conf.params("als"), **_columns(conf))
+            estimator = MaskedALS(**_als_params(conf), **_columns(conf))
             model = estimator.fitFrom(train, initialModel=published if cold is None else None)
         with job.step("evaluate"):
             new, recs = _evaluate(model, train, test, conf)
@@ -317,8 +362,8 @@ def _refresh(job, pub, fingerprint, record):
         train.unpersist()
         test.unpersist()
     record.write("published", current=version.name, history=pub.history(), **extra)
-    print(f"recommend: published {version.name} (held-out RMSE {new['rmse']:.4f}, NDCG@"
-          f"{conf['recommend']['top_n']} {new['ndcg']:.4f})")
+    error = f"held-out RMSE {new['rmse']:.4f}, " if "rmse" in new else ""
+    print(f"recommend: published {version.name} ({error}NDCG@{conf['recommend']['top_n']} {new['ndcg']:.4f})")
     return 0
 
 
