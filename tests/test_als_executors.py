@@ -107,8 +107,12 @@ def test_factor_placement_param_is_checked(spark):
         MaskedALS(factorPlacement="gpu")._check_rules()
 
 
-def test_500_iterations_without_a_checkpoint_directory(spark, monkeypatch):
-    """The plan of a half-step does not grow and the cached blocks stay the same: one block per side, 500 iterations."""
+def test_iterations_without_a_checkpoint_directory_keep_the_plan(spark, monkeypatch):
+    """The plan of a half-step does not grow and the cached blocks stay the same, one block per side.
+
+    12 iterations here (the plan of iterations 9-10 equals that of 2-3); the 500-iteration run that this stands
+    for is measured in docs/ratings.md (18 minutes on a loaded 2-core machine: too long for the suite).
+    """
     import re
 
     from sparknmf.ratings import distributed
@@ -126,16 +130,16 @@ def test_500_iterations_without_a_checkpoint_directory(spark, monkeypatch):
     persistent = spark.sparkContext._jsc.getPersistentRDDs
 
     def monitor(iteration, elapsed, objective):
-        if iteration % 50 == 0:
+        if iteration % 4 == 0:
             cached.append(persistent().size())
 
     frame = spark.createDataFrame(_table(3, n=6, m=5, density=0.6))
-    est = MaskedALS(**{**FAST, "maxIter": 500, "backend": "spark", "numUserBlocks": 1, "numItemBlocks": 1,
+    est = MaskedALS(**{**FAST, "maxIter": 12, "backend": "spark", "numUserBlocks": 1, "numItemBlocks": 1,
                        "factorPlacement": "executors"})
-    est.getTol = lambda: -1.0  # never stop early: the objective reaches a fixed point before 500 iterations
+    est.getTol = lambda: -1.0  # never stop early: the objective may reach a fixed point
     before = persistent().size()
     model = est.fitFrom(frame, callback=monitor)
-    assert model.nIter == 500 and np.isfinite(model.userParams).all()
+    assert model.nIter == 12 and np.isfinite(model.userParams).all()
     assert len(set(cached)) == 1, f"cached RDDs changed: {cached}"
     assert set(plans[-6:-2]) <= set(plans[2:6]), "the half-step plans grew"
     assert persistent().size() == before + 2  # the model's two parameter frames
