@@ -60,15 +60,19 @@ def session(memory):
 
 
 class PeakMemory:
-    """Samples the resident memory of this process and all its descendants (JVM, Python workers)."""
+    """Samples the resident memory of this process and all its descendants (JVM, Python workers).
 
-    def __init__(self, interval=0.2):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+    With ``tree=False``, of this process alone (the Python driver).
+    """
 
-    @staticmethod
-    def _tree_rss():
+    def __init__(self, interval=0.2, tree=True):
+        self.interval, self.tree, self.peak, self._stop = interval, tree, 0, threading.Event()
+
+    def _tree_rss(self):
         children = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
+            if not self.tree:
+                break
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
                 children.setdefault(int(fields[1]), []).append(int(stat.parent.name))

@@ -18,20 +18,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
 import time
+from pathlib import Path
 
-
-def _session():
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false").config("spark.driver.memory", "6g")
-             .config("spark.sql.shuffle.partitions", "4").getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nmf_vs_sklearn import _session  # noqa: E402  (bench/ is not a package; one session for the NMF benches)
 
 
 def _frame(spark, size, per_row=50, m=20000):

@@ -30,7 +30,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -63,29 +62,6 @@ def result_bytes(spark) -> int:
     return sum(stage["resultSize"] for stage in json.load(urllib.request.urlopen(url)))
 
 
-class DriverPeak:
-    """Peak resident memory of this Python process alone (the driver placement's factors live here)."""
-
-    def __init__(self, interval=0.2):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    def _run(self):
-        while not self._stop.is_set():
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    self.peak = max(self.peak, int(line.split()[1]) * 1024)
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 def ours(rank, iters, **params):
     from sparknmf import MaskedALS
 
@@ -103,7 +79,7 @@ def measured(spark, fit):
     """(seconds, result bytes, peak Python driver RSS, peak process-tree RSS) of ``fit()``."""
     before = result_bytes(spark)
     start = time.perf_counter()
-    with DriverPeak() as driver, PeakMemory() as tree:
+    with PeakMemory(tree=False) as driver, PeakMemory() as tree:
         fit()
     return time.perf_counter() - start, result_bytes(spark) - before, driver.peak, tree.peak
 
