@@ -77,7 +77,8 @@ def test_nmf_500_iterations_on_spark(spark, monkeypatch, execution):
     block = BlockMatrix.from_array(spark, V, (1, 1))  # one task per job: the cheapest 500 jobs
     block.execution = execution
     try:
-        fit = factorize(block, 2, algorithm="hals", max_iter=500, tol=0, callback=monitor)
+        # a random start: NNDSVD (init="auto") would add its own products before the half-steps
+        fit = factorize(block, 2, algorithm="hals", init="random", max_iter=500, tol=0, callback=monitor)
     finally:
         block.unpersist()
     assert fit.n_iter == 500 and len(fit.history) == 501 and np.isfinite(fit.W).all()
