@@ -210,7 +210,7 @@ def test_recommendations_by_pairs_of_blocks_equal_the_driver(spark, frame, model
 
 def test_save_and_load_by_the_executors(spark, frame, models, tmp_path, monkeypatch):
     from sparknmf import MaskedALSModel
-    from sparknmf.ratings import model as model_module
+    from sparknmf.ratings import model_files as model_module
 
     driver, executors = models
     executors.save(str(tmp_path / "exe"))
