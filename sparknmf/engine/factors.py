@@ -21,14 +21,12 @@ are the numbers of the driver placement, bit for bit.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pyarrow as pa
 
 from sparknmf.engine import codec
 from sparknmf.engine.calls import Call, block_function
-from sparknmf.engine.frames import ddl
+from sparknmf.engine.frames import ddl, release, truncate
 from sparknmf.engine.session import parallelism
 from sparknmf.kernels import seeding
 
@@ -70,11 +68,7 @@ class FactorFrame:
         held, self._held, self.frame = self._held, None, None
         if held is None:
             return
-        jdf = getattr(held, "_jdf", None)  # classic: unpersist the checkpointed RDD now
-        if jdf is not None:
-            with contextlib.suppress(Exception):
-                jdf.queryExecution().logical().rdd().unpersist(False)
-        del held  # Connect: the server releases the relation with its last handle
+        release(held)  # classic: now; Connect: the server releases the relation with its last handle
 
     def collect(self) -> np.ndarray:
         """X (rows×k) on the driver: collects every block (only on request; see the placement's budget)."""
@@ -129,7 +123,7 @@ def materialise(frame, rows: int, k: int, step: int, kl: bool):
     The blocks stay in the executors (checkpointed: the lineage stops here);
     only the Grams and data terms are collected, summed in key order.
     """
-    held = frame.select("key", "x", "gram", "data").localCheckpoint(eager=True)
+    held = truncate(frame.select("key", "x", "gram", "data"))
     small = held.select("key", "gram", "data").toArrow().sort_by("key")
     if small.num_rows != -(-rows // step):
         raise RuntimeError(f"a half-step made {small.num_rows} factor blocks, expected {-(-rows // step)}")
@@ -187,7 +181,7 @@ def factor_from_array(spark, X: np.ndarray, step: int, gram) -> FactorFrame:
 
     rows = [(key, 0, codec.encode(X[start : start + step])) for key, start in enumerate(range(0, X.shape[0], step))]
     frame = local_frame(spark, rows).selectExpr("bi as key", "block as x")
-    held = frame.localCheckpoint(eager=True)
+    held = truncate(frame)
     return FactorFrame(held, X.shape[0], X.shape[1], step, gram, held)
 
 

@@ -8,10 +8,15 @@ A block DataFrame has the rows ``(bi int, bj int, block binary)`` of
 from __future__ import annotations
 
 import functools
+import logging
 
 import pyarrow as pa
 
-__all__ = ["ddl", "local_frame", "spread_blocks"]
+from sparknmf.engine.session import is_connect
+
+__all__ = ["ddl", "local_frame", "release", "spread_blocks", "truncate"]
+
+logger = logging.getLogger("sparknmf")
 
 _DDL_TYPES = {pa.int32(): "int", pa.int64(): "bigint", pa.float64(): "double", pa.binary(): "binary",
               pa.string(): "string"}
@@ -59,3 +64,30 @@ def spread_blocks(frame, count, partitions=None):
     spread = frame.repartitionByRange(max(1, min(count, partitions or count)), ordinal).cache()
     spread.count()
     return spread
+
+
+def truncate(frame):
+    """``frame`` materialised now, with its lineage cut (a local checkpoint): its plan starts afresh.
+
+    Works in classic and Connect sessions alike.  The blocks live in the
+    executors' block managers (memory, then disk); a lost executor loses
+    them, as MLlib's factors between its checkpoints.
+    """
+    return frame.localCheckpoint(eager=True)
+
+
+def release(frame) -> None:
+    """Free the blocks of a :func:`truncate`d frame now (classic sessions), or leave them to Spark's cleaner.
+
+    A classic local checkpoint is an RDD held by the frame's plan; unpersisting
+    it frees its blocks at once.  A Connect session frees them when the client
+    drops the frame (its cached relation is released on garbage collection).
+    """
+    if frame is None or is_connect(frame.sparkSession):
+        return
+    try:
+        plan = frame._jdf.queryExecution().logical()
+        if plan.getClass().getSimpleName() == "LogicalRDD":
+            plan.rdd().unpersist(False)
+    except Exception:  # noqa: BLE001 - best effort: Spark's cleaner frees the blocks later anyway
+        logger.debug("could not release a checkpointed frame", exc_info=True)

@@ -4,7 +4,7 @@ With the driver placement (:mod:`sparknmf.ratings.fit`) the user and item
 parameters are numpy arrays on the driver between half-steps.  Here they never
 leave Spark: each side's parameters are a DataFrame with one row per block
 ``(kind, key, src, rows, x, ...)``, materialised with its lineage cut
-(:func:`truncate`, a local checkpoint), and only each block's loss, penalty and
+(:func:`~sparknmf.engine.frames.truncate`, a local checkpoint), and only each block's loss, penalty and
 a finiteness flag reach the driver.
 
 Layout (users side; items by symmetry), for user block ``key``:
@@ -59,6 +59,7 @@ import pyarrow as pa
 
 from sparknmf.engine import codec
 from sparknmf.engine.calls import Call, block_function
+from sparknmf.engine.frames import release, truncate
 from sparknmf.engine.session import describe_jobs, is_connect
 from sparknmf.errors import ConvergenceWarning, ModelFitError, check_objective
 from sparknmf.kernels.als import half_step, implicit_apply, implicit_offset, implicit_sums, implicit_system, predict
@@ -66,7 +67,7 @@ from sparknmf.kernels.seeding import CHUNK_ROWS
 from sparknmf.ratings.fit import REMEDY, STREAMS
 from sparknmf.ratings.store import SIDES, build_entries, other_side
 
-__all__ = ["ExecutorFit", "collect_blocks", "draw_rows", "out_lists", "read_out_lists", "release", "truncate"]
+__all__ = ["ExecutorFit", "collect_blocks", "draw_rows", "out_lists", "read_out_lists"]
 
 logger = logging.getLogger("sparknmf")
 
@@ -81,33 +82,6 @@ _CG_STEPS = 3  # conjugate-gradient steps per iteration for the implicit vectors
 
 
 # -------------------------------------------------------------------------------- lineage
-def truncate(frame):
-    """``frame`` materialised now, with its lineage cut (a local checkpoint): its plan starts afresh.
-
-    Works in classic and Connect sessions alike.  The blocks live in the
-    executors' block managers (memory, then disk); a lost executor loses
-    them, as MLlib's factors between its checkpoints.
-    """
-    return frame.localCheckpoint(eager=True)
-
-
-def release(frame) -> None:
-    """Free the blocks of a :func:`truncate`d frame now (classic sessions), or leave them to Spark's cleaner.
-
-    A classic local checkpoint is an RDD held by the frame's plan; unpersisting
-    it frees its blocks at once.  A Connect session frees them when the client
-    drops the frame (its cached relation is released on garbage collection).
-    """
-    if frame is None or is_connect(frame.sparkSession):
-        return
-    try:
-        plan = frame._jdf.queryExecution().logical()
-        if plan.getClass().getSimpleName() == "LogicalRDD":
-            plan.rdd().unpersist(False)
-    except Exception:  # noqa: BLE001 - best effort: Spark's cleaner frees the blocks later anyway
-        logger.debug("could not release a checkpointed frame", exc_info=True)
-
-
 def collect_blocks(frame, width: int) -> np.ndarray:
     """The parameter blocks ``(key, x)`` of ``frame`` stacked in key order on the driver (rows × ``width``)."""
     table = frame.select("key", "x").toArrow().sort_by("key")

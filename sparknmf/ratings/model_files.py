@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute below
 
 from sparknmf.engine import persistence
+from sparknmf.engine.frames import release, truncate
 from sparknmf.engine.placement import choose_placement
 from sparknmf.kernels.als import SideSpec
-from sparknmf.ratings.distributed import release, truncate
 from sparknmf.ratings.factor_frames import load_step, param_rows, read_side, slice_blocks, write_side
 from sparknmf.ratings.store import SIDES, StepContext
 
