@@ -48,13 +48,20 @@ from sparknmf.kernels.implicit import CONFIDENCES
 from sparknmf.params import HasExecutionMode, Interval, OneOf, RangePair, check_params, with_accessors
 from sparknmf.ratings.distributed import ExecutorFit
 from sparknmf.ratings.fit import FitLoop, side_specs
+from sparknmf.ratings.grid import GridFits
 from sparknmf.ratings.ingest import DUPLICATE_POLICIES, ingest_ratings
 from sparknmf.ratings.model import COLD_START_STRATEGIES, MaskedALSModel, MaskedALSModelParams
 
-__all__ = ["BACKENDS", "REGULARIZATIONS", "MaskedALS"]
+__all__ = ["BACKENDS", "INGEST_PARAMS", "MLLIB_SCALE_RULE", "REGULARIZATIONS", "MaskedALS"]
 
 REGULARIZATIONS = ("plain", "weighted")
 BACKENDS = ("auto", "local", "spark")
+# the Params ingest reads: the grid points of fitMultiple that agree on them share one set of rating blocks
+INGEST_PARAMS = ("userCol", "itemCol", "ratingCol", "weightCol", "timestampCol", "ratingRange", "duplicates",
+                 "numUserBlocks", "numItemBlocks", "timeBins", "userDrift", "driftExponent", "backend", "localLimit",
+                 "factorPlacement")
+# a plain regParam below the first number, on ratings averaging at least the second per user and item, warns
+MLLIB_SCALE_RULE = (1.0, 10.0)
 
 
 @with_accessors
@@ -63,8 +70,12 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
     """Fit Params of :class:`MaskedALS` (defaults in ``_setDefault`` only)."""
 
     rank = Param(Params._dummy(), "rank", "rank k of the factors (>= 1)", typeConverter=TypeConverters.toInt)
-    regParam = Param(Params._dummy(), "regParam", "λ: ridge weight of the factors",
-                     typeConverter=TypeConverters.toFloat)
+    regParam = Param(Params._dummy(), "regParam",
+                     "λ: ridge weight of the factors. NOT MLlib's scale: with regularization='plain' (the default) "
+                     "λ is not multiplied by the row's rating count as MLlib's ALS-WR does, so MLlib's λ is about "
+                     "λ_MLlib × (mean ratings per user and item) here (MLlib's 0.1 ≈ 6 on MovieLens 100K), or keep "
+                     "MLlib's value with regularization='weighted'; a value < 1 on rows averaging >= 10 ratings "
+                     "warns (docs/ratings.md, 'Coming from MLlib')", typeConverter=TypeConverters.toFloat)
     biasRegParam = Param(Params._dummy(), "biasRegParam", "λ_b: ridge weight of biases, bin biases and drifts",
                          typeConverter=TypeConverters.toFloat)
     regularization = Param(Params._dummy(), "regularization",
@@ -81,8 +92,9 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
     driftExponent = Param(Params._dummy(), "driftExponent", "β of dev_u(t) = sign(t − t̄_u)|t − t̄_u|^β (days)",
                           typeConverter=TypeConverters.toFloat)
     implicitFeedback = Param(Params._dummy(), "implicitFeedback",
-                             "SVD++: add |N(u)|^-½ Σ_{j∈N(u)} y_j to each user's factor, N(u) = items u rated",
-                             typeConverter=TypeConverters.toBoolean)
+                             "SVD++ terms on explicit ratings (on by default): add |N(u)|^-½ Σ_{j∈N(u)} y_j to each "
+                             "user's factor, N(u) = items u rated. NOT MLlib's implicitPrefs: for plays, clicks or "
+                             "purchases set implicitPrefs=True", typeConverter=TypeConverters.toBoolean)
     implicitRegParam = Param(Params._dummy(), "implicitRegParam", "λ_y: ridge weight of the implicit vectors y_j",
                              typeConverter=TypeConverters.toFloat)
     implicitPrefs = Param(Params._dummy(), "implicitPrefs",
@@ -170,10 +182,32 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
             raise ValueError(f"{name}: nonnegative=True cannot be combined with cgSteps={self.getCgSteps()}: the "
                              "non-negative rows are solved by exact NNLS (set cgSteps=0)")
         if refused:
+            confusion = (" implicitFeedback is SVD++ on explicit ratings (Koren 2008), not a switch for implicit "
+                         "data: MLlib's implicitPrefs is implicitPrefs here." if "implicitFeedback=True" in refused
+                         else "")
             raise ValueError(
                 f"{name}: implicitPrefs=True cannot be combined with {', '.join(refused)}: the implicit "
                 "preference model x_uᵀy_i has no biases, SVD++ terms, time terms or rating scale (biases and "
-                "implicitFeedback are off by default under implicitPrefs; leave them unset or False)")
+                f"implicitFeedback are off by default under implicitPrefs; leave them unset or False).{confusion}")
+
+    def _check_prefs_params_unused(self, name):
+        """Without implicitPrefs, alpha/confidence/epsilon do nothing: a warning, or an error next to implicitFeedback.
+
+        Setting one of them together with ``implicitFeedback=True`` is the mark of MLlib's
+        ``implicitPrefs`` mistaken for our SVD++ switch: the fit would model events as explicit ratings.
+        """
+        unused = [f"{p}={self.getOrDefault(p)!r}" for p in ("alpha", "confidence", "epsilon") if self.isSet(p)]
+        if not unused:
+            return
+        if self.isSet("implicitFeedback") and self.getImplicitFeedback():
+            raise ValueError(
+                f"{name}: implicitFeedback=True with {', '.join(unused)}: those set the confidence of implicitPrefs "
+                "(MLlib's implicit preference model, for plays, clicks, purchases), while implicitFeedback adds "
+                "SVD++ terms to a model of explicit ratings. For events set implicitPrefs=True (and leave "
+                "implicitFeedback unset); for ratings leave alpha, confidence and epsilon unset")
+        warnings.warn(f"{name}: {', '.join(unused)} ignored: they apply to implicitPrefs=True only (implicitFeedback, "
+                      "on by default, is SVD++ on explicit ratings, not MLlib's implicitPrefs)", UserWarning,
+                      stacklevel=3)
 
     def _check_rules(self):
         """Cross-parameter rules, after the constraints table."""
@@ -190,6 +224,8 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
         elif self.getNonnegative() and self.getImplicitFeedback():
             raise ValueError(f"{name}: nonnegative=True and implicitFeedback=True cannot be combined "
                              "(the implicit vectors are unconstrained)")
+        else:
+            self._check_prefs_params_unused(name)
         if self.isSet("checkpointInterval") and not self.getCheckpointDir():
             warnings.warn(f"{name}: checkpointInterval is ignored without checkpointDir: the plan does not grow "
                           "across iterations, so Spark needs no checkpoint (checkpointDir saves the loop state "
@@ -275,6 +311,49 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
             placement=lambda n, m: self._placement(dataset.sparkSession, n, m),
         )
 
+    def ingestKey(self) -> tuple:
+        """The values of :data:`INGEST_PARAMS`: estimators with equal keys can fit the same ingested blocks."""
+        values = (self.getOrDefault(name) for name in INGEST_PARAMS)
+        return tuple(tuple(v) if isinstance(v, list) else v for v in values)
+
+    def fitMultiple(self, dataset, paramMaps):
+        """Fit one model per param map, ingesting ``dataset`` once per group of maps with the same :meth:`ingestKey`.
+
+        What ``CrossValidator`` and ``TrainValidationSplit`` call: a grid over rank, regParam, biasRegParam,
+        implicitRegParam, maxIter, ... stores the training ratings as blocks once and fits every point on
+        them (:class:`~sparknmf.ratings.grid.GridFits`).  Every param map is checked first, before any Spark
+        job.
+
+        Parameters
+        ----------
+        dataset : DataFrame
+            Training ratings.
+        paramMaps : sequence of dict {Param: value}
+
+        Returns
+        -------
+        GridFits
+            A thread-safe iterator of ``(index, model)``, each model equal to
+            ``self.fit(dataset, paramMaps[index])``.
+        """
+        return GridFits(self, dataset, paramMaps)
+
+    def _check_scale(self, blocks):
+        """UserWarning when a plain ``regParam`` looks MLlib-scaled (:data:`MLLIB_SCALE_RULE`, docs/ratings.md)."""
+        lam, (limit, count) = self.getRegParam(), MLLIB_SCALE_RULE
+        if self.getImplicitPrefs() or self.getRegularization() != "plain" or not 0 < lam < limit:
+            return
+        n, m = blocks.shape
+        mean = 2.0 * blocks.nnz / (n + m)  # ratings per user and item, averaged over all n + m rows
+        if mean >= count:
+            warnings.warn(
+                f"MaskedALS: regParam={lam:g} looks MLlib-scaled. MLlib's ALS multiplies λ by each row's rating "
+                f"count (ALS-WR); regularization='plain' (the default) does not. These ratings average {mean:.1f} "
+                f"per user and item, so MLlib's regParam={lam:g} is about regParam={lam * mean:.3g} on our scale; "
+                f"or keep {lam:g} with regularization='weighted' (MLlib's scaling). Rule: a plain regParam < "
+                f"{limit:g} on ratings averaging >= {count:g} per user and item (docs/ratings.md, 'Coming from "
+                "MLlib')", UserWarning, stacklevel=3)
+
     # ---------------------------------------------------------------- factor placement
     def _placement(self, spark, n, m, *, local=False, initial=None, resume=False):
         """``"driver"`` or ``"executors"`` for ``n`` users and ``m`` items (``factorPlacement``).
@@ -339,6 +418,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     def fitBlocks(self, blocks, initialModel=None, *, callback=None, resume=False):
         """Fit on already ingested :class:`~sparknmf.ratings.store.RatingBlocks` (e.g. in a parameter grid)."""
         self._check_rules()
+        self._check_scale(blocks)
         if initialModel is not None and initialModel.rank != self.getRank():
             raise ValueError(f"MaskedALS.fitFrom: the initial model has rank {initialModel.rank}, "
                              f"this estimator rank={self.getRank()}")

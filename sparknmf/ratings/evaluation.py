@@ -166,44 +166,36 @@ def catalog_coverage(recommendations, catalog_size, *, targetCol="item", recomme
     return seen / catalog_size
 
 
-def _grid(estimator, grid):
-    """The estimators of a grid ``{param name: values}`` (itertools product), with their settings."""
-    names = list(grid)
-    for values in itertools.product(*(grid[name] for name in names)):
-        settings = dict(zip(names, values))
-        yield settings, estimator.copy({estimator.getParam(name): value for name, value in settings.items()})
-
-
 def grid_search(estimator, train, test, grid, *, metrics=("rmse", "mae")) -> list:
     """Fit every point of ``grid`` (e.g. ``{"rank": [5, 10], "regParam": [5.0, 12.0]}``) on ``train``.
 
-    ``train`` is validated and stored as rating blocks once; every grid point
-    fits on those cached blocks (:meth:`~sparknmf.ratings.estimator.MaskedALS.fitBlocks`) and
-    is scored on ``test`` (with ``coldStartStrategy="drop"`` unless the
-    estimator predicts biases for unknown ids).
+    ``train`` is validated and stored as rating blocks once (per group of
+    points sharing the Params that shape the blocks); every grid point fits on
+    those cached blocks (:meth:`~sparknmf.ratings.estimator.MaskedALS.fitMultiple`,
+    the machinery pyspark's ``CrossValidator`` uses too) and is scored on
+    ``test`` (with ``coldStartStrategy="drop"`` unless the estimator predicts
+    biases for unknown ids).
 
     Returns
     -------
-    list of dict: the grid point's settings plus one value per metric.
+    list of dict: the grid point's settings plus one value per metric, in grid order (itertools product).
     """
     scorers = {"rmse": rmse, "mae": mae}
     unknown = [m for m in metrics if m not in scorers]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {sorted(scorers)}")
-    blocks = estimator.ingest(train)
-    try:
-        results = []
-        for settings, est in _grid(estimator, grid):
-            model = est.fitBlocks(blocks)
-            if model.getColdStartStrategy() == "nan":
-                model = model.copy({model.coldStartStrategy: "drop"})
-            predictions = model.transform(test).cache()
-            scores = {m: scorers[m](predictions, est.getRatingCol(), est.getPredictionCol()) for m in metrics}
-            predictions.unpersist()
-            results.append({**settings, **scores})
-        return results
-    finally:
-        blocks.unpersist()
+    names = list(grid)
+    points = [dict(zip(names, values)) for values in itertools.product(*(grid[name] for name in names))]
+    results = [None] * len(points)
+    param_maps = [{estimator.getParam(name): value for name, value in point.items()} for point in points]
+    for index, model in estimator.fitMultiple(train, param_maps):
+        if model.getColdStartStrategy() == "nan":
+            model = model.copy({model.coldStartStrategy: "drop"})
+        predictions = model.transform(test).cache()
+        scores = {m: scorers[m](predictions, model.getRatingCol(), model.getPredictionCol()) for m in metrics}
+        predictions.unpersist()
+        results[index] = {**points[index], **scores}
+    return results
 
 
 def cross_validate(estimator, dataset, *, folds=5, seed=0, grid=None, metrics=("rmse", "mae")) -> list:
