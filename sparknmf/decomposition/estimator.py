@@ -71,7 +71,7 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
                  eta=-1.0, beta=0.01, numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64",
                  duplicates="error", backend="auto", checkpointInterval=10, checkpointDir="",
                  featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col", valueCol="value",
-                 idCol="", weightCol="", uncertaintyCol="", missing="zero", regParam=0.0,
+                 idCol="", weightCol="", uncertaintyCol="", missing="zero", regParam=0.0, outputType="array",
                  predictionCol="prediction", executionMode="auto", factorPlacement="auto"):
         super().__init__()
         self._set(**self._input_kwargs)
@@ -81,7 +81,7 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
                   eta=-1.0, beta=0.01, numRowBlocks=0, numColBlocks=0, timeLimit=0.0, dtype="float64",
                   duplicates="error", backend="auto", checkpointInterval=10, checkpointDir="",
                   featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col", valueCol="value",
-                  idCol="", weightCol="", uncertaintyCol="", missing="zero", regParam=0.0,
+                  idCol="", weightCol="", uncertaintyCol="", missing="zero", regParam=0.0, outputType="array",
                   predictionCol="prediction", executionMode="auto", factorPlacement="auto"):
         """Set Params by keyword."""
         return self._set(**self._input_kwargs)

@@ -14,6 +14,7 @@ from pyspark.ml import Model
 from pyspark.ml.util import MLReadable, MLWritable
 
 from sparknmf.decomposition.factorize import FitResult
+from sparknmf.decomposition.output import as_output_type
 from sparknmf.decomposition.params import _NMFModelParams
 from sparknmf.engine import persistence
 from sparknmf.engine import placement as placement_rule
@@ -23,6 +24,7 @@ from sparknmf.engine.session import get_session, parallelism
 from sparknmf.engine.validation import as_matrix
 from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.nnls import nnls_bpp
+from sparknmf.params import check_params
 
 __all__ = ["NMFModel"]
 
@@ -232,13 +234,14 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
         """DataFrame input is checked first, by one Spark job (null or wrongly sized vectors, NaN/inf and negative
         entries: :class:`~sparknmf.errors.InvalidInputError`, as for numpy input); the projection stays lazy."""
         self._require()
+        check_params(self)  # outputType
         if self.getFeaturesCol() in dataset.columns:
             self._check_vectors(dataset)
-            return self._transform_vectors(dataset)
+            return as_output_type(self._transform_vectors(dataset), self.getOutputCol(), self.getOutputType())
         whom = f"NMFModel.transform (no vector column {self.getFeaturesCol()!r}; coordinates)"
         check_columns(dataset, [self.getRowCol(), self.getColCol(), self.getValueCol()], whom)
         self._check_coordinates(dataset)
-        return self._transform_coordinates(dataset)
+        return as_output_type(self._transform_coordinates(dataset), self.getOutputCol(), self.getOutputType())
 
     def _check_vectors(self, dataset):
         from pyspark.ml.linalg import VectorUDT

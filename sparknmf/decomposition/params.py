@@ -21,6 +21,7 @@ from pyspark.ml.param.shared import (
 )
 
 from sparknmf.decomposition.factorize import DTYPES
+from sparknmf.decomposition.output import OUTPUT_TYPES
 from sparknmf.engine.placement import PLACEMENTS
 from sparknmf.engine.resident import EXECUTION_MODES
 from sparknmf.engine.validation import MISSING_POLICIES
@@ -43,11 +44,17 @@ class _NMFModelParams(HasFeaturesCol, HasOutputCol, HasPredictionCol):
                      typeConverter=TypeConverters.toString)
     idCol = Param(Params._dummy(), "idCol", "vector input: column of sample ids ('' = generated)",
                   typeConverter=TypeConverters.toString)
+    outputType = Param(Params._dummy(), "outputType",
+                       f"type of transform's outputCol: one of {list(OUTPUT_TYPES)}; 'array' (array<double>, the "
+                       "default) or 'vector' (pyspark.ml.linalg vectors, for pyspark.ml stages such as KMeans)",
+                       typeConverter=TypeConverters.toString)
+
+    _constraints = {"outputType": OneOf(OUTPUT_TYPES)}
 
     def __init__(self, *args):
         super().__init__(*args)
         self._setDefault(featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col",
-                         valueCol="value", idCol="", predictionCol="prediction")
+                         valueCol="value", idCol="", predictionCol="prediction", outputType="array")
 
 
 @with_accessors
@@ -99,6 +106,7 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
                             typeConverter=TypeConverters.toString)
 
     _constraints = {
+        **_NMFModelParams._constraints,
         "k": Interval(1, integer=True),
         "algorithm": OneOf(["auto"] + sorted(UPDATE_RULES)),
         "init": OneOf(INITS),
