@@ -250,6 +250,14 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     splits u1–u5 (mean RMSE 0.903); plain ridge beat ALS-WR there at every
     rank tried (README, "Ratings and recommendations").
 
+    Coming from MLlib: plain λ is not multiplied by the row's rating count, so
+    MLlib's ``regParam`` is about λ_MLlib × (mean ratings per user and item)
+    here, or the same value with ``regularization="weighted"``; a plain value
+    that looks MLlib-scaled warns (:data:`MLLIB_SCALE_RULE`).  ``implicitFeedback``
+    is SVD++ on explicit ratings, not MLlib's ``implicitPrefs`` (docs/ratings.md,
+    "Coming from MLlib").  :meth:`fitMultiple` lets ``CrossValidator`` and
+    ``TrainValidationSplit`` fit a grid on ratings ingested once.
+
     ``factorPlacement`` says where the user and item parameters live between
     half-steps: on the driver (``"driver"``), or in the executors as cached
     DataFrames of row blocks never collected (``"executors"``,
