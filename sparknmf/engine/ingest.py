@@ -171,6 +171,8 @@ def _first_problem(rows, cols, vals, dup_policy, raw_weights=None, weight_kind="
                     "problem_j": int(cols[i]), "problem_value": float(shown[i])}
     if dup_policy == "error" and rows.size:
         key = rows.astype(np.int64) * (int(cols.max()) + 1) + cols
+        if (np.diff(np.sort(key)) != 0).all():  # the common case, without the slower stable argsort
+            return None
         order = np.argsort(key, kind="stable")
         dup = np.flatnonzero(np.diff(key[order]) == 0)
         if dup.size:
