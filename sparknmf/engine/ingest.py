@@ -20,8 +20,6 @@ any factorisation starts.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -88,11 +86,11 @@ def distinct_id_pair(frame, row_col, col_col, whom) -> tuple:
 
     if frame.schema[row_col].dataType != frame.schema[col_col].dataType:
         return distinct_ids(frame, row_col, whom), distinct_ids(frame, col_col, whom)
-    sides = (frame.select(F.lit(side).alias("_side"), F.col(column).alias("_id"))
-             for side, column in enumerate((row_col, col_col)))
-    table = functools.reduce(lambda a, b: a.unionByName(b), sides).distinct().toArrow()
-    side = table.column("_side").to_numpy()
-    ids = table.column("_id").combine_chunks()
+    pairs = F.array(*(F.struct(F.lit(side).alias("side"), F.col(column).alias("id"))
+                      for side, column in enumerate((row_col, col_col))))
+    table = frame.select(F.inline(pairs)).distinct().toArrow()
+    side = table.column("side").to_numpy()
+    ids = table.column("id").combine_chunks()
     pair = []
     for number, column in enumerate((row_col, col_col)):
         chosen = ids.filter(pa.array(side == number))
