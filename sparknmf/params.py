@@ -138,13 +138,18 @@ class HasExecutionMode(Params):
         self._setDefault(executionMode="auto")
 
 
+def _to_verbose(value):
+    """``verbose`` as an int, booleans included (scikit-learn accepts ``verbose=True``)."""
+    return int(value) if isinstance(value, bool) else TypeConverters.toInt(value)
+
+
 @with_accessors
 class HasVerbose(Params):
     """The ``verbose`` Param (scikit-learn's name): show the fit's progress lines (:mod:`sparknmf.progress`)."""
 
     verbose = Param(Params._dummy(), "verbose",
                     "show the fit's progress (iteration, objective, elapsed) while it runs: 0 = silent, 1 = progress",
-                    typeConverter=TypeConverters.toInt)
+                    typeConverter=_to_verbose)
 
     def __init__(self, *args):
         super().__init__(*args)
