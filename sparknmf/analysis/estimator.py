@@ -20,6 +20,7 @@ from sparknmf.engine import persistence, placement
 from sparknmf.engine.local import LocalMatrix
 from sparknmf.engine.matrix import BlockMatrix
 from sparknmf.params import Interval, OneOf, check_params, with_accessors
+from sparknmf.progress import progress
 
 __all__ = ["MultiStartNMF", "MultiStartNMFModel"]
 
@@ -109,14 +110,15 @@ class MultiStartNMF(NMF, _MultiStartParams):
         try:
             if isinstance(backend, BlockMatrix):
                 self._check_driver_holds(backend)
-            runs = multistart(
-                backend.V if isinstance(backend, LocalMatrix) else backend, self.getK(), self.getNrun(),
-                algorithm=self.getAlgorithm(), init=self.getInit(), seed=self.getSeed(), max_iter=self.getMaxIter(),
-                tol=self.getTol(), time_limit=self.getTimeLimit() or None, eta=self.getEta(), beta=self.getBeta(),
-                dtype=self.getDtype(), samples=self.getSamples(), mode=self.getRunMode(), stop=stop,
-                grid=self._grid(), consensus_limit=self.getConsensusLimit(),
-                consensus_sample=self.getConsensusSample(),
-            )
+            with progress(self.getVerbose(), "MultiStartNMF"):
+                runs = multistart(
+                    backend.V if isinstance(backend, LocalMatrix) else backend, self.getK(), self.getNrun(),
+                    algorithm=self.getAlgorithm(), init=self.getInit(), seed=self.getSeed(), max_iter=self.getMaxIter(),
+                    tol=self.getTol(), time_limit=self.getTimeLimit() or None, eta=self.getEta(), beta=self.getBeta(),
+                    dtype=self.getDtype(), samples=self.getSamples(), mode=self.getRunMode(), stop=stop,
+                    grid=self._grid(), consensus_limit=self.getConsensusLimit(),
+                    consensus_sample=self.getConsensusSample(),
+                )
         finally:
             if isinstance(backend, BlockMatrix):
                 backend.unpersist()
