@@ -7,6 +7,7 @@ V (n×m) ≈ W (n×k) · H (k×m), W, H ≥ 0.  Samples are the columns of V.
   (``nmf(V, k, nrun=30)``: multi-start runs for clustering).
 * :class:`MultiStartNMF`, :func:`multistart`, :func:`rank_survey` --
   clustering and model selection (:mod:`sparknmf.analysis`).
+* :func:`show_progress` -- print every fit's progress (or ``verbose=1`` per call).
 * :class:`MaskedALS` / :class:`MaskedALSModel` -- ratings: masked ALS with biases,
   time terms and implicit feedback, top-N recommendations (:mod:`sparknmf.ratings`).
 
@@ -21,6 +22,7 @@ from sparknmf.analysis import MultiStartNMF, MultiStartNMFModel, multistart, nmf
 from sparknmf.decomposition import NMF, FitResult, NMFModel
 from sparknmf.errors import ConvergenceWarning, InvalidInputError, ModelFitError
 from sparknmf.kernels.updates import UPDATE_RULES
+from sparknmf.progress import show_progress
 from sparknmf.ratings import MaskedALS, MaskedALSModel
 from sparknmf.version import __version__
 
@@ -28,5 +30,6 @@ ALGORITHMS = tuple(sorted(UPDATE_RULES))
 
 __all__ = [
     "ALGORITHMS", "ConvergenceWarning", "FitResult", "InvalidInputError", "ModelFitError", "NMF", "NMFModel", "nmf",
-    "MultiStartNMF", "MultiStartNMFModel", "multistart", "rank_survey", "MaskedALS", "MaskedALSModel", "__version__",
+    "MultiStartNMF", "MultiStartNMFModel", "multistart", "rank_survey", "MaskedALS", "MaskedALSModel", "show_progress",
+    "__version__",
 ]

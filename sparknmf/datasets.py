@@ -8,11 +8,13 @@ parsed on the driver and validated; a malformed file raises
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 import scipy.sparse as sp
 
 from sparknmf.engine.validation import as_matrix
@@ -25,7 +27,6 @@ __all__ = [
 ]
 __all__ += ["DenseText", "read_dense_text"]
 
-_FIELDS = ("real", "integer", "pattern", "double")
 
 
 def data_dir(required: bool = True) -> Path | None:
@@ -54,20 +55,22 @@ def _read_text(path) -> str:
                                 f"(byte {err.start}: {raw[err.start:err.start + 1]!r})") from None
 
 
-def read_matrix_market(path, *, duplicates: str = "error"):
-    """Read a Matrix Market ``coordinate`` or ``array`` file as CSR / ndarray.
+_FIELDS = ("real", "integer", "pattern", "double")
+_SYMMETRIES = ("general", "symmetric", "skew-symmetric")
 
-    Supports ``real``, ``integer`` and ``pattern`` fields with ``general``
-    symmetry.  The declared size and entry count are checked against the
-    body, indices against the size, and the values against NMF's needs
-    (finite, non-negative, no duplicate coordinates unless
-    ``duplicates="sum"``).
 
-    Returns
-    -------
-    csr_matrix of shape (n, m) for coordinate files, ndarray for array files.
+def _stored_count(symmetry: str, size) -> int:
+    """Values an ``array`` file of this symmetry stores: all, the lower triangle, or the strict lower one."""
+    n, m = size
+    return n * m if symmetry == "general" else n * (n + 1) // 2 if symmetry == "symmetric" else n * (n - 1) // 2
+
+
+def _check_matrix_market_text(path, text: str):
+    """Check the banner, size line and entry lines of a Matrix Market text; returns the declared ``(n, m)``.
+
+    The checks scipy's reader makes less clear: which banner, the declared
+    entry count against the body (truncated files), the columns per entry line.
     """
-    text = _read_text(path)
     lines = text.splitlines()
     if not lines or not lines[0].lower().startswith("%%matrixmarket"):
         raise InvalidInputError(f"{path}: not a Matrix Market file (no %%MatrixMarket banner)")
@@ -75,48 +78,71 @@ def read_matrix_market(path, *, duplicates: str = "error"):
     if len(banner) != 5 or banner[1] != "matrix" or banner[2] not in ("coordinate", "array"):
         raise InvalidInputError(f"{path}: unsupported Matrix Market banner {lines[0]!r}")
     layout, field, symmetry = banner[2], banner[3], banner[4]
-    if field not in _FIELDS or symmetry != "general":
-        raise InvalidInputError(f"{path}: only real/integer/pattern general matrices are supported, "
-                                f"got {field} {symmetry}")
+    if field not in _FIELDS or symmetry not in _SYMMETRIES:
+        raise InvalidInputError(f"{path}: only real/integer/pattern matrices that are general, symmetric or "
+                                f"skew-symmetric are supported, got {field} {symmetry}")
     body = [i for i, line in enumerate(lines[1:], 1) if line.strip() and not line.startswith("%")]
     if not body:
         raise InvalidInputError(f"{path}: no size line")
-    size_line = lines[body[0]].split()
     expected = 3 if layout == "coordinate" else 2
     try:
-        size = [int(t) for t in size_line]
+        size = [int(t) for t in lines[body[0]].split()]
     except ValueError:
         raise InvalidInputError(f"{path}: malformed size line {lines[body[0]]!r}") from None
     if len(size) != expected or min(size) < 0:
         raise InvalidInputError(f"{path}: malformed size line {lines[body[0]]!r}")
-    tokens = " ".join(lines[i] for i in body[1:]).split()
-    try:
-        numbers = np.array(tokens, dtype=np.float64)
-    except ValueError:
-        bad = next(t for t in tokens if not _is_number(t))
-        raise InvalidInputError(f"{path}: non-numeric value {bad!r}") from None
+    if symmetry != "general" and size[0] != size[1]:
+        raise InvalidInputError(f"{path}: a {symmetry} matrix must be square, declared {size[0]}x{size[1]}")
+    entries = body[1:]
     if layout == "array":
-        n, m = size
-        if numbers.size != n * m:
-            raise InvalidInputError(f"{path}: declares {n}x{m} = {n * m} values but has {numbers.size}")
-        return as_matrix(numbers.reshape(m, n).T, str(path))
-    n, m, nnz = size
+        declared = _stored_count(symmetry, size)
+        if len(entries) != declared:
+            raise InvalidInputError(f"{path}: declares {size[0]}x{size[1]} {symmetry} = {declared} values but "
+                                    f"has {len(entries)}")
+        return size[0], size[1]
     width = 2 if field == "pattern" else 3
-    per_line = [len(lines[i].split()) for i in body[1:]]
-    if any(c != width for c in per_line):
-        line = body[1:][next(i for i, c in enumerate(per_line) if c != width)] + 1
-        raise InvalidInputError(f"{path}: line {line} has the wrong number of columns (expected {width})")
-    if len(per_line) != nnz:
-        raise InvalidInputError(f"{path}: declares {nnz} entries but has {len(per_line)} (truncated?)")
-    entries = numbers.reshape(nnz, width)
-    rows, cols = entries[:, 0], entries[:, 1]
-    if (rows != np.round(rows)).any() or (cols != np.round(cols)).any():
-        raise InvalidInputError(f"{path}: non-integer row or column index")
-    if nnz and (rows.min() < 1 or rows.max() > n or cols.min() < 1 or cols.max() > m):
-        raise InvalidInputError(f"{path}: an index is outside the declared size {n}x{m}")
-    values = np.ones(nnz) if field == "pattern" else entries[:, 2]
-    coo = sp.coo_matrix((values, (rows.astype(np.int64) - 1, cols.astype(np.int64) - 1)), shape=(n, m))
-    return as_matrix(coo, str(path), duplicates=duplicates)
+    for i in entries:
+        if len(lines[i].split()) != width:
+            raise InvalidInputError(f"{path}: line {i + 1} has the wrong number of columns (expected {width})")
+    if len(entries) != size[2]:
+        raise InvalidInputError(f"{path}: declares {size[2]} entries but has {len(entries)} (truncated?)")
+    return size[0], size[1]
+
+
+def read_matrix_market(path, *, duplicates: str = "error"):
+    """Read a Matrix Market ``coordinate`` or ``array`` file as CSR / ndarray, with :func:`scipy.io.mmread`.
+
+    Supports ``real``, ``integer`` and ``pattern`` fields (a pattern entry
+    reads as 1) with ``general``, ``symmetric`` or ``skew-symmetric``
+    symmetry; scipy expands the stored triangle to the full matrix (a
+    skew-symmetric matrix has negative entries unless it is zero, so NMF
+    refuses it after reading).  Before parsing, the banner, the size line,
+    the declared entry count and the columns of each entry line are checked
+    on the text; scipy reports malformed numbers and indices outside the
+    size by line; after parsing, the values are checked against NMF's needs
+    (finite, non-negative, no duplicate coordinates unless
+    ``duplicates="sum"``).  Every problem raises
+    :class:`~sparknmf.errors.InvalidInputError` naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+    duplicates : {"error", "sum"}
+        Policy for repeated coordinates.
+
+    Returns
+    -------
+    csr_matrix of shape (n, m) for coordinate files, ndarray of shape (n, m) for array files.
+    """
+    text = _read_text(path)
+    n, m = _check_matrix_market_text(path, text)
+    try:
+        V = scipy.io.mmread(io.BytesIO(text.encode("utf-8")))
+    except ValueError as err:
+        detail = str(err).rstrip(".").lower()  # scipy's "Line 5: Invalid integer value."
+        where = f": an index is outside the declared size {n}x{m}" if "out of bounds" in detail else ""
+        raise InvalidInputError(f"{path}: {detail}{where}") from None
+    return as_matrix(V, str(path), duplicates=duplicates)
 
 
 def _is_number(token: str) -> bool:

@@ -23,7 +23,8 @@ import numbers
 
 from pyspark.ml.param import Param, Params, TypeConverters
 
-__all__ = ["HasExecutionMode", "Interval", "OneOf", "RangePair", "check_param", "check_params", "with_accessors"]
+__all__ = ["HasExecutionMode", "HasVerbose", "Interval", "OneOf", "RangePair", "check_param", "check_params",
+           "with_accessors"]
 
 
 class Interval:
@@ -135,3 +136,21 @@ class HasExecutionMode(Params):
     def __init__(self, *args):
         super().__init__(*args)
         self._setDefault(executionMode="auto")
+
+
+def _to_verbose(value):
+    """``verbose`` as an int, booleans included (scikit-learn accepts ``verbose=True``)."""
+    return int(value) if isinstance(value, bool) else TypeConverters.toInt(value)
+
+
+@with_accessors
+class HasVerbose(Params):
+    """The ``verbose`` Param (scikit-learn's name): show the fit's progress lines (:mod:`sparknmf.progress`)."""
+
+    verbose = Param(Params._dummy(), "verbose",
+                    "show the fit's progress (iteration, objective, elapsed) while it runs: 0 = silent, 1 = progress",
+                    typeConverter=_to_verbose)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._setDefault(verbose=0)

@@ -14,7 +14,7 @@ from sparknmf.kernels.updates import DEFAULT_ALGORITHM, resolve_algorithm
 # nmf() keyword -> NMF Param, where the names differ (None: the same name)
 _SHARED = {"algorithm": None, "init": None, "seed": None, "max_iter": "maxIter", "tol": None, "eta": None,
            "beta": None, "dtype": None, "duplicates": None, "missing": None, "reg": "regParam",
-           "checkpoint_interval": "checkpointInterval", "time_limit": "timeLimit"}
+           "checkpoint_interval": "checkpointInterval", "time_limit": "timeLimit", "verbose": None}
 
 
 def _defaults(function):

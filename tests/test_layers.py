@@ -2,7 +2,7 @@
 
 Layers, lowest first (docs/design.md draws them)::
 
-    0  kernels/ (pure numpy), errors, params, version
+    0  kernels/ (pure numpy), errors, params, progress, version
     1  engine/ (Spark plumbing)
     2  decomposition/ (NMF), ratings/ (masked ALS), datasets (loaders)   -- siblings: none imports another
     3  analysis/ (driver side: multi-start, consensus, metrics, survey, topics)
@@ -23,7 +23,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "sparknmf"
 
 LAYERS = {
-    "kernels": 0, "errors": 0, "params": 0, "version": 0,
+    "kernels": 0, "errors": 0, "params": 0, "progress": 0, "version": 0,
     "engine": 1,
     "decomposition": 2, "ratings": 2, "datasets": 2,
     "analysis": 3,

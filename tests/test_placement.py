@@ -217,3 +217,16 @@ def test_a_saved_model_beyond_the_budget_loads_into_the_executors(spark, tmp_pat
     np.testing.assert_array_equal(np.array(got.column("features").to_pylist()), model.W)
     monkeypatch.undo()
     np.testing.assert_array_equal(loaded.H, model.H)
+
+
+def test_multistart_keeps_its_factors_on_the_driver_and_says_so(spark, monkeypatch):
+    from sparknmf import MultiStartNMF
+
+    with pytest.raises(ValueError, match="MultiStartNMF: factorPlacement='executors' is not supported"):
+        MultiStartNMF(k=2, nrun=2, factorPlacement="executors").fit(_V())
+    frame = _coordinates(spark, _V())
+    monkeypatch.setattr(placement_module, "driver_budget", lambda spark: (100.0, "spark.driver.maxResultSize"))
+    with pytest.raises(ValueError, match=r"MultiStartNMF: W and H take .* MiB, more than .*spark.driver.maxResultSize"):
+        MultiStartNMF(k=2, nrun=2, maxIter=2).fit(frame)
+    monkeypatch.undo()
+    assert MultiStartNMF(k=2, nrun=2, maxIter=2).fit(frame).nrun == 2  # within the budget: runs as usual

@@ -306,3 +306,22 @@ def test_rank_checked_before_blocks_are_built(spark, monkeypatch):
     monkeypatch.setattr(sparknmf.engine.ingest, "_finish", lambda *a, **k: pytest.fail("blocks were built"))
     with pytest.raises(ValueError, match="k=4 is out of range"):
         NMF(k=4, rowCol="term", colCol="doc", valueCol="count").fit(frame)
+
+
+@pytest.mark.parametrize("row_ids", [
+    [3, 1, 2, 5, 4, 7, 6],                      # a contiguous run: indexed by subtraction
+    [30, 10, 20, 50, 40, 70, 61],               # gaps: a broadcast join
+    ["r3", "r1", "r2", "r5", "r4", "r7", "r6"],  # strings, and columns of another type: distinct ids in two jobs
+])
+def test_ingest_maps_ids_to_sorted_positions(spark, row_ids):
+    from sparknmf.engine.ingest import from_coordinates
+
+    V = _matrix(6, shape=(7, 5), density=1.0)
+    col_ids = [2, 0, 1, 4, 3]
+    block = from_coordinates(_coordinates(spark, V, row_ids, col_ids), "term", "doc", "count", grid=(2, 2))
+    try:
+        assert block.row_ids.to_pylist() == sorted(row_ids) and block.col_ids.to_pylist() == sorted(col_ids)
+        expected = V[np.argsort(row_ids)][:, np.argsort(col_ids)]
+        np.testing.assert_array_equal(block.multiply("W", np.eye(5)), expected)
+    finally:
+        block.unpersist()

@@ -109,16 +109,42 @@ def test_matrix_market_reads_coordinate_array_and_pattern(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "text, expected",
+    [  # the stored triangle expanded by hand; the diagonal is stored once
+        ("%%MatrixMarket matrix coordinate real symmetric\n3 3 3\n1 1 2\n3 1 1.5\n3 2 4\n",
+         [[2, 0, 1.5], [0, 0, 4], [1.5, 4, 0]]),
+        ("%%MatrixMarket matrix coordinate pattern symmetric\n3 3 2\n2 1\n3 3\n", [[0, 1, 0], [1, 0, 0], [0, 0, 1]]),
+        ("%%MatrixMarket matrix coordinate integer skew-symmetric\n2 2 0\n", [[0, 0], [0, 0]]),
+        ("%%MatrixMarket matrix array real symmetric\n2 2\n1\n2\n3\n", [[1, 2], [2, 3]]),
+    ],
+)
+def test_matrix_market_symmetric_files_are_expanded(tmp_path, text, expected):
+    """Symmetric, pattern and skew-symmetric files (issue 22, item 7) read as the full matrix."""
+    V = read_matrix_market(_write(tmp_path, text))
+    dense = V.toarray() if sp.issparse(V) else V
+    np.testing.assert_array_equal(dense, expected)
+    import scipy.io
+
+    oracle = scipy.io.mmread(str(tmp_path / "m.mtx"))
+    np.testing.assert_array_equal(dense, oracle.toarray() if sp.issparse(oracle) else oracle)
+
+
+@pytest.mark.parametrize(
     "text, message",
     [
         (MM.replace("3 4 3\n", "3 4 5\n"), "declares 5 entries but has 3"),
         (MM + "3 3\n", "line 7 has the wrong number of columns"),
         ("%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n", "only real/integer/pattern"),
-        ("%%MatrixMarket matrix coordinate real symmetric\n1 1 1\n1 1 1\n", "only real/integer/pattern"),
+        ("%%MatrixMarket matrix coordinate complex hermitian\n1 1 1\n1 1 1 0\n", "got complex hermitian"),
+        ("%%MatrixMarket matrix coordinate real symmetric\n2 3 1\n2 1 1\n", "symmetric matrix must be square"),
+        ("%%MatrixMarket matrix coordinate real skew-symmetric\n2 2 1\n2 1 3\n", "1 negative entries"),
+        ("%%MatrixMarket matrix array real symmetric\n2 2\n1\n2\n", "2x2 symmetric = 3 values but has 2"),
         ("not a matrix market file\n", "no %%MatrixMarket banner"),
         (MM.replace("3 4 3", "3 four 3"), "malformed size line"),
-        (MM.replace("3 4 1\n", "5 4 1\n"), "outside the declared size 3x4"),
-        (MM.replace("2 3 2", "2 3 two"), "non-numeric value 'two'"),
+        (MM.replace("3 4 1\n", "5 4 1\n"),
+         "line 6: row index out of bounds: an index is outside the declared size 3x4"),
+        (MM.replace("2 3 2", "2 3 two"), "line 5: invalid floating-point value"),
+        (MM.replace("2 3 2", "2.5 3 2"), "line 5: invalid integer value"),
         (MM.replace("2 3 2", "2 3 -2"), "negative entries"),
         (MM.replace("3 4 1", "1 1 1"), "duplicate coordinates"),
         ("%%MatrixMarket matrix coordinate real general\n", "no size line"),

@@ -40,6 +40,7 @@ from sparknmf.engine.validation import as_matrix, as_weighted, check_rank
 from sparknmf.errors import ConvergenceWarning
 from sparknmf.kernels.seeding import DEFAULT_INIT, check_seed, resolve_init
 from sparknmf.kernels.updates import DEFAULT_ALGORITHM, resolve_algorithm
+from sparknmf.progress import check_verbose, progress
 
 __all__ = ["MultiFit", "multistart", "nmf"]
 
@@ -244,7 +245,8 @@ def multistart(V, k, nrun=30, *, algorithm=DEFAULT_ALGORITHM, init=DEFAULT_INIT,
 
 def nmf(V, k, *, algorithm=DEFAULT_ALGORITHM, init=DEFAULT_INIT, seed=0, max_iter=200, tol=1e-4, time_limit=None,
         eta=-1.0, beta=0.01, W0=None, H0=None, dtype="float64", duplicates="error", callback=None, checkpoint_dir=None,
-        checkpoint_interval=10, resume=False, nrun=None, weights=None, uncertainty=None, missing="zero", reg=0.0):
+        checkpoint_interval=10, resume=False, nrun=None, weights=None, uncertainty=None, missing="zero", reg=0.0,
+        verbose=0):
     """Factorise a numpy array or scipy sparse matrix V (n×m) ≈ W (n×k) · H (k×m) locally.
 
     The same kernels and loop as :class:`NMF`, on one block, without Spark.
@@ -267,6 +269,10 @@ def nmf(V, k, *, algorithm=DEFAULT_ALGORITHM, init=DEFAULT_INIT, seed=0, max_ite
     ``"bpp"`` (exact weighted ANLS) or ``"lee"`` (weighted multiplicative);
     see :func:`sparknmf.engine.validation.as_weighted`.
 
+    ``verbose`` (scikit-learn's name): 1 prints each iteration's objective
+    and elapsed seconds while the fit runs (each run's result with
+    ``nrun``), 0 (default) nothing; see :mod:`sparknmf.progress`.
+
     Returns
     -------
     FitResult
@@ -283,6 +289,7 @@ def nmf(V, k, *, algorithm=DEFAULT_ALGORITHM, init=DEFAULT_INIT, seed=0, max_ite
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    check_verbose(verbose, "nmf")
     weighted = weights is not None or uncertainty is not None or missing == "missing"
     check_weighted_options(algorithm, weighted, reg, DTYPES[dtype])
     if nrun is not None:
@@ -291,12 +298,15 @@ def nmf(V, k, *, algorithm=DEFAULT_ALGORITHM, init=DEFAULT_INIT, seed=0, max_ite
         if W0 is not None or H0 is not None or callback is not None or checkpoint_dir is not None or resume:
             raise ValueError("nmf(..., nrun=...) runs from random starts: W0, H0, callback, checkpoint_dir and "
                              "resume are not supported")
-        return multistart(as_matrix(V, duplicates=duplicates), k, nrun, algorithm=algorithm, init=init, seed=seed,
-                          max_iter=max_iter, tol=tol, time_limit=time_limit, eta=eta, beta=beta, dtype=dtype)
+        with progress(verbose, "nmf"):
+            return multistart(as_matrix(V, duplicates=duplicates), k, nrun, algorithm=algorithm, init=init,
+                              seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, eta=eta, beta=beta,
+                              dtype=dtype)
     data = as_weighted(V, weights, uncertainty, missing=missing)
     V = data if data is not None else as_matrix(V, dtype=DTYPES[dtype], duplicates=duplicates)
     k = check_rank(k, V.shape)
-    return factorize(LocalMatrix(V), k, algorithm=algorithm, init=init, seed=seed, max_iter=max_iter, tol=tol,
-                     time_limit=time_limit, eta=eta, beta=beta, reg=reg, W0=W0, H0=H0, dtype=DTYPES[dtype],
-                     callback=callback, checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
-                     resume=resume)
+    with progress(verbose, "nmf"):
+        return factorize(LocalMatrix(V), k, algorithm=algorithm, init=init, seed=seed, max_iter=max_iter, tol=tol,
+                         time_limit=time_limit, eta=eta, beta=beta, reg=reg, W0=W0, H0=H0, dtype=DTYPES[dtype],
+                         callback=callback, checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
+                         resume=resume)

@@ -16,10 +16,11 @@ from sparknmf.analysis.consensus import CONSENSUS_LIMIT
 from sparknmf.analysis.runs import MODES, ConnectivityStop
 from sparknmf.decomposition import NMF, NMFModel
 from sparknmf.decomposition.params import _NMFParams
-from sparknmf.engine import persistence
+from sparknmf.engine import persistence, placement
 from sparknmf.engine.local import LocalMatrix
 from sparknmf.engine.matrix import BlockMatrix
 from sparknmf.params import Interval, OneOf, check_params, with_accessors
+from sparknmf.progress import progress
 
 __all__ = ["MultiStartNMF", "MultiStartNMFModel"]
 
@@ -100,23 +101,40 @@ class MultiStartNMF(NMF, _MultiStartParams):
         check_params(self)
         if self.getCheckpointDir():
             raise ValueError("MultiStartNMF: checkpointDir is not supported for multi-start runs; leave it ''")
+        if self.getFactorPlacement() == "executors":
+            raise ValueError("MultiStartNMF: factorPlacement='executors' is not supported: the runs' factors, "
+                             "assignments and consensus are gathered on the driver; leave factorPlacement='auto', "
+                             "or fit NMF to keep the factors in the executors")
         backend = self._backend(dataset)
         stop = ConnectivityStop(self.getStopChecks(), self.getCheckInterval()) if self.getStopChecks() else None
         try:
-            runs = multistart(
-                backend.V if isinstance(backend, LocalMatrix) else backend, self.getK(), self.getNrun(),
-                algorithm=self.getAlgorithm(), init=self.getInit(), seed=self.getSeed(), max_iter=self.getMaxIter(),
-                tol=self.getTol(), time_limit=self.getTimeLimit() or None, eta=self.getEta(), beta=self.getBeta(),
-                dtype=self.getDtype(), samples=self.getSamples(), mode=self.getRunMode(), stop=stop,
-                grid=self._grid(), consensus_limit=self.getConsensusLimit(),
-                consensus_sample=self.getConsensusSample(),
-            )
+            if isinstance(backend, BlockMatrix):
+                self._check_driver_holds(backend)
+            with progress(self.getVerbose(), "MultiStartNMF"):
+                runs = multistart(
+                    backend.V if isinstance(backend, LocalMatrix) else backend, self.getK(), self.getNrun(),
+                    algorithm=self.getAlgorithm(), init=self.getInit(), seed=self.getSeed(), max_iter=self.getMaxIter(),
+                    tol=self.getTol(), time_limit=self.getTimeLimit() or None, eta=self.getEta(), beta=self.getBeta(),
+                    dtype=self.getDtype(), samples=self.getSamples(), mode=self.getRunMode(), stop=stop,
+                    grid=self._grid(), consensus_limit=self.getConsensusLimit(),
+                    consensus_sample=self.getConsensusSample(),
+                )
         finally:
             if isinstance(backend, BlockMatrix):
                 backend.unpersist()
         model = MultiStartNMFModel(runs, getattr(backend, "row_ids", None), getattr(backend, "col_ids", None))
         self._copyValues(model)
         return model
+
+    def _check_driver_holds(self, backend):
+        """Multi-start runs keep W and H on the driver: a ValueError, before any run, when they exceed its budget."""
+        size = placement.factor_bytes(sum(backend.shape), self.getK())
+        budget, setting = placement.driver_budget(backend.spark)
+        if size > budget:
+            raise ValueError(
+                f"MultiStartNMF: W and H take {size / 2**20:.1f} MiB, more than the driver's budget of "
+                f"{budget / 2**20:.1f} MiB (set by {setting}), and multi-start runs keep them on the driver; raise "
+                f"{setting}, or fit NMF (its factorPlacement='auto' moves them to the executors)")
 
 
 _RUN_FIELDS = ("objectives", "n_iters", "seeds")

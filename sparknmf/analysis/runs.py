@@ -60,17 +60,18 @@ from sparknmf.errors import ConvergenceWarning
 from sparknmf.kernels.seeding import INITS
 from sparknmf.kernels.updates import UPDATE_RULES
 
-__all__ = ["MODES", "TASK_LIMIT", "ConnectivityStop", "check_nrun", "check_rank_range", "choose_mode", "run_all",
-           "run_options", "run_seeds"]
+__all__ = ["MODES", "TASK_LIMIT", "ConnectivityStop", "check_nrun", "check_rank_range", "choose_mode", "collect_blocks",
+           "run_all", "run_options", "run_seeds", "stored_values"]
 
 logger = logging.getLogger("sparknmf")
 
 TASK_LIMIT = 1 << 22  # stored values of V (n·m dense, nnz sparse): ~32 MB of float64 per task
 MODES = ("auto", "local", "tasks", "distributed")
-_RUN_DDL = ("run int, objective double, n_iter int, stop_reason string, elapsed double, "
+_RUN_DDL = ("run int, objective double, loss double, n_iter int, stop_reason string, elapsed double, "
             "history array<double>, W binary, H binary, assignment array<int>")
 _RUN_SCHEMA = pa.schema([
-    ("run", pa.int32()), ("objective", pa.float64()), ("n_iter", pa.int32()), ("stop_reason", pa.string()),
+    ("run", pa.int32()), ("objective", pa.float64()), ("loss", pa.float64()), ("n_iter", pa.int32()),
+    ("stop_reason", pa.string()),
     ("elapsed", pa.float64()), ("history", pa.list_(pa.float64())), ("W", pa.binary()), ("H", pa.binary()),
     ("assignment", pa.list_(pa.int32())),
 ])
@@ -164,7 +165,7 @@ def _one_run(backend, k, seed, options, samples, stop):
 
 def _run_record(run, fit, assignment) -> dict:
     return {
-        "run": run, "objective": fit.objective, "n_iter": fit.n_iter, "stop_reason": fit.stop_reason,
+        "run": run, "objective": fit.objective, "loss": fit.loss, "n_iter": fit.n_iter, "stop_reason": fit.stop_reason,
         "elapsed": fit.elapsed, "history": fit.history, "W": codec.encode(fit.W), "H": codec.encode(fit.H),
         "assignment": assignment.tolist(),
     }
@@ -193,6 +194,7 @@ def _records_to_runs(table, seeds, options):
     for row in sorted(table.to_pylist(), key=lambda r: r["run"]):
         fit = FitResult(
             W=np.array(codec.decode(row["W"])), H=np.array(codec.decode(row["H"])), objective=row["objective"],
+            loss=row["loss"],
             history=row["history"], n_iter=row["n_iter"], converged=row["stop_reason"] == "tol",
             stop_reason=row["stop_reason"], elapsed=row["elapsed"], algorithm=options["algorithm"],
             seed=int(seeds[row["run"]]), init=options["init"],
@@ -228,7 +230,8 @@ def _active_session():
         return None
 
 
-def _stored_values(V) -> int:
+def stored_values(V) -> int:
+    """Values V stores: n·m dense, nnz sparse or on Spark (what :data:`TASK_LIMIT` bounds)."""
     if isinstance(V, BlockMatrix):
         return V.stats["nnz"]
     return V.nnz if sp.issparse(V) else V.size
@@ -238,7 +241,7 @@ def choose_mode(V, mode, spark):
     """The mode the runs execute in: ``mode``, or the choice of ``"auto"`` (module docstring)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
-    small = _stored_values(V) <= TASK_LIMIT
+    small = stored_values(V) <= TASK_LIMIT
     if mode == "local" and isinstance(V, BlockMatrix):
         raise ValueError("mode='local' needs numpy or scipy input, got a distributed matrix (DataFrame input)")
     if mode != "auto":
@@ -250,7 +253,7 @@ def choose_mode(V, mode, spark):
     return "tasks" if small else "distributed"
 
 
-def _collect_blocks(matrix: BlockMatrix):
+def collect_blocks(matrix: BlockMatrix):
     """A BlockMatrix's V (n×m) on the driver: ndarray, or CSR if any block is sparse."""
     table = matrix.blocks.toArrow()
     p, q = matrix.grid
@@ -276,7 +279,7 @@ def run_all(V, k, seeds, options, samples, stop, mode, spark=None, grid=None):
     """
     created = None
     if mode == "tasks":
-        target = _collect_blocks(V) if isinstance(V, BlockMatrix) else V
+        target = collect_blocks(V) if isinstance(V, BlockMatrix) else V
         runs = _run_in_tasks(spark or get_session(), target, k, seeds, options, samples, stop)
     else:
         if mode == "distributed" and not isinstance(V, BlockMatrix):

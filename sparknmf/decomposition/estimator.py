@@ -23,6 +23,7 @@ from pyspark.ml.util import MLReadable, MLWritable
 from sparknmf.decomposition.factorize import DTYPES, check_placement_options, check_weighted_options, factorize
 from sparknmf.decomposition.model import NMFModel
 from sparknmf.decomposition.params import _NMFParams
+from sparknmf.decomposition.sklearn_api import SklearnEstimatorMixin
 from sparknmf.engine import persistence
 from sparknmf.engine.ingest import check_columns, from_coordinates, from_vectors, is_frame
 from sparknmf.engine.local import LocalMatrix
@@ -34,19 +35,23 @@ from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.seeding import DEFAULT_INIT
 from sparknmf.kernels.updates import DEFAULT_ALGORITHM
 from sparknmf.params import check_params
+from sparknmf.progress import progress
 
 __all__ = ["NMF"]
 
 
 
-class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
+class NMF(Estimator, _NMFParams, SklearnEstimatorMixin, MLWritable, MLReadable):
     """Non-negative matrix factorization V (n×m) ≈ W (n×k) · H (k×m), W, H ≥ 0, on Spark.
 
     Minimises, per ``algorithm``: ``bpp`` (ANLS with block principal
     pivoting), ``hals`` and ``lee``: ½‖V − WH‖²_F; ``brunet``: the
     generalised KL divergence D(V‖WH); ``snmf/r`` / ``snmf/l``: ½(‖V − WH‖² +
     η²‖W‖² + β Σ_j ‖H_·j‖₁²) (sparse H) or its transpose (sparse W).
-    Samples are the columns of V (see the module docstring for inputs).
+    Samples are the columns of V (see the module docstring for inputs);
+    scikit-learn's habits -- ``fit_transform(X)`` returning W, ``components_``,
+    ``reconstruction_err_``, samples as rows -- are mapped in docs/sklearn.md.
+    ``verbose=1`` prints each iteration (:mod:`sparknmf.progress`).
 
     Every Param is checked before any Spark job; bad data raises
     :class:`~sparknmf.errors.InvalidInputError` naming the problem.
@@ -72,7 +77,7 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
                  duplicates="error", backend="auto", checkpointInterval=10, checkpointDir="",
                  featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col", valueCol="value",
                  idCol="", weightCol="", uncertaintyCol="", missing="zero", regParam=0.0, outputType="array",
-                 predictionCol="prediction", executionMode="auto", factorPlacement="auto"):
+                 predictionCol="prediction", executionMode="auto", factorPlacement="auto", verbose=0):
         super().__init__()
         self._set(**self._input_kwargs)
 
@@ -82,7 +87,7 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
                   duplicates="error", backend="auto", checkpointInterval=10, checkpointDir="",
                   featuresCol="features", outputCol="coefficients", rowCol="row", colCol="col", valueCol="value",
                   idCol="", weightCol="", uncertaintyCol="", missing="zero", regParam=0.0, outputType="array",
-                  predictionCol="prediction", executionMode="auto", factorPlacement="auto"):
+                  predictionCol="prediction", executionMode="auto", factorPlacement="auto", verbose=0):
         """Set Params by keyword."""
         return self._set(**self._input_kwargs)
 
@@ -170,13 +175,14 @@ class NMF(Estimator, _NMFParams, MLWritable, MLReadable):
         backend = self._backend(dataset, weights, uncertainty)
         try:
             placement = self._placement(backend)
-            result = factorize(
-                backend, self.getK(), algorithm=self.getAlgorithm(), init=self.getInit(), seed=self.getSeed(),
-                max_iter=self.getMaxIter(), tol=self.getTol(), time_limit=self.getTimeLimit() or None,
-                eta=self.getEta(), beta=self.getBeta(), reg=self.getRegParam(), W0=W0, H0=H0,
-                dtype=DTYPES[self.getDtype()], callback=callback, checkpoint_dir=self.getCheckpointDir() or None,
-                checkpoint_interval=self.getCheckpointInterval(), resume=resume, placement=placement,
-            )
+            with progress(self.getVerbose(), "NMF"):
+                result = factorize(
+                    backend, self.getK(), algorithm=self.getAlgorithm(), init=self.getInit(), seed=self.getSeed(),
+                    max_iter=self.getMaxIter(), tol=self.getTol(), time_limit=self.getTimeLimit() or None,
+                    eta=self.getEta(), beta=self.getBeta(), reg=self.getRegParam(), W0=W0, H0=H0,
+                    dtype=DTYPES[self.getDtype()], callback=callback, checkpoint_dir=self.getCheckpointDir() or None,
+                    checkpoint_interval=self.getCheckpointInterval(), resume=resume, placement=placement,
+                )
         finally:
             if isinstance(backend, BlockMatrix):
                 backend.unpersist()

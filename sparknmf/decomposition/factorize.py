@@ -66,6 +66,10 @@ class FitResult:
     H : ndarray of shape (k, m), or None with the executors placement
     objective : float
         Loss of the returned factors (see :mod:`sparknmf.kernels.updates`).
+    loss : float or None
+        Its data term alone, without the penalty of ``snmf/*`` or weighted
+        ``reg``: ½‖V − WH‖²_F (weighted: ½Σ w (v − wh)²) or the generalised
+        KL divergence D(V‖WH) (``brunet``); None for a model saved without it.
     history : list of float
         Objective of the initial factors, then after each iteration.
     n_iter : int
@@ -96,6 +100,7 @@ class FitResult:
     init: str = "random"
     placement: str = "driver"
     factors: tuple | None = None
+    loss: float | None = None
 
 
 def _resolve_params(backend, k: int, eta: float, beta: float, lam: float) -> RuleParams:
@@ -333,7 +338,7 @@ def factorize(
             gram_w, gram_h = stat.gram(W), stat.gram(Ht)
 
         start = time.perf_counter()
-        W, Ht, iteration, stop_reason = _loop(
+        W, Ht, iteration, stop_reason, loss = _loop(
             backend, rule, params, stat, v_stat, W, Ht, gram_w, gram_h, carry, iteration, history, start,
             max_iter=max_iter, tol=tol, time_limit=time_limit, callback=callback, stop_check=stop_check,
             checkpoint=checkpoint)
@@ -354,6 +359,7 @@ def factorize(
         W=None if W is None else np.asarray(W),
         H=None if Ht is None else np.ascontiguousarray(np.asarray(Ht).T),
         objective=history[-1],
+        loss=loss,
         history=history,
         n_iter=iteration,
         converged=stop_reason == "tol",
@@ -369,7 +375,7 @@ def factorize(
 
 def _loop(backend, rule, params, stat, v_stat, W, Ht, gram_w, gram_h, carry, iteration, history, start, *,
           max_iter, tol, time_limit, callback, stop_check, checkpoint):
-    """The alternating iterations from a prepared state: ``(W, Ht, iteration, stop_reason)``.
+    """The alternating iterations from a prepared state: ``(W, Ht, iteration, stop_reason, loss)``.
 
     W and Ht are arrays or factor frames; a replaced frame is released, and so
     are the current ones when an error ends the loop.
@@ -382,7 +388,8 @@ def _loop(backend, rule, params, stat, v_stat, W, Ht, gram_w, gram_h, carry, ite
                 Ht_new, gram_h_new, data, carry_w = backend.half_step(
                     "H", rule, params, Ht, W, gram_w, update=update, carry=carry
                 )
-            objective = stat.objective(data, v_stat, gram_h, gram_w) + rule.penalty(gram_w, gram_h, params)
+            loss = stat.objective(data, v_stat, gram_h, gram_w)
+            objective = loss + rule.penalty(gram_w, gram_h, params)
             check_objective("NMF", iteration, objective, history, _REMEDY)
             history.append(objective)
             elapsed = time.perf_counter() - start
@@ -390,13 +397,13 @@ def _loop(backend, rule, params, stat, v_stat, W, Ht, gram_w, gram_h, carry, ite
             if callback is not None:
                 callback(iteration, elapsed, objective)
             if iteration >= 1 and _relative_decrease(history[-2], objective) < tol:
-                return W, Ht, iteration, "tol"
+                return W, Ht, iteration, "tol", loss
             if stop_check is not None and stop_check(iteration, W, Ht.T):
-                return W, Ht, iteration, "stop_check"
+                return W, Ht, iteration, "stop_check", loss
             if not update:
-                return W, Ht, iteration, "max_iter"
+                return W, Ht, iteration, "max_iter", loss
             if time_limit is not None and elapsed >= time_limit:
-                return W, Ht, iteration, "time_limit"
+                return W, Ht, iteration, "time_limit", loss
             _release(Ht)
             Ht, gram_h, Ht_new = Ht_new, gram_h_new, None
             check_factors("NMF", iteration + 1, _REMEDY, {"H (its Gram)": gram_h})

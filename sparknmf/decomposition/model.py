@@ -9,19 +9,18 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sp
 from pyspark.ml import Model
 from pyspark.ml.util import MLReadable, MLWritable
 
 from sparknmf.decomposition.factorize import FitResult
 from sparknmf.decomposition.output import as_output_type
 from sparknmf.decomposition.params import _NMFModelParams
+from sparknmf.decomposition.sklearn_api import SklearnModelMixin, project
 from sparknmf.engine import persistence
 from sparknmf.engine import placement as placement_rule
 from sparknmf.engine.factors import FactorFrame, factor_from_rows
 from sparknmf.engine.ingest import check_columns, is_frame, vectors_to_csr
 from sparknmf.engine.session import get_session, parallelism
-from sparknmf.engine.validation import as_matrix
 from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.nnls import nnls_bpp
 from sparknmf.params import check_params
@@ -70,7 +69,7 @@ def _frame_rows(factor: FactorFrame, ids):
     return rows.join(index, "index").select("index", "id", "features")
 
 
-class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
+class NMFModel(Model, _NMFModelParams, SklearnModelMixin, MLWritable, MLReadable):
     """A fitted factorization V (n×m) ≈ W (n×k) · H (k×m); samples are columns of V.
 
     Attributes
@@ -86,6 +85,8 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
         Objective of the initial factors, then after each iteration.
     nIter : int
     converged : bool
+    components_, reconstruction_err_, n_iter_, n_components_, n_features_in_ :
+        scikit-learn's names (:class:`~sparknmf.decomposition.sklearn_api.SklearnModelMixin`).
 
     ``NMFModel()`` with no arguments is an empty model, as needed by ``load``.
     """
@@ -192,29 +193,28 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
         return self._rows_frame(self.H.T if factors is None else factors[1], self.colIds)
 
     # ---------------------------------------------------------------- projection
-    def project(self, V_new) -> np.ndarray:
+    def project(self, V_new, *, samples="columns") -> np.ndarray:
         """Coefficients of new samples: ``argmin_{H ≥ 0} ‖V_new − W H‖`` by exact NNLS.
 
         Parameters
         ----------
         V_new : ndarray or sparse matrix of shape (n, m_new)
-            New samples as columns, on the same n features as W.
+            New samples as columns, on the same n features as W; with
+            ``samples="rows"``, of shape (p, m): new rows of V (scikit-learn's X_new).
 
         Returns
         -------
-        H_new : ndarray of shape (k, m_new)
+        H_new : ndarray of shape (k, m_new), or W_new of shape (p, k) with ``samples="rows"``
+            (:func:`~sparknmf.decomposition.sklearn_api.project`)
         """
-        V_new = as_matrix(V_new, "NMFModel.project (input V)")
-        if V_new.shape[0] != self.W.shape[0]:
-            raise ValueError(f"V_new must have {self.W.shape[0]} rows (features), got {V_new.shape[0]}")
-        W = self.W
-        cross = np.asarray((V_new.T @ W) if sp.issparse(V_new) else V_new.T @ W).T
-        return nnls_bpp(W.T @ W, cross)
+        return project(self, V_new, samples)
 
-    def transform(self, dataset, params=None):
+    def transform(self, dataset, params=None, *, samples="columns"):
         """Project samples onto the basis W by NNLS.
 
-        * numpy / scipy (n×m_new): returns H_new (k×m_new), see :meth:`project`.
+        * numpy / scipy (n×m_new): returns H_new (k×m_new), see :meth:`project`;
+          ``samples="rows"``: scikit-learn's ``NMF.transform``, new rows X_new
+          (p×m) -> W_new (p×k), NNLS against H.
         * DataFrame with ``featuresCol`` (vectors of size n, one sample per
           row): returns the DataFrame with ``outputCol`` (array<double> of k
           coefficients) appended.
@@ -227,7 +227,10 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
         DataFrame after one checking job, before the result is returned.
         """
         if not is_frame(dataset):
-            return self.project(dataset)
+            return self.project(dataset, samples=samples)
+        if samples != "columns":
+            raise ValueError("NMFModel.transform: samples='rows' is for numpy / scipy input; a DataFrame holds "
+                             "one sample per row already (featuresCol or coordinates)")
         return super().transform(dataset, params)
 
     def _transform(self, dataset):
@@ -458,7 +461,7 @@ class NMFModel(Model, _NMFModelParams, MLWritable, MLReadable):
         record = dict(objective=metadata["objective"], history=metadata["history"], n_iter=metadata["nIter"],
                       converged=metadata["converged"], stop_reason=metadata["stopReason"],
                       elapsed=metadata["elapsed"], algorithm=metadata["algorithm"], seed=metadata["seed"],
-                      init=metadata["init"])
+                      init=metadata["init"], loss=metadata.get("loss"))
         auto = placement_rule.choose_placement(spark, "auto", n + m, k)
         if metadata.get("placement") == "executors" or auto == "executors":
             self._load_frames(path, spark, metadata, (n, m), k, record)
@@ -514,7 +517,7 @@ class _ModelWriter(persistence.ParamsWriter):
             "k": model.rank, "shape": list(model.shape), "objective": result.objective,
             "history": result.history, "nIter": result.n_iter, "converged": result.converged,
             "stopReason": result.stop_reason, "elapsed": result.elapsed, "algorithm": result.algorithm,
-            "seed": result.seed, "init": result.init, **model._extra_metadata(),
+            "seed": result.seed, "init": result.init, "loss": result.loss, **model._extra_metadata(),
         }
         if result.factors is not None:  # written by the executors from the blocks, never collected
             W, Ht = result.factors

@@ -27,7 +27,7 @@ from sparknmf.engine.resident import EXECUTION_MODES
 from sparknmf.engine.validation import MISSING_POLICIES
 from sparknmf.kernels.seeding import DEFAULT_INIT, INITS
 from sparknmf.kernels.updates import DEFAULT_ALGORITHM, UPDATE_RULES
-from sparknmf.params import HasExecutionMode, Interval, OneOf, with_accessors
+from sparknmf.params import HasExecutionMode, HasVerbose, Interval, OneOf, with_accessors
 
 __all__ = ["_NMFModelParams", "_NMFParams"]
 
@@ -58,7 +58,7 @@ class _NMFModelParams(HasFeaturesCol, HasOutputCol, HasPredictionCol):
 
 
 @with_accessors
-class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInterval, HasExecutionMode):
+class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInterval, HasExecutionMode, HasVerbose):
     """Fit Params of :class:`NMF`."""
 
     k = Param(Params._dummy(), "k", "rank of the factorization (1 <= k <= min(n, m))",
@@ -126,6 +126,7 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
         "regParam": Interval(0),
         "executionMode": OneOf(EXECUTION_MODES),
         "factorPlacement": OneOf(PLACEMENTS),
+        "verbose": Interval(0, integer=True),
     }
 
     def __init__(self, *args):

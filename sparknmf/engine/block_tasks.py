@@ -79,8 +79,11 @@ def _fused_run(batches, *, rule, params, side, gram_y, update, xs, ys, with_carr
         for key, _, block, x, y in _rows(batch, other, xs, ys):
             faults.inject(f"nmf-{side}", key)
             V, Y = _oriented_block(block, side), codec.decode(y)
-            X_new, gram, data = half_step_block(rule, params, side, gram_y, V, codec.decode(x), Y, update=update)
-            carry, carry_data = rule.statistic.cross(V.T, Y, X_new) if with_carry else (None, None)
+            # only H's data term enters the objective: H's own, or the one carried to H by W's half-step
+            X_new, gram, data = half_step_block(rule, params, side, gram_y, V, codec.decode(x), Y, update=update,
+                                                data=side == "H")
+            carry, carry_data = (rule.statistic.cross(V.T, Y, X_new, data=side == "W") if with_carry
+                                 else (None, None))
             out["key"].append(key)
             out["x"].append(codec.encode(X_new))
             out["gram"].append(codec.encode(np.atleast_2d(gram)))
@@ -104,7 +107,8 @@ def _piece_run(batches, *, rule, side, other, xs, ys):
         out = {"key": [], "part": [], "x": [], "cross": [], "data": []}
         for key, o, block, x, y in _rows(batch, other, xs, ys):
             faults.inject(f"nmf-{side}", key)
-            cross, data = rule.statistic.cross(_oriented_block(block, side), codec.decode(x), codec.decode(y))
+            cross, data = rule.statistic.cross(_oriented_block(block, side), codec.decode(x), codec.decode(y),
+                                               data=side == "H")
             out["key"].append(key)
             out["part"].append(o)
             out["x"].append(bytes(x) if o == 0 else None)

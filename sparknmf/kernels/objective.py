@@ -9,8 +9,11 @@ A statistic supplies, per block:
 
 * ``gram(Y)`` -- what the other factor contributes to the normal equations
   (``YᵀY``, k×k, for least squares; the column sums ``1ᵀY``, k, for KL);
-* ``cross(V, X, Y)`` -- the cross product for the rows of X (n_b×k) and a
-  scalar *data term* at the current (X, Y);
+* ``cross(V, X, Y, *, data=True)`` -- the cross product for the rows of X
+  (n_b×k) and a scalar *data term* at the current (X, Y).  Only the H
+  half-step's data term enters the objective, so the W half-step asks for
+  none (``data=False``) and gets NaN: for KL that skips a logarithm per
+  non-zero;
 * ``objective(data, v_stat, gram_x, gram_y)`` -- the loss of the current
   (X, Y), summed over blocks, without ever forming ``X Yᵀ``.
 
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import xlogy
 
 __all__ = ["FROBENIUS", "KL", "Statistic", "v_statistic"]
 
@@ -33,9 +37,9 @@ def _frobenius_gram(Y):
     return Y.T @ Y
 
 
-def _frobenius_cross(V, X, Y):
+def _frobenius_cross(V, X, Y, *, data=True):
     C = np.asarray(V @ Y)
-    return C, float(np.vdot(X, C))
+    return C, float(np.vdot(X, C)) if data else np.nan
 
 
 def _frobenius_objective(data, v_stat, gram_x, gram_y):
@@ -49,20 +53,21 @@ def _kl_gram(Y):
 _CHUNK = 1 << 13  # non-zeros per chunk when evaluating XYᵀ on the support of V: the gathered rows stay in cache
 
 
-def _kl_cross(V, X, Y):
-    """Cross product ``(V ⊘ XYᵀ) Y`` and ``Σ v log(v / (XYᵀ))`` over the non-zeros.
+def _kl_cross(V, X, Y, *, data=True):
+    """Cross product ``(V ⊘ XYᵀ) Y`` and ``Σ_{v≠0} v log(v / (XYᵀ))``.
 
-    Dense V: one matrix product XYᵀ.  Sparse V: XYᵀ on its non-zeros only,
-    by chunks of rows of X and Y gathered per non-zero (1.8× faster than
-    whole-matrix gathers on AssociatedPress, k = 20).
+    Dense V: one matrix product XYᵀ, divided in place.  Sparse V: XYᵀ on
+    its non-zeros only, by chunks of rows of X and Y gathered per non-zero
+    (1.8× faster than whole-matrix gathers on AssociatedPress, k = 20).
     """
     if not sp.issparse(V):
         V = np.asarray(V)
-        approx = X @ Y.T
-        positive = V > 0
-        ratio = np.divide(V, approx, out=np.zeros_like(approx), where=positive)
-        loss = float(np.dot(V[positive], np.log(ratio[positive])))
-        return ratio @ Y, loss
+        ratio = X @ Y.T
+        if ratio.min() > 0:  # always, unless a row of X or Y is 0: then 0/0 must read 0
+            np.divide(V, ratio, out=ratio)
+        else:
+            ratio = np.divide(V, ratio, out=np.zeros_like(ratio), where=V > 0)
+        return ratio @ Y, float(xlogy(V, ratio).sum()) if data else np.nan
     V = V.tocsr() if V.format != "csr" else V
     indptr, cols, vals = V.indptr, V.indices, V.data
     rows = np.repeat(np.arange(V.shape[0]), np.diff(indptr))
@@ -70,9 +75,8 @@ def _kl_cross(V, X, Y):
     for start in range(0, vals.size, _CHUNK):
         sl = slice(start, start + _CHUNK)
         np.divide(vals[sl], np.einsum("ij,ij->i", X[rows[sl]], Y[cols[sl]]), out=ratio[sl])
-    loss = float(np.dot(vals, np.log(ratio)))
     Q = sp.csr_matrix((ratio, cols, indptr), shape=V.shape)
-    return np.asarray(Q @ Y), loss
+    return np.asarray(Q @ Y), float(np.dot(vals, np.log(ratio))) if data else np.nan
 
 
 def _kl_objective(data, v_stat, gram_x, gram_y):

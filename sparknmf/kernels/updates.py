@@ -281,7 +281,8 @@ WEIGHTED_RULES = {
 }
 
 
-def half_step_block(rule: Rule, params: RuleParams, side: str, gram_y, V, X, Y, *, update: bool = True):
+def half_step_block(rule: Rule, params: RuleParams, side: str, gram_y, V, X, Y, *, update: bool = True,
+                    data: bool = True):
     """One half-step on one block: the local backend, and a Spark task when q = 1.
 
     Parameters
@@ -294,6 +295,8 @@ def half_step_block(rule: Rule, params: RuleParams, side: str, gram_y, V, X, Y, 
         The other factor.
     update : bool
         ``False`` evaluates only (returns X unchanged).
+    data : bool
+        Whether to compute the data term (NaN otherwise).
 
     Returns
     -------
@@ -301,9 +304,9 @@ def half_step_block(rule: Rule, params: RuleParams, side: str, gram_y, V, X, Y, 
     gram : the statistic's Gram piece of ``X_new``
     data : float, the block's data term at the *incoming* (X, Y)
     """
-    cross, data = rule.statistic.cross(V, X, Y)
+    cross, term = rule.statistic.cross(V, X, Y, data=data)
     X_new, gram = update_block(rule, params, side, gram_y, cross, X, update=update)
-    return X_new, gram, data
+    return X_new, gram, term
 
 
 def update_block(rule: Rule, params: RuleParams, side: str, gram_y, cross, X, *, update: bool = True):

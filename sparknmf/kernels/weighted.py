@@ -138,13 +138,13 @@ def unpack_equations(packed: np.ndarray):
     return packed[:, : k * k].reshape(b, k, k), packed[:, k * k :]
 
 
-def _ls_cross(V: WeightedBlock, X, Y):
-    """Packed per-row normal equations for the rows of X, and ``½ Σ w (v − xᵀy)²`` at X."""
+def _ls_cross(V: WeightedBlock, X, Y, *, data=True):
+    """Packed per-row normal equations for the rows of X, and ``½ Σ w (v − xᵀy)²`` at X (NaN unless ``data``)."""
     if V.sparse:
         eq = row_equations(V.values.indptr, V.values.indices, Y, V.values.data, weights=V.weights.data)
     else:
         eq = dense_row_equations(Y, V.values, V.weights)
-    loss = 0.5 * float(eq.loss(np.asarray(X, dtype=eq.grams.dtype)).sum())
+    loss = 0.5 * float(eq.loss(np.asarray(X, dtype=eq.grams.dtype)).sum()) if data else np.nan
     return pack_equations(eq), loss
 
 
@@ -157,18 +157,17 @@ def _approx_on_support(V: WeightedBlock, X, Y):
     return sp.csr_matrix((approx, V.values.indices, V.values.indptr), shape=V.shape)
 
 
-def _mu_cross(V: WeightedBlock, X, Y):
-    """``[(W ⊙ V) Y | (W ⊙ XYᵀ) Y]`` (n_b × 2k) and ``½ Σ w (v − xᵀy)²`` at X."""
+def _mu_cross(V: WeightedBlock, X, Y, *, data=True):
+    """``[(W ⊙ V) Y | (W ⊙ XYᵀ) Y]`` (n_b × 2k) and ``½ Σ w (v − xᵀy)²`` at X (NaN unless ``data``)."""
     approx = _approx_on_support(V, X, Y)
     if V.sparse:
         wv = V.weights.multiply(V.values).tocsr()
         wa = V.weights.multiply(approx).tocsr()
-        residual = V.values.data - approx.data
-        loss = 0.5 * float(np.dot(V.weights.data * residual, residual))
+        residual, weights = V.values.data - approx.data, V.weights.data
     else:
         wv, wa = V.weights * V.values, V.weights * approx
-        residual = V.values - approx
-        loss = 0.5 * float(np.sum(V.weights * residual * residual))
+        residual, weights = V.values - approx, V.weights
+    loss = 0.5 * float(np.vdot(weights * residual, residual)) if data else np.nan
     return np.hstack([np.asarray(wv @ Y), np.asarray(wa @ Y)]), loss
 
 

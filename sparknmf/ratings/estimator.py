@@ -45,7 +45,8 @@ from sparknmf.engine import persistence
 from sparknmf.engine.placement import PLACEMENTS, choose_placement, driver_budget, factor_bytes
 from sparknmf.engine.resident import EXECUTION_MODES
 from sparknmf.kernels.implicit import CONFIDENCES
-from sparknmf.params import HasExecutionMode, Interval, OneOf, RangePair, check_params, with_accessors
+from sparknmf.params import HasExecutionMode, HasVerbose, Interval, OneOf, RangePair, check_params, with_accessors
+from sparknmf.progress import progress
 from sparknmf.ratings.distributed import ExecutorFit
 from sparknmf.ratings.fit import FitLoop, side_specs
 from sparknmf.ratings.grid import GridFits
@@ -66,7 +67,7 @@ MLLIB_SCALE_RULE = (1.0, 10.0)
 
 @with_accessors
 class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInterval, HasWeightCol,
-                       HasExecutionMode):
+                       HasExecutionMode, HasVerbose):
     """Fit Params of :class:`MaskedALS` (defaults in ``_setDefault`` only)."""
 
     rank = Param(Params._dummy(), "rank", "rank k of the factors (>= 1)", typeConverter=TypeConverters.toInt)
@@ -161,6 +162,7 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
         "ratingRange": RangePair(),
         "executionMode": OneOf(EXECUTION_MODES),
         "factorPlacement": OneOf(PLACEMENTS),
+        "verbose": Interval(0, integer=True),
     }
 
     def __init__(self, *args):
@@ -289,7 +291,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                  localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
                  checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
                  predictionCol="prediction", coldStartStrategy="nan", ratingRange=None,
-                 executionMode="auto", factorPlacement="auto"):
+                 executionMode="auto", factorPlacement="auto", verbose=0):
         super().__init__()
         self._set(**self._input_kwargs)
 
@@ -301,7 +303,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                  localLimit=1_000_000, maxIter=15, tol=1e-4, seed=0, checkpointInterval=10,
                   checkpointDir="", weightCol="", userCol="user", itemCol="item", ratingCol="rating", timestampCol="",
                   predictionCol="prediction", coldStartStrategy="nan", ratingRange=None,
-                  executionMode="auto", factorPlacement="auto"):
+                  executionMode="auto", factorPlacement="auto", verbose=0):
         """Set Params by keyword."""
         return self._set(**self._input_kwargs)
 
@@ -432,13 +434,14 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                              f"this estimator rank={self.getRank()}")
         placement = self._placement(blocks.spark, *blocks.shape, local=blocks.local is not None, initial=initialModel,
                                     resume=resume)
-        if placement == "executors":
-            state = ExecutorFit(self, blocks, side_specs(self), callback).run()
-        else:
-            blocks.execution = self.getExecutionMode()
-            with blocks.serving(f"sparknmf: MaskedALS rank={self.getRank()}, resident block tasks",
-                                rank=self.getRank()):
-                state = FitLoop(self, blocks, initialModel, callback).run(resume)
+        with progress(self.getVerbose(), type(self).__name__):
+            if placement == "executors":
+                state = ExecutorFit(self, blocks, side_specs(self), callback).run()
+            else:
+                blocks.execution = self.getExecutionMode()
+                with blocks.serving(f"sparknmf: MaskedALS rank={self.getRank()}, resident block tasks",
+                                    rank=self.getRank()):
+                    state = FitLoop(self, blocks, initialModel, callback).run(resume)
         model = MaskedALSModel(state)
         self._copyValues(model)
         return model
