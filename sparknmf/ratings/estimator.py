@@ -47,6 +47,7 @@ from sparknmf.engine.resident import EXECUTION_MODES
 from sparknmf.kernels.implicit import CONFIDENCES
 from sparknmf.params import HasExecutionMode, Interval, OneOf, RangePair, check_params, with_accessors
 from sparknmf.ratings.distributed import ExecutorFit
+from sparknmf.ratings.distributed_implicit import PrefsExecutorFit
 from sparknmf.ratings.fit import FitLoop, side_specs
 from sparknmf.ratings.ingest import DUPLICATE_POLICIES, ingest_ratings
 from sparknmf.ratings.model import COLD_START_STRATEGIES, MaskedALSModel, MaskedALSModelParams
@@ -302,8 +303,6 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     def _check_executors(self, why="", *, local=False, initial=None, resume=False):
         """ValueError naming what the executors placement does not support (before any fitting)."""
         problems = []
-        if self.getImplicitPrefs():
-            problems.append("implicitPrefs=True (its half-steps need YᵀY over every row of the other side)")
         if self.getBackend() == "local" or local:
             problems.append("ratings held on the driver (backend='local'; use backend='spark')")
         if self.getExecutionMode() == "resident":
@@ -345,7 +344,8 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
         placement = self._placement(blocks.spark, *blocks.shape, local=blocks.local is not None, initial=initialModel,
                                     resume=resume)
         if placement == "executors":
-            state = ExecutorFit(self, blocks, side_specs(self), callback).run()
+            loop = PrefsExecutorFit if self.getImplicitPrefs() else ExecutorFit
+            state = loop(self, blocks, side_specs(self), callback).run()
         else:
             blocks.execution = self.getExecutionMode()
             with blocks.serving(f"sparknmf: MaskedALS rank={self.getRank()}, resident block tasks",
