@@ -38,7 +38,8 @@ rows (a user block forms its sums z_u from them and sends w_u + z_u), and the
 conjugate-gradient state of Y (``VECTORS`` rows ``[y | r | p | Ap]``) lives in
 the item blocks: a pass over the user blocks sends each item block the pieces
 of its rows (``PIECE`` rows, summed in source order), and only the CG dot
-products reach the driver.
+products reach the driver.  The implicit preference model (``implicitPrefs``) solves its rows in
+:mod:`sparknmf.ratings.distributed_implicit` on these half-steps (:meth:`ExecutorFit._step_body`).
 
 Same seed, same input: the initial rows are the driver's draws
 (:func:`draw_rows`, the chunks of :func:`~sparknmf.kernels.seeding.chunked_draw`),

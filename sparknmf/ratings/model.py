@@ -453,7 +453,7 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
             exclude = _indexed(_indexed(pairs, "_qid", query.ids, "_q"), "_tid", target.ids, "_t").select("_q", "_t")
         if seen is not None:
             rated = seen.select(F.col(side).cast("long").alias("_q"), F.col(other_side(side)).cast("long").alias("_t"))
-            exclude = rated if exclude is None else exclude.select("_q", "_t").unionByName(rated)
+            exclude = rated if exclude is None else exclude.unionByName(rated)
         if candidates is not None:
             whom = "MaskedALSModel recommendations (candidates)"
             if not hasattr(candidates, "sparkSession"):
