@@ -127,3 +127,19 @@ def test_save_and_load_keep_the_events_in_the_executors(spark, events, models, t
     again = MaskedALSModel.load(str(tmp_path / "again"))
     np.testing.assert_array_equal(again.itemParams, executors.itemParams)
     _same_recs(_recs(again.recommendForAllUsers(3), "user"), _recs(driver.recommendForAllUsers(3), "user"))
+
+
+def test_a_capped_driver_fits_recommends_and_saves_an_implicit_model(spark, tmp_path):
+    """maxResultSize=1m, about 1.6 MiB of factors: auto keeps them in the executors with implicitPrefs=True; no
+    recommendation is a training event, and the saved model equals a driver-placement fit on the uncapped session."""
+    import _als_capped
+
+    report = _als_capped.launch(tmp_path, implicit=True)
+    assert "factorPlacement='driver'" in report["driver"] and "spark.driver.maxResultSize" in report["driver"]
+    assert report["placement"] == "executors" and report["seenRecommended"] == 0
+    assert report["recommended"] == _als_capped.USERS and report["predicted"] > 0
+    driver = _als_capped.estimator(True, backend="spark", factorPlacement="driver").fit(_als_capped.ratings(spark))
+    loaded = MaskedALSModel.load(str(tmp_path / "model"))
+    assert loaded.implicitPrefs and (loaded.seenPairs != driver.seenPairs).nnz == 0
+    np.testing.assert_allclose(loaded.userParams, driver.userParams, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(loaded.itemParams, driver.itemParams, rtol=1e-10, atol=1e-12)
