@@ -18,11 +18,16 @@ from sparknmf import MaskedALS
 from sparknmf.datasets import planted_ratings
 
 USERS, ITEMS, RANK = 20_000, 400, 10  # (n + m)·(k + 2)·8 ≈ 1.9 MiB of parameters against a 0.5 MiB budget
-# (implicitPrefs: (n + m)·k·8 ≈ 1.6 MiB, no biases)
+IMPLICIT_USERS = 8_000  # implicitPrefs: (n + m)·k·8 ≈ 0.64 MiB (no biases), a smaller run over the same budget
 
 
-def ratings(spark):
-    table, _ = planted_ratings(USERS, ITEMS, 3, density=0.01, noise=0.3, seed=4)
+def users(implicit: bool) -> int:
+    """The run's number of users."""
+    return IMPLICIT_USERS if implicit else USERS
+
+
+def ratings(spark, implicit: bool = False):
+    table, _ = planted_ratings(users(implicit), ITEMS, 3, density=0.01, noise=0.3, seed=4)
     return spark.createDataFrame(table)
 
 
@@ -47,7 +52,7 @@ def main(out, implicit):
              .config("spark.driver.maxResultSize", "1m").config("spark.ui.enabled", "false")
              .config("spark.sql.shuffle.partitions", "4").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
-    frame = ratings(spark).cache()
+    frame = ratings(spark, implicit).cache()
     est = estimator(implicit)
     report = {}
     try:

@@ -22,7 +22,7 @@ def events(spark):
 
 
 def _fit_both(events, **options):
-    est = MaskedALS(**{**IMPLICIT, "maxIter": 3, "backend": "spark", "executionMode": "jobs", **options})
+    est = MaskedALS(**{**IMPLICIT, "maxIter": 2, "backend": "spark", "executionMode": "jobs", **options})
     driver = est.copy({est.factorPlacement: "driver"}).fit(events)
     executors = est.copy({est.factorPlacement: "executors"}).fit(events)
     return driver, executors
@@ -130,15 +130,16 @@ def test_save_and_load_keep_the_events_in_the_executors(spark, events, models, t
 
 
 def test_a_capped_driver_fits_recommends_and_saves_an_implicit_model(spark, tmp_path):
-    """maxResultSize=1m, about 1.6 MiB of factors: auto keeps them in the executors with implicitPrefs=True; no
+    """maxResultSize=1m, about 0.64 MiB of factors: auto keeps them in the executors with implicitPrefs=True; no
     recommendation is a training event, and the saved model equals a driver-placement fit on the uncapped session."""
     import _als_capped
 
     report = _als_capped.launch(tmp_path, implicit=True)
     assert "factorPlacement='driver'" in report["driver"] and "spark.driver.maxResultSize" in report["driver"]
     assert report["placement"] == "executors" and report["seenRecommended"] == 0
-    assert report["recommended"] == _als_capped.USERS and report["predicted"] > 0
-    driver = _als_capped.estimator(True, backend="spark", factorPlacement="driver").fit(_als_capped.ratings(spark))
+    assert report["recommended"] == _als_capped.users(True) and report["predicted"] > 0
+    est = _als_capped.estimator(True, backend="spark", factorPlacement="driver")
+    driver = est.fit(_als_capped.ratings(spark, True))
     loaded = MaskedALSModel.load(str(tmp_path / "model"))
     assert loaded.implicitPrefs and (loaded.seenPairs != driver.seenPairs).nnz == 0
     np.testing.assert_allclose(loaded.userParams, driver.userParams, rtol=1e-10, atol=1e-12)
