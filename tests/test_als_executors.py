@@ -241,27 +241,15 @@ def test_save_and_load_by_the_executors(spark, frame, models, tmp_path, monkeypa
 def test_a_capped_driver_fits_recommends_and_saves_with_the_defaults(spark, tmp_path):
     """maxResultSize=1m, about 1.9 MiB of parameters: auto keeps them in the executors; the saved model equals a
     driver-placement fit of the same ratings on the uncapped session."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     import _als_capped
 
     from sparknmf import MaskedALSModel
 
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}"}
-    done = subprocess.run([sys.executable, str(root / "tests" / "_als_capped.py"), str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=1500)
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads((tmp_path / "report.json").read_text())
+    report = _als_capped.launch(tmp_path)
     assert "factorPlacement='driver'" in report["driver"] and "spark.driver.maxResultSize" in report["driver"]
     assert report["placement"] == "executors"
     assert report["recommended"] == _als_capped.USERS and report["predicted"] > 0
-    est = MaskedALS(rank=_als_capped.RANK, maxIter=2, tol=0.0, implicitFeedback=False, numUserBlocks=2,
-                    numItemBlocks=2, backend="spark", factorPlacement="driver")
+    est = _als_capped.estimator(False, backend="spark", factorPlacement="driver")
     driver = est.fit(_als_capped.ratings(spark))
     loaded = MaskedALSModel.load(str(tmp_path / "model"))
     np.testing.assert_allclose(loaded.userParams, driver.userParams, rtol=1e-10, atol=1e-12)

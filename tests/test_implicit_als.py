@@ -180,11 +180,6 @@ def test_save_load_keeps_the_implicit_model_and_its_events(spark, events, tmp_pa
     assert recs(model) == recs(loaded)
 
 
-def test_executors_placement_is_refused_before_any_work(spark, events):
-    with pytest.raises(ValueError, match=r"factorPlacement='executors' does not support implicitPrefs=True"):
-        MaskedALS(**{**IMPLICIT, "factorPlacement": "executors", "backend": "spark"}).fit(events)
-
-
 def test_conjugate_gradient_fit_never_increases_the_objective_and_matches_spark(spark, events):
     table = _events(negative=True)
     R, _, _ = _dense(table)

@@ -38,7 +38,8 @@ rows (a user block forms its sums z_u from them and sends w_u + z_u), and the
 conjugate-gradient state of Y (``VECTORS`` rows ``[y | r | p | Ap]``) lives in
 the item blocks: a pass over the user blocks sends each item block the pieces
 of its rows (``PIECE`` rows, summed in source order), and only the CG dot
-products reach the driver.
+products reach the driver.  The implicit preference model (``implicitPrefs``) solves its rows in
+:mod:`sparknmf.ratings.distributed_implicit` on these half-steps (:meth:`ExecutorFit._step_body`).
 
 Same seed, same input: the initial rows are the driver's draws
 (:func:`draw_rows`, the chunks of :func:`~sparknmf.kernels.seeding.chunked_draw`),
@@ -376,7 +377,7 @@ class ExecutorFit:
     def __init__(self, est, blocks, specs, callback):
         self.est, self.blocks, self.specs, self.callback = est, blocks, specs, callback
         self.k = est.getRank()
-        self.implicit = est.getImplicitFeedback()
+        self.implicit = est.getImplicitFeedback() and not est.getImplicitPrefs()  # SVD++ terms
         self.options = dict(mu=blocks.mu, reg=est.getRegParam(), bias_reg=est.getBiasRegParam(),
                             scaled=est.getRegularization() == "weighted", nonnegative=est.getNonnegative())
         self.spark = blocks.spark
@@ -434,17 +435,21 @@ class ExecutorFit:
         return truncate(self.in_frames[side].mapInArrow(body, STEP_DDL))
 
     # ------------------------------------------------------------ steps
+    def _step_body(self, side):
+        """The cogroup body of a ``side`` half-step (``(left, right) -> rows``; a subclass solves another model)."""
+        other = other_side(side)
+        # a partial, not a Call: pyspark reads the function's positional arguments (left, right)
+        return functools.partial(_step_group, side=side, step=self.blocks.steps[side],
+                                 other_step=self.blocks.steps[other], ctx=self.blocks.context, spec=self.specs[side],
+                                 other_spec=self.specs[other], options=self.options, send=True,
+                                 implicit=self.implicit)
+
     def half_step(self, side):
         other = other_side(side)
         parts = [(self.inbox[side], MESSAGE), (self.frames[side], PARAMS)]
         if self.implicit and side == "item":
             parts.append((self.vectors, VECTORS))
-        # a partial, not a Call: pyspark reads the function's positional arguments (left, right)
-        body = functools.partial(_step_group, side=side, step=self.blocks.steps[side],
-                                 other_step=self.blocks.steps[other], ctx=self.blocks.context, spec=self.specs[side],
-                                 other_spec=self.specs[other], options=self.options, send=True,
-                                 implicit=self.implicit)
-        out, stats = self._cogroup(side, self._rows(*parts), body)
+        out, stats = self._cogroup(side, self._rows(*parts), self._step_body(side))
         self._keep(**{f"frames_{side}": out, f"inbox_{other}": out})
         return float(np.sum(stats["loss"])), float(np.sum(stats["penalty"])), bool(np.all(stats["finite"]))
 

@@ -48,6 +48,7 @@ from sparknmf.kernels.implicit import CONFIDENCES
 from sparknmf.params import HasExecutionMode, HasVerbose, Interval, OneOf, RangePair, check_params, with_accessors
 from sparknmf.progress import progress
 from sparknmf.ratings.distributed import ExecutorFit
+from sparknmf.ratings.distributed_implicit import PrefsExecutorFit
 from sparknmf.ratings.fit import FitLoop, side_specs
 from sparknmf.ratings.grid import GridFits
 from sparknmf.ratings.ingest import DUPLICATE_POLICIES, ingest_ratings
@@ -391,8 +392,6 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     def _check_executors(self, why="", *, local=False, initial=None, resume=False):
         """ValueError naming what the executors placement does not support (before any fitting)."""
         problems = []
-        if self.getImplicitPrefs():
-            problems.append("implicitPrefs=True (its half-steps need YᵀY over every row of the other side)")
         if self.getBackend() == "local" or local:
             problems.append("ratings held on the driver (backend='local'; use backend='spark')")
         if self.getExecutionMode() == "resident":
@@ -436,7 +435,8 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                                     resume=resume)
         with progress(self.getVerbose(), type(self).__name__):
             if placement == "executors":
-                state = ExecutorFit(self, blocks, side_specs(self), callback).run()
+                loop = PrefsExecutorFit if self.getImplicitPrefs() else ExecutorFit
+                state = loop(self, blocks, side_specs(self), callback).run()
             else:
                 blocks.execution = self.getExecutionMode()
                 with blocks.serving(f"sparknmf: MaskedALS rank={self.getRank()}, resident block tasks",

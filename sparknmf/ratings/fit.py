@@ -51,7 +51,7 @@ from sparknmf.kernels.implicit import implicit_half_step, implicit_half_step_cg
 from sparknmf.kernels.seeding import chunked_draw
 from sparknmf.ratings.store import SIDES, other_side
 
-__all__ = ["REMEDY", "STREAMS", "FitLoop", "side_specs"]
+__all__ = ["REMEDY", "STREAMS", "FitLoop", "implicit_prefs_options", "implicit_prefs_rows", "side_specs"]
 
 logger = logging.getLogger("sparknmf")
 
@@ -78,6 +78,30 @@ def side_specs(est) -> dict:
     return {"user": user, "item": item}
 
 
+def implicit_prefs_options(est) -> dict:
+    """The implicit preference model's options of the row solves (:func:`implicit_prefs_rows`) for ``est``."""
+    return dict(reg=est.getRegParam(), alpha=est.getAlpha(), confidence_kind=est.getConfidence(),
+                epsilon=est.getEpsilon(), scaled=est.getRegularization() == "weighted",
+                nonnegative=est.getNonnegative(), cg_steps=est.getCgSteps())
+
+
+def implicit_prefs_rows(entries, Y, gram, init, options):
+    """``(X, loss, penalty)`` of one block under the implicit preference model, for either placement.
+
+    ``Y`` (rows × k): the other side's rows the block's ``entries.cols`` index; ``gram`` (k×k): YᵀY over
+    **all** rows of the other side; ``init`` (b×k or None): the warm start; ``options`` as
+    :func:`implicit_prefs_options` (``cg_steps`` > 0: that many conjugate-gradient steps, else the exact solve).
+    """
+    options = dict(options)
+    steps = options.pop("cg_steps", 0)
+    if steps:
+        options.pop("nonnegative")
+        return implicit_half_step_cg(entries.indptr, entries.cols, entries.ratings, Y, gram, steps=steps,
+                                     weights=entries.weights, init=init, **options)
+    return implicit_half_step(entries.indptr, entries.cols, entries.ratings, Y, gram, weights=entries.weights,
+                              init=init, **options)
+
+
 class FitLoop:
     """The alternating loop of one fit: user half-step, item half-step, implicit vectors.
 
@@ -94,14 +118,11 @@ class FitLoop:
         self.prefs = est.getImplicitPrefs()  # the implicit preference model (Hu, Koren & Volinsky)
         self.implicit = est.getImplicitFeedback() and not self.prefs  # SVD++ terms
         self.mu = 0.0 if self.prefs else blocks.mu
-        scaled = est.getRegularization() == "weighted"
         if self.prefs:
-            self.options = dict(reg=est.getRegParam(), alpha=est.getAlpha(), confidence_kind=est.getConfidence(),
-                                epsilon=est.getEpsilon(), scaled=scaled, nonnegative=est.getNonnegative(),
-                                cg_steps=est.getCgSteps())
+            self.options = implicit_prefs_options(est)
         else:
-            self.options = dict(mu=blocks.mu, reg=est.getRegParam(), bias_reg=est.getBiasRegParam(), scaled=scaled,
-                                nonnegative=est.getNonnegative())
+            self.options = dict(mu=blocks.mu, reg=est.getRegParam(), bias_reg=est.getBiasRegParam(),
+                                scaled=est.getRegularization() == "weighted", nonnegative=est.getNonnegative())
         n, m = blocks.shape
         self.P = {side: self._initial(side, rows, stream, initial)
                   for side, rows, stream in (("user", n, _USER_STREAM), ("item", m, _ITEM_STREAM))}
@@ -284,16 +305,7 @@ def _implicit_prefs_task(key, entries, scratch, own, others, *, options, gram):
     ``gram`` is YᵀY of the other side's factors ``others[0]`` over all its rows (the rows of ``others[0]``
     that the block does not refer to may be zeros: routed, see :meth:`RatingBlocks.map_blocks`).
     """
-    options = dict(options)
-    steps = options.pop("cg_steps", 0)
-    init = own[0] if own else None
-    if steps:
-        options.pop("nonnegative")
-        X, loss, penalty = implicit_half_step_cg(entries.indptr, entries.cols, entries.ratings, others[0], gram,
-                                                 steps=steps, weights=entries.weights, init=init, **options)
-    else:
-        X, loss, penalty = implicit_half_step(entries.indptr, entries.cols, entries.ratings, others[0], gram,
-                                              weights=entries.weights, init=init, **options)
+    X, loss, penalty = implicit_prefs_rows(entries, others[0], gram, own[0] if own else None, options)
     return {"key": key, "x": codec.encode(X), "loss": loss, "penalty": penalty}
 
 

@@ -203,7 +203,8 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
 
     @property
     def seenPairs(self):
-        """The training events of an implicit model as an n×m ``scipy.sparse`` CSR of ones (None otherwise)."""
+        """The training events of an implicit model (None otherwise): an n×m ``scipy.sparse`` CSR of ones, or with
+        the executors placement a DataFrame ``(user int, item int)`` of indices, never collected."""
         return self._require().get("seen")
 
     @property
@@ -422,14 +423,17 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
             raise ValueError(f"{whom}: filterRated=True needs an implicit model (implicitPrefs=True keeps its "
                              "training events); for this model pass exclude= the training ratings")
         if self._require().get("frames"):
-            return self._recommend_frames(side, num, subset, exclude, candidates)
+            return self._recommend_frames(side, num, subset, exclude, candidates, seen if filter_rated else None)
         if filter_rated:
             seen = seen if side == "user" else seen.T.tocsr()
         return recommend(self._side(side), self._side(other_side(side)), num, self.globalMean, subset=subset,
                          exclude=exclude, candidates=candidates, seen=seen if filter_rated else None)
 
-    def _recommend_frames(self, side, num, subset, exclude, candidates):
-        """Recommendations by pairs of parameter blocks in the executors (:func:`recommend_blocks`)."""
+    def _recommend_frames(self, side, num, subset, exclude, candidates, seen):
+        """Recommendations by pairs of parameter blocks in the executors (:func:`recommend_blocks`).
+
+        ``seen``: the training events ``(user, item)`` (indices, a DataFrame) left out as excluded pairs.
+        """
         from pyspark.sql import functions as F
 
         check_count(num)
@@ -447,6 +451,9 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
                 check_id_type(exclude, one.column, one.id_type, whom)
             pairs = exclude.select(column_ref(qcol).alias("_qid"), column_ref(tcol).alias("_tid"))
             exclude = _indexed(_indexed(pairs, "_qid", query.ids, "_q"), "_tid", target.ids, "_t").select("_q", "_t")
+        if seen is not None:
+            rated = seen.select(F.col(side).cast("long").alias("_q"), F.col(other_side(side)).cast("long").alias("_t"))
+            exclude = rated if exclude is None else exclude.unionByName(rated)
         if candidates is not None:
             whom = "MaskedALSModel recommendations (candidates)"
             if not hasattr(candidates, "sparkSession"):

@@ -83,7 +83,8 @@ def _frames_state(path, spark, metadata, specs, counts, widths) -> dict:
         "P": None, "Z": None, "Y": None, "specs": specs, "mu": float(metadata["mu"]),
         "ids": {"user": None, "item": None}, "idTypes": metadata["idTypes"], "context": context,
         "history": metadata["history"], "nIter": metadata["nIter"], "stopReason": metadata["stopReason"],
-        "elapsed": metadata["elapsed"],
+        "elapsed": metadata["elapsed"], "implicitPrefs": bool(metadata.get("implicitPrefs", False)),
+        "seen": _seen_frame(spark, f"{path}/seen", *counts) if metadata.get("implicitPrefs") else None,
     }
 
 
@@ -112,6 +113,18 @@ def _read_seen(spark, path, n, m):
     if users.size and (users.min() < 0 or users.max() >= n or items.min() < 0 or items.max() >= m):
         raise ValueError(f"{path}: event indices outside the model's {n} users and {m} items")
     return sp.csr_matrix((np.ones(users.size, np.float32), (users, items)), shape=(n, m))
+
+
+def _seen_frame(spark, path, n, m):
+    """:func:`_read_seen` left in the executors: a DataFrame ``(user int, item int)``, checked by one job."""
+    from pyspark.sql import functions as F
+
+    frame = spark.read.parquet(path).select(F.col("user").cast("int"), F.col("item").cast("int"))
+    bad = frame.filter((F.col("user") < 0) | (F.col("user") >= n) | (F.col("item") < 0) | (F.col("item") >= m)
+                       | F.col("user").isNull() | F.col("item").isNull())
+    if bad.limit(1).count():
+        raise ValueError(f"{path}: event indices outside the model's {n} users and {m} items")
+    return frame
 
 
 def _spec_dict(spec: SideSpec) -> dict:
@@ -143,8 +156,11 @@ class ModelWriter(persistence.ParamsWriter):
         if state.get("seen") is not None:  # an implicit model's training events (user, item indices)
             pairs = state["seen"].tocoo()
             table = pa.table({"user": pa.array(pairs.row, pa.int32()), "item": pa.array(pairs.col, pa.int32())})
-            mode = "overwrite" if self.shouldOverwrite else "errorifexists"
-            spark.createDataFrame(table).write.mode(mode).parquet(f"{path}/seen")
+            self._save_seen(path, spark.createDataFrame(table))
+
+    def _save_seen(self, path, seen):
+        """The training events ``(user int, item int)`` of an implicit model as Parquet at ``path/seen``."""
+        seen.write.mode("overwrite" if self.shouldOverwrite else "errorifexists").parquet(f"{path}/seen")
 
     def _save_frames(self, path, model, state):
         """Metadata from the driver, parameter rows written by the executors (the driver placement's format)."""
@@ -154,6 +170,8 @@ class ModelWriter(persistence.ParamsWriter):
         for name, side in (("users", "user"), ("items", "item")):
             write_side(model._frame_side(side), persistence.check_path(f"{path}/{name}"),
                        extra=days if side == "user" else None, overwrite=self.shouldOverwrite)
+        if state.get("seen") is not None:  # written by the executors, never collected
+            self._save_seen(path, state["seen"])
 
 
 def _extra_metadata(state, implicit) -> dict:
