@@ -166,6 +166,10 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+# a job shows its progress through its log (--log-level INFO), not stdout; it writes factors, not transform columns
+_NOT_CONFIGURED = ("verbose", "outputType")
+
+
 def params_section(cls, *, only=None, exclude=(), defaults=None) -> dict:
     """A section of options from a pyspark.ml class's Params: snake_case keys, the Params' docs and checks.
 
@@ -179,8 +183,9 @@ def params_section(cls, *, only=None, exclude=(), defaults=None) -> dict:
     defaults : dict, optional
         Param name -> the job's default, where it differs from the class's.
 
-    Types come from each Param's type converter; range and choice checks from
-    the class's ``_constraints`` table, checked when the file is read.
+    ``verbose`` and ``outputType`` are never keys (:data:`_NOT_CONFIGURED`).  Types come from each
+    Param's type converter; range and choice checks from the class's
+    ``_constraints`` table, checked when the file is read.
     """
     from pyspark.ml.param import TypeConverters as T
 
@@ -192,7 +197,7 @@ def params_section(cls, *, only=None, exclude=(), defaults=None) -> dict:
     section = {}
     for param in sorted(instance.params, key=lambda p: p.name):
         name = param.name
-        if (only is not None and name not in only) or name in exclude:
+        if (only is not None and name not in only) or name in exclude or name in _NOT_CONFIGURED:
             continue
         kind = kinds.get(param.typeConverter)
         if kind is None:
