@@ -234,6 +234,16 @@ def _own(right, kind):
     return codec.decode(right.column("x")[int(found[0])].as_buffer()) if found.size else None
 
 
+def _block_view(left, right, *, side, step, other_step, ctx):
+    """``(key, entries, payload, index, own)`` of one cogroup: the block's entries with their columns re-indexed
+    into the received rows (:func:`_received`), and the block's own parameters (or None)."""
+    key = left.column("key")[0].as_py()
+    entries = build_entries(side, key, step, left.column("block")[0].as_buffer(), left.column("aux")[0].as_buffer(),
+                            ctx)
+    payload, local, index = _received(right, other_step, entries.cols, side, key)
+    return key, dataclasses.replace(entries, cols=local), payload, index, _own(right, PARAMS)
+
+
 @block_function
 def _step_group(left, right, *, side, step, other_step, ctx, spec, other_spec, options, send, implicit):
     """cogroup body of one block: its in-block (``left``) and its own rows and messages (``right``) -> new rows.
@@ -245,12 +255,7 @@ def _step_group(left, right, *, side, step, other_step, ctx, spec, other_spec, o
     rows: its sums z_u enter the predictions and the rows it sends (w_u + z_u);
     an item block sends ``[parameters | y]`` with its ``VECTORS`` row's y.
     """
-    key = left.column("key")[0].as_py()
-    entries = build_entries(side, key, step, left.column("block")[0].as_buffer(), left.column("aux")[0].as_buffer(),
-                            ctx)
-    payload, local, _ = _received(right, other_step, entries.cols, side, key)
-    entries = dataclasses.replace(entries, cols=local)
-    own = _own(right, PARAMS)
+    key, entries, payload, _, own = _block_view(left, right, side=side, step=step, other_step=other_step, ctx=ctx)
     init = np.array(own) if options["nonnegative"] and own is not None else None
     P_other, offset, sent = payload[:, : other_spec.width], None, None
     k = spec.rank
@@ -278,12 +283,9 @@ def _products_group(left, right, *, step, other_step, ctx, specs, mu, mode):
     rows (``PIECE`` rows), ``"sums"`` returns the block's parameters with
     z_u of ``v`` (= Y) added to the factors.
     """
-    key = left.column("key")[0].as_py()
-    entries = build_entries("user", key, step, left.column("block")[0].as_buffer(),
-                            left.column("aux")[0].as_buffer(), ctx)
-    payload, local, index = _received(right, other_step, entries.cols, "user", key)
-    entries = dataclasses.replace(entries, cols=local)
-    own, width, k = _own(right, PARAMS), specs["item"].width, specs["user"].rank
+    key, entries, payload, index, own = _block_view(left, right, side="user", step=step, other_step=other_step,
+                                                    ctx=ctx)
+    width, k = specs["item"].width, specs["user"].rank
     P_item, v = payload[:, :width], payload[:, width:]
     if mode == "sums":
         X = own.copy()

@@ -24,7 +24,6 @@ indices, cut from the user rating blocks by the executors (:func:`seen_pairs`).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import numpy as np
@@ -37,12 +36,11 @@ from sparknmf.ratings.distributed import (
     _STEP_SCHEMA,
     PARAMS,
     ExecutorFit,
-    _own,
-    _received,
+    _block_view,
     _rows_out,
 )
 from sparknmf.ratings.fit import implicit_prefs_options, implicit_prefs_rows
-from sparknmf.ratings.store import SIDES, build_entries, other_side
+from sparknmf.ratings.store import SIDES, other_side
 
 __all__ = ["SEEN_DDL", "PrefsExecutorFit", "seen_pairs", "side_gram"]
 
@@ -92,12 +90,7 @@ def _prefs_group(left, right, *, side, step, other_step, ctx, k, gram, options):
     (its columns are re-indexed into them); ``gram`` is YᵀY over all of them.
     The block's previous rows warm-start NNLS and the conjugate-gradient steps, as on the driver.
     """
-    key = left.column("key")[0].as_py()
-    entries = build_entries(side, key, step, left.column("block")[0].as_buffer(), left.column("aux")[0].as_buffer(),
-                            ctx)
-    payload, local, _ = _received(right, other_step, entries.cols, side, key)
-    entries = dataclasses.replace(entries, cols=local)
-    own = _own(right, PARAMS)
+    key, entries, payload, _, own = _block_view(left, right, side=side, step=step, other_step=other_step, ctx=ctx)
     warm = options["nonnegative"] or options["cg_steps"]
     init = np.array(own) if warm and own is not None else None
     X, loss, penalty = implicit_prefs_rows(entries, payload[:, :k], gram, init, options)
