@@ -15,11 +15,16 @@ from sparknmf import MaskedALS
 from sparknmf.datasets import planted_ratings
 
 USERS, ITEMS, RANK = 20_000, 400, 10  # (n + m)·(k + 2)·8 ≈ 1.9 MiB of parameters against a 0.5 MiB budget
+PAD = "#" * 100  # user ids of ~105 bytes: ≈ 2.1 MB of distinct ids, beyond the 1 MiB cap if collected
 
 
 def ratings(spark):
+    """The planted ratings with long string user ids ("10:###…" sorts before "9:###…": not the numbers' order)."""
+    from pyspark.sql import functions as F
+
     table, _ = planted_ratings(USERS, ITEMS, 3, density=0.01, noise=0.3, seed=4)
-    return spark.createDataFrame(table)
+    frame = spark.createDataFrame(table)
+    return frame.select(F.concat(F.col("user").cast("string"), F.lit(":" + PAD)).alias("user"), "item", "rating")
 
 
 def main(out):
@@ -30,6 +35,10 @@ def main(out):
     frame = ratings(spark).cache()
     est = MaskedALS(rank=RANK, maxIter=2, tol=0.0, implicitFeedback=False, numUserBlocks=2, numItemBlocks=2)
     report = {}
+    try:  # what the driver placement's ingest did: collect the distinct ids
+        frame.select("user").distinct().toArrow()
+    except Exception as err:  # noqa: BLE001 - the JVM's error, whatever its class
+        report["collect_ids"] = str(err)[:2000]
     try:
         est.copy({est.factorPlacement: "driver"}).fit(frame)
     except ValueError as err:
