@@ -5,7 +5,7 @@ themselves are beyond the driver (50M user ids), :func:`index_ids` gives every i
 sort-based dense rank computed in the executors:
 
 1. the distinct ids, range-partitioned and sorted by Spark (``orderBy``), materialised with their lineage
-   cut (``localCheckpoint``) so that each partition's rows keep one order;
+   cut (``localCheckpoint``) so that each partition's rows keep one order in every later pass;
 2. one small row per partition reaches the driver: ``(partition, rows, nulls)``;
 3. the driver turns the counts into offsets (partition ``p`` starts at the sum of the rows before it);
 4. each id's index is ``offset[partition] + position in the partition``, computed by an Arrow function
@@ -16,8 +16,9 @@ For example ids ``b, a, d, c, e`` range-partitioned into ``[a, b] [c] [d, e]`` g
 offsets ``0, 2, 3`` and indices ``a→0 b→1 c→2 d→3 e→4``: the ranks the driver's sort gives.  Spark and Arrow
 sort atomic values alike (strings and binary by their bytes, numbers by value, NaN last), so the two
 placements index every id identically and their fits agree.  DataFrame operations and Arrow functions
-only, no RDD API: Spark Connect sessions run it too.  Jobs: the sort's sample, the checkpoint and the
-counts (three per id column).
+only, no RDD API: Spark Connect sessions run it too.  Jobs, four per id column: the sort's sample, the
+shuffles of ``distinct`` and of the sort (a job each under adaptive query execution), and the counts, which
+also materialise the checkpoint.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import functools
 import numpy as np
 import pyarrow as pa
 
-from sparknmf.engine.frames import release, truncate
+from sparknmf.engine.frames import release
 from sparknmf.errors import InvalidInputError
 
 __all__ = ["IdIndex", "column_ref", "index_ids"]
@@ -117,7 +118,8 @@ def index_ids(frame, column: str, whom: str) -> IdIndex:
     """
     from pyspark.sql.types import LongType, StructField, StructType
 
-    held = truncate(frame.select(column_ref(column).alias("id")).distinct().orderBy("id"))
+    # checkpointed lazily: the counts' job materialises it (one job fewer than an eager checkpoint)
+    held = frame.select(column_ref(column).alias("id")).distinct().orderBy("id").localCheckpoint(eager=False)
     counts = held.mapInArrow(_count_body, _COUNTS_DDL).toArrow()
     if sum(counts.column("nulls").to_pylist()):
         release(held)

@@ -13,7 +13,9 @@ The blocks (layout in :mod:`sparknmf.ratings.store`) are built in two steps: eve
 its ratings into one *piece* per (side, block) (:func:`_piece_builder`), then the pieces of a block are
 merged into its stored CSR row with the block's statistics (:func:`_block_merger`).  On Spark that is
 one shuffle of a few binary rows per partition; on the driver (:func:`use_driver`) the same two steps
-run on the collected ratings, on one thread per core.  One module (near 500 lines) because the checks, the
+run on the collected ratings, on one thread per core.  Ids are ranked in sorted order: on the driver, or,
+for ratings on Spark, by :func:`~sparknmf.engine.id_index.index_ids` without collecting them (collected
+afterwards only when the parameters go to the driver).  One module (near 500 lines) because the checks, the
 pieces and the merge share the column layout of one rating frame; the store they build is
 :mod:`sparknmf.ratings.store`.
 """
