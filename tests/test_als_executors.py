@@ -128,16 +128,16 @@ def test_iterations_without_a_checkpoint_directory_keep_the_plan(spark, monkeypa
 
     monkeypatch.setattr(distributed, "truncate", recording)
     persistent = spark.sparkContext._jsc.getPersistentRDDs
+    before = set(persistent().keySet().toArray())
 
     def monitor(iteration, elapsed, objective):
-        if iteration % 4 == 0:
-            cached.append(persistent().size())
+        if iteration % 4 == 0:  # the fit's own cached RDDs (other tests' may be released meanwhile)
+            cached.append(len(set(persistent().keySet().toArray()) - before))
 
     frame = spark.createDataFrame(_table(3, n=6, m=5, density=0.6))
     est = MaskedALS(**{**FAST, "maxIter": 12, "backend": "spark", "numUserBlocks": 1, "numItemBlocks": 1,
                        "factorPlacement": "executors"})
     est.getTol = lambda: -1.0  # never stop early: the objective may reach a fixed point
-    before = set(persistent().keySet().toArray())
     model = est.fitFrom(frame, callback=monitor)
     assert model.nIter == 12 and np.isfinite(model.userParams).all()
     assert len(set(cached)) == 1, f"cached RDDs changed: {cached}"
