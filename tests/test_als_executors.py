@@ -128,22 +128,23 @@ def test_iterations_without_a_checkpoint_directory_keep_the_plan(spark, monkeypa
 
     monkeypatch.setattr(distributed, "truncate", recording)
     persistent = spark.sparkContext._jsc.getPersistentRDDs
+    before = set(persistent().keySet().toArray())
 
     def monitor(iteration, elapsed, objective):
-        if iteration % 4 == 0:
-            cached.append(persistent().size())
+        if iteration % 4 == 0:  # the fit's own cached RDDs (other tests' may be released meanwhile)
+            cached.append(len(set(persistent().keySet().toArray()) - before))
 
     frame = spark.createDataFrame(_table(3, n=6, m=5, density=0.6))
     est = MaskedALS(**{**FAST, "maxIter": 12, "backend": "spark", "numUserBlocks": 1, "numItemBlocks": 1,
                        "factorPlacement": "executors"})
     est.getTol = lambda: -1.0  # never stop early: the objective may reach a fixed point
-    before = set(persistent().keySet().toArray())
     model = est.fitFrom(frame, callback=monitor)
     assert model.nIter == 12 and np.isfinite(model.userParams).all()
     assert len(set(cached)) == 1, f"cached RDDs changed: {cached}"
     assert set(plans[-6:-2]) <= set(plans[2:6]), "the half-step plans grew"
-    # the model's two parameter frames (other tests' cached data may be released meanwhile: compare ids)
-    assert len(set(persistent().keySet().toArray()) - before) == 2
+    # the model's two parameter frames and its two id mappings (ids indexed in Spark), nothing else (other
+    # tests' cached data may be released meanwhile: compare ids)
+    assert len(set(persistent().keySet().toArray()) - before) == 4
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -239,8 +240,9 @@ def test_save_and_load_by_the_executors(spark, frame, models, tmp_path, monkeypa
 
 
 def test_a_capped_driver_fits_recommends_and_saves_with_the_defaults(spark, tmp_path):
-    """maxResultSize=1m, about 1.9 MiB of parameters: auto keeps them in the executors; the saved model equals a
-    driver-placement fit of the same ratings on the uncapped session."""
+    """maxResultSize=1m, about 1.9 MiB of parameters and 2.1 MB of user ids: auto keeps both in the executors
+    (collecting the ids fails there); the saved model equals a driver-placement fit of the same ratings on the
+    uncapped session (issue 16: ids indexed without collecting them)."""
     import _als_capped
 
     from sparknmf import MaskedALSModel
@@ -248,6 +250,7 @@ def test_a_capped_driver_fits_recommends_and_saves_with_the_defaults(spark, tmp_
     report = _als_capped.launch(tmp_path)
     assert "factorPlacement='driver'" in report["driver"] and "spark.driver.maxResultSize" in report["driver"]
     assert report["placement"] == "executors"
+    assert "maxResultSize" in report["collect_ids"]  # the ids alone would not reach the driver
     assert report["recommended"] == _als_capped.USERS and report["predicted"] > 0
     est = _als_capped.estimator(False, backend="spark", factorPlacement="driver")
     driver = est.fit(_als_capped.ratings(spark))

@@ -545,6 +545,7 @@ class ExecutorFit:
         return {
             "frames": frames, "steps": dict(blocks.steps), "counts": dict(self.counts), "P": None, "Z": None,
             "Y": None, "specs": self.specs, "mu": blocks.mu, "ids": {"user": blocks.user_ids, "item": blocks.item_ids},
+            "idFrames": blocks.id_frames(),
             "idTypes": dict(blocks.id_types), "context": blocks.context, "history": history, "nIter": iteration,
             "stopReason": stop_reason, "elapsed": time.perf_counter() - start,
         }

@@ -13,13 +13,16 @@ The blocks (layout in :mod:`sparknmf.ratings.store`) are built in two steps: eve
 its ratings into one *piece* per (side, block) (:func:`_piece_builder`), then the pieces of a block are
 merged into its stored CSR row with the block's statistics (:func:`_block_merger`).  On Spark that is
 one shuffle of a few binary rows per partition; on the driver (:func:`use_driver`) the same two steps
-run on the collected ratings, on one thread per core.  One module (near 500 lines) because the checks, the
+run on the collected ratings, on one thread per core.  Ids are ranked in sorted order: on the driver, or,
+for ratings on Spark, by :func:`~sparknmf.engine.id_index.index_ids` without collecting them (collected
+afterwards only when the parameters go to the driver).  One module (near 500 lines) because the checks, the
 pieces and the merge share the column layout of one rating frame; the store they build is
 :mod:`sparknmf.ratings.store`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -28,10 +31,12 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from sparknmf.engine import codec
+from sparknmf.engine.id_index import column_ref, index_ids
 from sparknmf.engine.ingest import check_columns, index_frame
 from sparknmf.engine.placement import driver_budget
 from sparknmf.engine.session import describe_jobs, is_local_master, parallelism, placement_keys
 from sparknmf.errors import InvalidInputError
+from sparknmf.ratings.factor_frames import shuffled
 from sparknmf.ratings.store import SIDES, RatingBlocks, StepContext, in_threads
 
 __all__ = ["DUPLICATE_POLICIES", "check_distinct_columns", "check_id_column", "check_id_type", "check_time_column",
@@ -51,13 +56,6 @@ _BLOCK_SCHEMA = pa.schema([
     ("problem", pa.string()),
 ])
 _TARGET_BLOCK_NNZ = 1 << 22
-
-
-def column_ref(name: str):
-    """The Spark column named exactly ``name`` (``F.col`` would parse dots and backticks in it)."""
-    from pyspark.sql import functions as F
-
-    return F.col("`" + name.replace("`", "``") + "`")
 
 
 def check_distinct_columns(named: dict, whom: str) -> None:
@@ -190,6 +188,10 @@ def _dedupe(frame, cols, policy):
 def _piece_builder(user_col, item_col, user_ids, item_ids, steps, extra_cols, placement):
     """mapInArrow body: a partition's ratings cut into one piece per (side, block).
 
+    Ratings are indexed by looking their ids up in ``user_ids`` / ``item_ids``
+    (held on the driver, shipped with the function), or, when those are None,
+    carry their indices in columns ``_u`` / ``_i`` (joined in Spark: :func:`_joined_indices`).
+
     A piece (:func:`_pack`) holds the global row and column indices (``row``
     on the side's own axis) and the values ``[rating, extras...]``, so only a
     few binary rows per partition are shuffled, not the ratings one by one.
@@ -202,8 +204,9 @@ def _piece_builder(user_col, item_col, user_ids, item_ids, steps, extra_cols, pl
         if not batches:
             return
         table = pa.Table.from_batches(batches)
-        users = pc.index_in(table.column(user_col), value_set=user_ids).to_numpy(zero_copy_only=False)
-        items = pc.index_in(table.column(item_col), value_set=item_ids).to_numpy(zero_copy_only=False)
+        users, items = (table.column(index).to_numpy() if ids is None else
+                        pc.index_in(table.column(column), value_set=ids).to_numpy(zero_copy_only=False)
+                        for column, ids, index in ((user_col, user_ids, "_u"), (item_col, item_ids, "_i")))
         values = [table.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in ("_r", *extra_cols)]
         data = np.column_stack(values)
         for side, rows, cols in ((0, users, items), (1, items, users)):
@@ -393,18 +396,27 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
         frame = _dedupe(frame, cols, duplicates)
     prepared = _prepared(frame, cols)
     on_driver = use_driver(spark, backend, stats["rows"], _row_bytes(prepared), local_limit)
+    indexes = None  # side -> IdIndex: ids indexed in Spark, not collected
     if on_driver:
         with describe_jobs(spark, "sparknmf: collect ratings"):
             table = prepared.toArrow()
         user_ids = _local_ids(table.column(user_col), user_col, whom)
         item_ids = _local_ids(table.column(item_col), item_col, whom)
+        n, m = len(user_ids), len(item_ids)
     else:
-        user_ids = _local_ids(frame.select(column_ref(user_col)).distinct().toArrow().column(0), user_col, whom)
-        item_ids = _local_ids(frame.select(column_ref(item_col)).distinct().toArrow().column(0), item_col, whom)
-    n, m = len(user_ids), len(item_ids)
+        with describe_jobs(spark, "sparknmf: index user and item ids"):
+            indexes = {side: index_ids(frame, column, whom) for side, column in zip(SIDES, (user_col, item_col))}
+        user_ids = item_ids = None
+        n, m = indexes["user"].count, indexes["item"].count
     factors = placement(n, m) if placement is not None else "driver"
     if factors == "executors" and on_driver:  # parameters beyond the driver: so are the blocks
         on_driver, table = False, None
+    if indexes is not None and factors == "driver":  # the driver holds the parameters, and so their ids
+        with describe_jobs(spark, "sparknmf: collect user and item ids"):
+            user_ids, item_ids = (indexes[side].collect() for side in SIDES)
+        for index in indexes.values():
+            index.release()
+        indexes = None
     steps = {"user": _grid(spark, n, user_blocks, stats["rows"]), "item": _grid(spark, m, item_blocks, stats["rows"])}
     # block key of either side goes to partition key % partitions: the side with more blocks fills every one
     partitions = max(1, min(max(math.ceil(n / steps["user"]), math.ceil(m / steps["item"])), parallelism(spark)))
@@ -418,7 +430,8 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
     else:
         # one shuffle: hash partitioning on _p places each block (both sides) in partition key % partitions,
         # and satisfies the grouping on (_p, side, key) without a second exchange
-        store = (prepared.mapInArrow(pieces, _PIECE_DDL).repartition(partitions, "_p")
+        source = prepared if indexes is None else _joined_indices(prepared, cols, indexes)
+        store = (source.mapInArrow(pieces, _PIECE_DDL).repartition(partitions, "_p")
                  .groupBy("_p", "side", "key").applyInArrow(merge, _BLOCK_DDL).cache())
         with describe_jobs(spark, "sparknmf: store ratings by user block and by item block"):
             info = store.drop("block", "aux").toArrow()
@@ -426,12 +439,15 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
     users = info.filter(pc.equal(info.column("side"), 0))
     wsum = float(pc.sum(users.column("wsum")).as_py())
     try:
-        _check_duplicates(users, user_ids, item_ids, whom, user_col, item_col)
+        _check_duplicates(users, functools.partial(_id_at, {"user": user_ids, "item": item_ids}, indexes), whom,
+                          user_col, item_col)
         if wsum <= 0:
             raise InvalidInputError(f"{whom}: every rating has weight 0")
     except InvalidInputError:
         if store is not None:
             store.unpersist()
+        for index in (indexes or {}).values():
+            index.release()
         raise
     mean_days = None
     if timed and drift_on:
@@ -447,11 +463,35 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
              zip(*(info.column(c).to_pylist() for c in ("side", "key", "needs")))}
     return RatingBlocks(spark, user_ids, item_ids, store, steps, nnz=int(pc.sum(users.column("nnz")).as_py()),
                         mu=float(pc.sum(users.column("wrsum")).as_py()) / wsum, context=context, id_types=id_types,
-                        local=local, partitions=partitions, needs=needs, placement=factors)
+                        local=local, partitions=partitions, needs=needs, placement=factors, id_index=indexes)
 
 
-def _check_duplicates(info, user_ids, item_ids, whom, user_col, item_col):
-    """Raise when a block builder found duplicate pairs (``info``: the user blocks' rows)."""
+def _joined_indices(prepared, cols, indexes):
+    """The prepared ratings ``(_r, ...)`` with their user and item indices ``_u``, ``_i``, joined in Spark.
+
+    Shuffle joins with the :class:`~sparknmf.engine.id_index.IdIndex` frames: a
+    broadcast would send the ids through the driver.
+    """
+    from pyspark.sql import functions as F
+
+    out = prepared
+    for column, side, name in zip(cols[:2], SIDES, ("_u", "_i")):
+        ids = indexes[side].frame.select(F.col("id").alias("_sparknmf_id"), F.col("index").alias(name))
+        out = out.join(shuffled(ids), column_ref(column) == F.col("_sparknmf_id")).drop("_sparknmf_id")
+    return out.select("_u", "_i", *prepared.columns[2:])
+
+
+def _id_at(ids, indexes, side, i):
+    """The ``side``'s id of index ``i``: from the driver's ids, or looked up in its index frame (one small job)."""
+    from pyspark.sql import functions as F
+
+    if ids[side] is not None:
+        return ids[side][i].as_py()
+    return indexes[side].frame.filter(F.col("index") == i).first()["id"]
+
+
+def _check_duplicates(info, id_at, whom, user_col, item_col):
+    """Raise when a block builder found duplicate pairs (``info``: the user blocks' rows; ``id_at(side, i)``)."""
     problems = [p for p in info.column("problem").to_pylist() if p]
     if not problems:
         return
@@ -459,7 +499,7 @@ def _check_duplicates(info, user_ids, item_ids, whom, user_col, item_col):
     count = sum(int(p.split(":")[0]) for p in problems)
     raise InvalidInputError(
         f"{whom} has {count} duplicate ({user_col}, {item_col}) pairs, e.g. "
-        f"({user_col}={user_ids[i].as_py()!r}, {item_col}={item_ids[j].as_py()!r}); "
+        f"({user_col}={id_at('user', i)!r}, {item_col}={id_at('item', j)!r}); "
         "pass duplicates='mean' or 'last' to merge them"
     )
 

@@ -125,8 +125,8 @@ class RatingBlocks:
     Attributes
     ----------
     spark : SparkSession
-    user_ids, item_ids : pyarrow Array
-        Ids in index order (sorted).
+    user_ids, item_ids : pyarrow Array, or None
+        Ids in index order (sorted); None when they were indexed in Spark (``id_index``).
     store : cached DataFrame ``(side int, key int, block binary, aux binary, ...)``, or None
         Both copies, in ``partitions`` partitions (≤ the task slots): block
         ``key`` of either side sits in partition ``key % partitions``; None
@@ -152,6 +152,8 @@ class RatingBlocks:
     placement : str
         Where the fit's parameters were to live when the blocks were built
         (``"driver"`` or ``"executors"``, :mod:`sparknmf.ratings.distributed`).
+    id_index : dict side -> :class:`~sparknmf.engine.id_index.IdIndex`, or None
+        The ids and their indices as DataFrames (executors placement on Spark: never collected).
     """
 
     spark: object
@@ -170,13 +172,20 @@ class RatingBlocks:
     route_factors: bool = True
     shipped_bytes: int = 0
     placement: str = "driver"
+    id_index: dict | None = None
     _resident: object = field(default=None, repr=False)
     _routes: dict = field(default_factory=dict, repr=False)  # (side, a task's keys) -> the rows they refer to
     _entries: dict = field(default_factory=dict, repr=False)  # local blocks decoded, with their scratch
 
     @property
     def shape(self):
+        if self.id_index is not None:
+            return self.id_index["user"].count, self.id_index["item"].count
         return len(self.user_ids), len(self.item_ids)
+
+    def id_frames(self) -> dict:
+        """side -> DataFrame ``(index long, id)`` of the ids indexed in Spark (None: the ids are on the driver)."""
+        return {side: None if self.id_index is None else self.id_index[side].frame for side in SIDES}
 
     def ids(self, side):
         return self.user_ids if side == "user" else self.item_ids
