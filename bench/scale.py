@@ -20,7 +20,7 @@ Usage::
     PYTHONPATH=$PWD python bench/scale.py --part bytes --users 250000 1000000 --iters 2
     PYTHONPATH=$PWD python bench/scale.py --part speed --speed-ratings 1000000 --ranks 10
 
-Figures are printed as JSON lines (and written to bench/results/scale.json).
+Figures are printed as JSON lines (and written to bench/results/scale_<part>.json).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def main():
         part_speed(spark, args, results)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scale.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / f"scale_{args.part}.json").write_text(json.dumps(results, indent=2, default=str))
     spark.stop()
 
 
