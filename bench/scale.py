@@ -108,9 +108,9 @@ def part_bytes(spark, args, results):
     for number, users in enumerate(args.users):
         train, count = ratings(spark, Path(args.data) / f"users-{users}", users, args.items, users * args.per_user)
         if not number:
-            warm_up(spark, train, args.rank, ("driver", "executors"))
+            warm_up(spark, train, args.rank, args.placements)
         row = {"users": users, "items": args.items, "ratings": count, "rank": args.rank}
-        for placement in ("driver", "executors"):
+        for placement in args.placements:
             figures = []
             for iters in (args.iters, 2 * args.iters):
                 est = ours(args.rank, iters, backend="spark", executionMode="jobs", factorPlacement=placement)
@@ -158,6 +158,8 @@ def main():
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--per-user", type=int, default=2, help="part 1: ratings per user on average")
     parser.add_argument("--rank", type=int, default=50, help="part 1's rank")
+    parser.add_argument("--placements", nargs="+", choices=("driver", "executors"), default=["driver", "executors"],
+                        help="part 1's placements (the driver placement of 16M users at rank 50 needs a 13 GB driver)")
     parser.add_argument("--speed-ratings", type=int, default=8_000_000)
     parser.add_argument("--ranks", type=int, nargs="+", default=[10, 50], help="part 2's ranks")
     parser.add_argument("--iters", type=int, default=3, help="iterations of the shorter fit of each pair")
