@@ -112,7 +112,7 @@ def _factors(frame, count):
     return out
 
 
-def movielens(spark, results, ranks, reg, alpha, iters, libraries):
+def movielens(spark, results, ranks, reg, alpha, iters, libraries, seeds=(0,)):
     import pyarrow as pa
 
     from sparknmf.datasets import data_dir, load_movielens_100k
@@ -122,9 +122,10 @@ def movielens(spark, results, ranks, reg, alpha, iters, libraries):
     n, m = 944, 1683  # MovieLens ids run from 1; index = id
     out = []
     for rank in ranks:
-        fits = {name: make for name, make in _fits(rank, reg, alpha, iters).items() if name in libraries}
         rows = []
-        for split in ("u1", "u1", "u2", "u3", "u4", "u5"):  # the first u1 is the warm-up
+        runs = [("u1", seeds[0])] + [(split, seed) for seed in seeds for split in ("u1", "u2", "u3", "u4", "u5")]
+        for split, seed in runs:  # the first u1 is the warm-up
+            fits = {name: make for name, make in _fits(rank, reg, alpha, iters, seed).items() if name in libraries}
             train_t, test_t = load_movielens_100k(split, folder)
             train_t = pa.table({c: train_t.column(c) for c in ("user", "item", "rating")})
             csr = _csr(train_t, n, m, alpha)
@@ -132,7 +133,7 @@ def movielens(spark, results, ranks, reg, alpha, iters, libraries):
             train = spark.createDataFrame(train_t).cache()
             test = spark.createDataFrame(test_t).select("user", "item").cache()
             train.count(), test.count()
-            row = {"split": split, "rank": rank}
+            row = {"split": split, "rank": rank, "seed": seed}
             for name, make in fits.items():
                 if name == "implicit":
                     model = make()
@@ -157,7 +158,11 @@ def movielens(spark, results, ranks, reg, alpha, iters, libraries):
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
             rows.append(row)
         rows = rows[1:]
-        mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k not in ("split", "rank")}
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k not in ("split", "rank", "seed")}
+        if len(seeds) > 1:  # how much the u1-u5 mean moves with the seed alone: the noise of a quality ratio
+            for name in libraries:
+                per_seed = [np.mean([r[f"{name}_ndcg"] for r in rows if r["seed"] == seed]) for seed in seeds]
+                mean[f"{name}_ndcg_seed_std"] = float(np.std(per_seed, ddof=1))
         for ours, peer in (("ours_weighted", "mllib"), ("ours_plain", "implicit"), ("ours_cg", "implicit")):
             if ours not in libraries or peer not in libraries:
                 continue
@@ -210,6 +215,8 @@ def main():
     parser.add_argument("--part", choices=("movielens", "synthetic", "all"), default="all")
     parser.add_argument("--ranks", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--iterations", type=int, default=15, help="MovieLens: iterations of every library")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="MovieLens: every split is fitted from each seed (the spread across seeds is printed)")
     parser.add_argument("--iters", type=int, default=5, help="synthetic: iterations timed")
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--reg-weighted", type=float, default=0.1, help="λ of MLlib and MaskedALS 'weighted'")
@@ -224,7 +231,7 @@ def main():
     reg = {"weighted": args.reg_weighted, "plain": args.reg_plain}
     results = {"args": vars(args), "spark": spark.version}
     if args.part in ("movielens", "all"):
-        movielens(spark, results, args.ranks, reg, args.alpha, args.iterations, args.libraries)
+        movielens(spark, results, args.ranks, reg, args.alpha, args.iterations, args.libraries, args.seeds)
     if args.part in ("synthetic", "all"):
         synthetic(spark, results, args.scale, args.ranks, reg, args.alpha, args.iters, args.libraries, args.data)
     out = ROOT / "bench" / "results"
