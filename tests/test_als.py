@@ -161,6 +161,20 @@ def test_driver_rule(conf, backend, rows, expected):
     assert use_driver(_Session(**conf), backend, rows, 24, 1_000_000) is expected
 
 
+@pytest.mark.parametrize("n, nnz, blocks, rows_per_block", [
+    (40_000, 30_000_000, 0, 5_000),  # ratings decide: 8 blocks (2 waves of 4 cores) of ≤ 4M ratings
+    (4_000_000, 8_000_000, 0, 250_000),  # rows decide: 16 blocks of ≤ 2^18 rows (rank 50: ~100 MB of parameters)
+    (100, 1_000, 0, 25),  # a block per core
+    (4_000_000, 8_000_000, 3, 1_333_334),  # numUserBlocks is obeyed
+])
+def test_blocks_bound_ratings_and_rows(n, nnz, blocks, rows_per_block):
+    from sparknmf.ratings.ingest import _MAX_BLOCK_ROWS, _grid
+
+    step = _grid(_Session(), n, blocks, nnz)
+    assert step == rows_per_block
+    assert blocks or (step <= _MAX_BLOCK_ROWS and -(-n // step) % 4 == 0)
+
+
 def test_driver_rule_rejects_a_malformed_size():
     from sparknmf.ratings.ingest import use_driver
 

@@ -56,6 +56,9 @@ _BLOCK_SCHEMA = pa.schema([
     ("problem", pa.string()),
 ])
 _TARGET_BLOCK_NNZ = 1 << 22
+# rows per block at most: a block's parameters are one binary value in Spark (the executors placement's rows and
+# messages); at rank 50 this is ~100 MB, where 2M users in one block (8M ratings, 2 blocks) overflowed an 8 GB heap
+_MAX_BLOCK_ROWS = 1 << 18
 
 
 def check_distinct_columns(named: dict, whom: str) -> None:
@@ -281,9 +284,11 @@ def _mean_days(indptr, days):
 
 
 def _grid(spark, n, blocks, nnz):
-    """Rows per block: ``blocks`` blocks, or automatically a multiple of the cores with ≤ ~4M ratings each."""
+    """Rows per block: ``blocks`` blocks, or automatically a multiple of the cores with ≤ ~4M ratings and at
+    most ``_MAX_BLOCK_ROWS`` rows each."""
     cores = parallelism(spark)
-    count = blocks or cores * math.ceil(nnz / (_TARGET_BLOCK_NNZ * cores))
+    waves = max(math.ceil(nnz / (_TARGET_BLOCK_NNZ * cores)), math.ceil(n / (_MAX_BLOCK_ROWS * cores)))
+    count = blocks or cores * waves
     count = max(1, min(count, n))
     return math.ceil(n / count)
 
