@@ -167,12 +167,25 @@ def test_driver_rule(conf, backend, rows, expected):
     (100, 1_000, 0, 25),  # a block per core
     (4_000_000, 8_000_000, 3, 1_333_334),  # numUserBlocks is obeyed
 ])
-def test_blocks_bound_ratings_and_rows(n, nnz, blocks, rows_per_block):
+@pytest.mark.parametrize("received", [False, True])
+def test_blocks_bound_ratings_and_rows(n, nnz, blocks, rows_per_block, received):
     from sparknmf.ratings.ingest import _MAX_BLOCK_ROWS, _grid
 
-    step = _grid(_Session(), n, blocks, nnz)
+    step = _grid(_Session(), n, blocks, nnz, received)
+    if received and not blocks and nnz > n:  # the executors placement: ≤ 2^18 rows received per block
+        assert -(-n // step) >= nnz / _MAX_BLOCK_ROWS
+        return
     assert step == rows_per_block
     assert blocks or (step <= _MAX_BLOCK_ROWS and -(-n // step) % 4 == 0)
+
+
+def test_executors_blocks_bound_the_rows_each_block_receives():
+    """20,000 items rated 8M times: a block per core for the driver placement, 32 for the executors placement
+    (at most 2^18 received rows each)."""
+    from sparknmf.ratings.ingest import _grid
+
+    assert -(-20_000 // _grid(_Session(), 20_000, 0, 8_000_000)) == 4  # a block per core
+    assert -(-20_000 // _grid(_Session(), 20_000, 0, 8_000_000, received=True)) == 32
 
 
 def test_driver_rule_rejects_a_malformed_size():

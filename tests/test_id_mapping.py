@@ -12,6 +12,7 @@ from test_als import FAST
 
 from sparknmf import InvalidInputError, MaskedALS
 from sparknmf.engine.id_index import IdIndex, index_ids
+from sparknmf.engine.ingest import count_ids as ingest_count_ids
 from sparknmf.engine.ingest import distinct_ids
 
 pytestmark = pytest.mark.spark
@@ -159,3 +160,120 @@ def test_duplicates_named_by_their_ids_with_ids_in_spark(spark):
     est = MaskedALS(**{**FAST, "backend": "spark", "factorPlacement": "executors"})
     with pytest.raises(InvalidInputError, match=r"1 duplicate \(user, item\) pairs, e.g. \(user='9', item=2\)"):
         est.fit(frame)
+
+
+def _nmf_coordinates(spark):
+    """V (7×5) as string row ids that sort differently as strings and numbers, integer column ids with gaps."""
+    rng = np.random.default_rng(5)
+    V = rng.random((7, 5)) * (rng.random((7, 5)) < 0.7)
+    V[np.arange(5), np.arange(5)] += 1.0  # every row and column has an entry
+    rows, cols = np.nonzero(V)
+    row_ids, col_ids = ["9", "10", "100", "a", "B", "11", "2"], [30, -4, 7, 1000, 8]
+    table = pa.table({"row": [row_ids[i] for i in rows], "col": pa.array([col_ids[j] for j in cols], pa.int64()),
+                      "value": V[rows, cols]})
+    return spark.createDataFrame(table)
+
+
+def _refuse_collecting_ids(monkeypatch):
+    from sparknmf.engine import id_index, ingest
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("ids collected to the driver")
+
+    for name in ("distinct_ids", "distinct_id_pair"):
+        monkeypatch.setattr(ingest, name, refuse)
+    monkeypatch.setattr(id_index.IdIndex, "collect", refuse)
+
+
+def _by_id(frame):
+    return {row.id: np.array(row.features) for row in frame.collect()}
+
+
+def _assert_same_rows(got, want):
+    assert got.keys() == want.keys()
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-10, atol=1e-12)
+
+
+def test_nmf_executors_fit_ranks_ids_in_spark_and_equals_the_driver_fit(spark, monkeypatch, tmp_path):
+    """NMF on coordinates with the factors in the executors: ids ranked there (collecting patched to raise), the
+    factors, rowFactors/colFactors, transform, complete, save and load equal a driver fit, id for id."""
+    from sparknmf import NMF, NMFModel
+
+    frame = _nmf_coordinates(spark).cache()
+    est = NMF(k=2, algorithm="hals", init="random", maxIter=4, tol=0.0, seed=1)
+    driver = est.copy({est.factorPlacement: "driver"}).fit(frame)
+    _refuse_collecting_ids(monkeypatch)
+    model = est.copy({est.factorPlacement: "executors"}).fit(frame)
+    assert model.placement == "executors" and isinstance(model.rowIds, IdIndex) and isinstance(model.colIds, IdIndex)
+    _assert_same_rows(_by_id(model.rowFactors), _by_id(driver.rowFactors))
+    _assert_same_rows(_by_id(model.colFactors), _by_id(driver.colFactors))
+    got, want = (m.transform(frame).sort("col").toArrow() for m in (model, driver))  # (col, coefficients)
+    assert got.column("col").to_pylist() == want.column("col").to_pylist()
+    np.testing.assert_allclose(np.array(got.column("coefficients").to_pylist()),
+                               np.array(want.column("coefficients").to_pylist()), rtol=1e-8, atol=1e-12)
+    pairs = spark.createDataFrame([("a", 7), ("100", -4), ("zz", 7)], "row string, col long")
+    got, want = (m.complete(pairs).sort("row", "col").toArrow() for m in (model, driver))
+    np.testing.assert_allclose(np.array(got.column("prediction").to_pylist(), float),
+                               np.array(want.column("prediction").to_pylist(), float), rtol=1e-10)  # NaN for "zz"
+    path = str(tmp_path / "nmf-executors")
+    model.save(path)
+    loaded = NMFModel.load(path)
+    assert loaded.placement == "executors" and isinstance(loaded.rowIds, IdIndex)
+    _assert_same_rows(_by_id(loaded.rowFactors), _by_id(driver.rowFactors))
+    monkeypatch.undo()
+    assert loaded.rowIds.collect().equals(driver.rowIds) and model.colIds.collect().equals(driver.colIds)
+    frame.unpersist()
+
+
+def test_nmf_executors_fit_of_vectors_ranks_sample_ids_in_spark(spark, monkeypatch):
+    from pyspark.ml.linalg import Vectors
+
+    from sparknmf import NMF
+
+    rng = np.random.default_rng(2)
+    V = rng.random((4, 6)) + 0.1
+    ids = ["s10", "s9", "s100", "x", "a", "s2"]
+    frame = spark.createDataFrame([(ids[j], Vectors.dense(V[:, j])) for j in range(6)], ["sample", "features"])
+    est = NMF(k=2, algorithm="bpp", init="random", maxIter=3, tol=0.0, idCol="sample")
+    driver = est.copy({est.factorPlacement: "driver"}).fit(frame)
+    _refuse_collecting_ids(monkeypatch)
+    model = est.copy({est.factorPlacement: "executors"}).fit(frame)
+    assert isinstance(model.colIds, IdIndex)
+    _assert_same_rows(_by_id(model.colFactors), _by_id(driver.colFactors))
+    _assert_same_rows(_by_id(model.rowFactors), _by_id(driver.rowFactors))
+
+
+def test_nmf_placement_is_decided_from_counts_before_any_id_is_collected(spark, monkeypatch):
+    """A forced driver placement beyond the budget is a ValueError raised after counting the ids (one job,
+    counts only), before they are collected."""
+    from sparknmf import NMF
+    from sparknmf.engine import placement as placement_module
+
+    frame = _nmf_coordinates(spark)
+    _refuse_collecting_ids(monkeypatch)
+    monkeypatch.setattr(placement_module, "driver_budget", lambda spark: (100.0, "spark.driver.maxResultSize"))
+    with pytest.raises(ValueError, match=r"factorPlacement='driver'.*12 rows"):
+        NMF(k=2, init="random", factorPlacement="driver").fit(frame)
+
+
+def test_masked_als_on_spark_with_the_driver_placement_counts_then_collects_ids(spark, monkeypatch):
+    """backend='spark' with the parameters on the driver: the ids are counted, then collected (never ranked in
+    Spark first), and the fit equals the local one."""
+    from sparknmf.ratings import ingest
+
+    frame = _als_frame(spark).cache()
+    est = MaskedALS(**{**FAST, "maxIter": 2, "numUserBlocks": 2, "numItemBlocks": 2})
+    local = est.copy({est.backend: "local"}).fit(frame)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("ids ranked in Spark for a driver placement")
+
+    monkeypatch.setattr(ingest, "index_ids", refuse)
+    counted = []
+    monkeypatch.setattr(ingest, "count_ids", lambda *a, **k: counted.append(1) or ingest_count_ids(*a, **k))
+    model = est.copy({est.backend: "spark"}).fit(frame)
+    assert model.placement == "driver" and counted == [1]
+    np.testing.assert_allclose(model.userParams, local.userParams, rtol=1e-10, atol=1e-12)
+    assert model.userIds.equals(local.userIds)
+    frame.unpersist()

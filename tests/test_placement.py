@@ -11,6 +11,7 @@ from sparknmf import NMF, NMFModel
 from sparknmf.decomposition.factorize import factorize
 from sparknmf.engine import placement as placement_module
 from sparknmf.engine.factors import random_factor
+from sparknmf.engine.id_index import IdIndex
 from sparknmf.engine.matrix import BlockMatrix
 from sparknmf.engine.validation import as_weighted
 from sparknmf.kernels import seeding
@@ -211,7 +212,8 @@ def test_a_saved_model_beyond_the_budget_loads_into_the_executors(spark, tmp_pat
     model.save(path)
     monkeypatch.setattr(placement_module, "driver_budget", lambda spark: (100.0, "spark.driver.maxResultSize"))
     loaded = NMFModel.load(path)
-    assert loaded.placement == "executors" and loaded.rowIds.to_pylist() == model.rowIds.to_pylist()
+    assert loaded.placement == "executors" and isinstance(loaded.rowIds, IdIndex)  # the ids were not collected
+    assert loaded.rowIds.collect().to_pylist() == model.rowIds.to_pylist()
     got = loaded.rowFactors.toArrow().sort_by("id")
     assert got.column("id").to_pylist() == model.rowIds.to_pylist()
     np.testing.assert_array_equal(np.array(got.column("features").to_pylist()), model.W)

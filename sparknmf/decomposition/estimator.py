@@ -122,19 +122,21 @@ class NMF(Estimator, _NMFParams, SklearnEstimatorMixin, MLWritable, MLReadable):
             if self.getBackend() == "local":
                 raise ValueError("NMF: backend='local' needs numpy or scipy input, got a DataFrame")
             check_shape = functools.partial(check_rank, k)
+            where = functools.partial(self._where, dataset.sparkSession)  # asked with V's shape, before the ids
             if self.getFeaturesCol() in dataset.columns:
                 if weighted:
                     raise InvalidInputError("NMF: weights and missing='missing' need coordinate input "
                                             "(rowCol, colCol, valueCol), not the vector column "
                                             f"{self.getFeaturesCol()!r}")
                 return from_vectors(dataset, self.getFeaturesCol(), self.getIdCol() or None, grid=self._grid(),
-                                    check_shape=check_shape, dtype=dtype)
+                                    check_shape=check_shape, dtype=dtype, placement=where)
             check_columns(dataset,
                           [self.getRowCol(), self.getColCol(), self.getValueCol()] + ([column] if column else []),
                           f"NMF (no vector column {self.getFeaturesCol()!r}; coordinates)")
             return from_coordinates(dataset, self.getRowCol(), self.getColCol(), self.getValueCol(),
                                     grid=self._grid(), duplicates=self.getDuplicates(), check_shape=check_shape,
-                                    dtype=dtype, weight_col=column, weight_kind=kind, missing=missing)
+                                    dtype=dtype, weight_col=column, weight_kind=kind, missing=missing,
+                                    placement=where)
         if column is not None:
             raise ValueError(f"NMF: {kind}Col names a DataFrame column; with numpy input use "
                              f"fitWith(V, {kind}={kind}s_array)")
@@ -148,6 +150,13 @@ class NMF(Estimator, _NMFParams, SklearnEstimatorMixin, MLWritable, MLReadable):
             return BlockMatrix.from_array(get_session(), V, self._grid())
         return LocalMatrix(V)
 
+    def _where(self, spark, shape):
+        """``factorPlacement`` resolved for V of ``shape`` on Spark
+        (:func:`~sparknmf.engine.placement.choose_placement`: W and H are (n + m)·k values); a forced
+        ``driver`` beyond the driver's budget is a ValueError."""
+        itemsize = DTYPES[self.getDtype()]().itemsize
+        return choose_placement(spark, self.getFactorPlacement(), sum(shape), self.getK(), itemsize=itemsize)
+
     def _placement(self, backend):
         """Where the factors live for this fit: ``factorPlacement`` resolved for the backend's V.
 
@@ -156,9 +165,7 @@ class NMF(Estimator, _NMFParams, SklearnEstimatorMixin, MLWritable, MLReadable):
         """
         requested = self.getFactorPlacement()
         if isinstance(backend, BlockMatrix):
-            n, m = backend.shape
-            itemsize = DTYPES[self.getDtype()]().itemsize
-            placement = choose_placement(backend.spark, requested, n + m, self.getK(), itemsize=itemsize)
+            placement = self._where(backend.spark, backend.shape)
         else:
             placement = "driver" if requested == "auto" else requested
         check_placement_options(placement, backend, self.getInit(), checkpoint_dir=self.getCheckpointDir())

@@ -19,6 +19,7 @@ from sparknmf.decomposition.sklearn_api import SklearnModelMixin, project
 from sparknmf.engine import persistence
 from sparknmf.engine import placement as placement_rule
 from sparknmf.engine.factors import FactorFrame, factor_from_rows
+from sparknmf.engine.id_index import IdIndex
 from sparknmf.engine.ingest import check_columns, is_frame, vectors_to_csr
 from sparknmf.engine.session import get_session, parallelism
 from sparknmf.errors import InvalidInputError
@@ -59,11 +60,14 @@ def _raise_first_problem(found: pa.Table, whom: str) -> None:
 def _frame_rows(factor: FactorFrame, ids):
     """DataFrame ``(index bigint, id, features array<double>)`` of a factor's rows, made by the executors.
 
-    ``ids`` (held on the driver, pyarrow) are joined by index; None: the index is the id.
+    ``ids`` (held on the driver, pyarrow, or ranked in the executors, an IdIndex) are joined by index; None:
+    the index is the id.
     """
     rows = factor.rows_frame()
     if ids is None:
         return rows.selectExpr("index", "index as id", "features")
+    if isinstance(ids, IdIndex):
+        return rows.join(ids.frame, "index").select("index", "id", "features")
     spark = rows.sparkSession
     index = spark.createDataFrame(pa.table({"index": pa.array(np.arange(len(ids)), pa.int64()), "id": ids}))
     return rows.join(index, "index").select("index", "id", "features")
@@ -78,7 +82,7 @@ class NMFModel(Model, _NMFModelParams, SklearnModelMixin, MLWritable, MLReadable
         Basis (one row per feature / row id of V).
     H : ndarray of shape (k, m)
         Coefficients (one column per sample / column id of V).
-    rowIds, colIds : pyarrow Array or None
+    rowIds, colIds : pyarrow Array, IdIndex (ids ranked in the executors) or None
         User ids of V's rows and columns (None: positions 0..n-1, 0..m-1).
     objective : float
     history : list of float
@@ -475,8 +479,8 @@ class NMFModel(Model, _NMFModelParams, SklearnModelMixin, MLWritable, MLReadable
         self._load_extra(spark, path, metadata)
 
     def _load_frames(self, path, spark, metadata, shape, k, record):
-        """Load W and Hᵀ as row blocks in the executors (executors placement): nothing but ids is collected,
-        and ids only when the model has some (metadata ``ids``; positional ids are checked in the executors)."""
+        """Load W and Hᵀ as row blocks in the executors (executors placement): nothing is collected; ids stay
+        in the files' ``(index, id)`` rows (metadata ``ids``; positional ids are checked in the executors)."""
         steps = metadata.get("steps") or [-(-size // parallelism(spark)) for size in shape]
         has_ids = metadata.get("ids")
         factors, ids = [], []
@@ -494,8 +498,7 @@ class NMFModel(Model, _NMFModelParams, SklearnModelMixin, MLWritable, MLReadable
                                 or frame.where("id <> index").limit(1).count() > 0)
             else:
                 has_ids_here = bool(has_ids[index])
-            ids.append(frame.select("index", "id").toArrow().sort_by("index").column("id").combine_chunks()
-                       if has_ids_here else None)
+            ids.append(IdIndex(frame.select("index", "id"), rows) if has_ids_here else None)
         self._result = FitResult(W=None, H=None, placement="executors", factors=tuple(factors), **record)
         self.rowIds, self.colIds = ids
 

@@ -54,18 +54,31 @@ class IdIndex:
         Distinct ids.
     """
 
-    def __init__(self, frame, count: int, held):
+    def __init__(self, frame, count: int, held=None):
         self.frame, self.count = frame, int(count)
-        self._held = held  # the checkpointed sorted ids behind ``frame``
+        self._held = held  # the checkpointed sorted ids behind ``frame`` (None: ``frame`` was read, e.g. from files)
+
+    def __len__(self) -> int:
+        return self.count
 
     def collect(self) -> pa.Array:
         """The ids in index order, on the driver (what the driver placement holds)."""
-        return self._held.toArrow().column(0).combine_chunks()
+        if self._held is not None:
+            return self._held.toArrow().column(0).combine_chunks()
+        return self.frame.select("index", "id").toArrow().sort_by("index").column("id").combine_chunks()
+
+    def at(self, index: int):
+        """The id of one index (a Spark job: for naming an entry in an error message)."""
+        from pyspark.sql import functions as F
+
+        row = self.frame.where(F.col("index") == int(index)).select("id").first()
+        return None if row is None else row[0]
 
     def release(self) -> None:
         """Free the checkpointed ids (``frame`` is unusable afterwards)."""
         held, self._held, self.frame = self._held, None, None
-        release(held)
+        if held is not None:
+            release(held)
 
     def __repr__(self):
         return f"IdIndex(count={self.count})"

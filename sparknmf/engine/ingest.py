@@ -8,10 +8,13 @@ Two input shapes are understood:
   column; each sample becomes a **column** of V (samples are columns, as in
   R's NMF), so V is (vector size × number of samples).
 
-Ids are mapped once to dense indices in sorted order (distinct ids are
-collected on the driver, which also holds the factors; both id columns in one
-job when they share a type; a contiguous run of integers is indexed by
-subtraction, other ids by a broadcast join).  The blocks are built in one
+Ids are mapped once to dense indices in sorted order.  With the factors on
+the driver the distinct ids are collected there (both id columns in one job
+when they share a type; a contiguous run of integers is indexed by
+subtraction, other ids by a broadcast join).  Given a ``placement`` rule, the
+ids are first only counted (one job), and where the rule puts the factors in
+the executors the ids are ranked there too (:func:`~sparknmf.engine.id_index.index_ids`)
+and joined to the coordinates by a shuffle, never collected.  The blocks are built in one
 Arrow pass over the coordinates repartitioned by block, which also gathers the checks -- null ids or
 values, NaN/inf, negative entries, duplicate coordinates, vectors of the
 wrong size -- so that bad input fails with a message naming the ids before
@@ -27,6 +30,7 @@ import scipy.sparse as sp
 
 from sparknmf.engine import codec
 from sparknmf.engine.frames import local_frame, spread_blocks
+from sparknmf.engine.id_index import IdIndex, column_ref, index_ids
 from sparknmf.engine.local import matrix_stats
 from sparknmf.engine.matrix import BlockMatrix, default_grid, grid_steps
 from sparknmf.engine.session import parallelism
@@ -35,7 +39,7 @@ from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.weighted import WeightedBlock
 
 __all__ = ["from_coordinates", "from_vectors", "distinct_ids", "check_columns", "index_frame", "is_frame",
-           "vectors_to_csr", "with_index", "distinct_id_pair"]
+           "vectors_to_csr", "with_index", "distinct_id_pair", "count_ids"]
 
 _DENSE_FILL = 0.5  # blocks at least this full are stored dense
 _BUILD_DDL = (
@@ -100,6 +104,28 @@ def distinct_id_pair(frame, row_col, col_col, whom) -> tuple:
     return tuple(pair)
 
 
+def count_ids(frame, columns, whom) -> list:
+    """The number of distinct ids in each of ``columns``, counted in Spark: one job, only counts reach the driver.
+
+    Null ids are an InvalidInputError.
+    """
+    from pyspark.sql import functions as F
+
+    aggregates = []
+    for column in columns:
+        aggregates += [F.count_distinct(column_ref(column)), F.sum(column_ref(column).isNull().cast("long"))]
+    row = frame.agg(*aggregates).first()
+    for number, column in enumerate(columns):
+        if row[2 * number + 1]:
+            raise InvalidInputError(f"{whom}: column {column!r} has null ids")
+    return [int(row[2 * number]) for number in range(len(columns))]
+
+
+def _id_at(ids, index):
+    """The id at ``index`` of sorted ids held on the driver (pyarrow) or in the executors (IdIndex)."""
+    return ids.at(index) if isinstance(ids, IdIndex) else ids[index].as_py()
+
+
 def index_frame(spark, ids, column, index):
     """DataFrame ``(column, index long)`` mapping each id to its position in ``ids`` (for a broadcast join)."""
     return spark.createDataFrame(pa.table({column: ids, index: pa.array(np.arange(len(ids)), pa.int64())}))
@@ -110,10 +136,14 @@ def with_index(frame, column, ids, index):
 
     Integer ids that are a contiguous run (``ids[-1] − ids[0] = len(ids) − 1``,
     e.g. 1..943) are indexed by subtraction; other ids by a broadcast join on
-    :func:`index_frame` (every value of ``column`` must be in ``ids``).
+    :func:`index_frame` (every value of ``column`` must be in ``ids``).  Ids
+    ranked in the executors (an :class:`~sparknmf.engine.id_index.IdIndex`)
+    are joined by a shuffle.
     """
     from pyspark.sql import functions as F
 
+    if isinstance(ids, IdIndex):
+        return frame.join(ids.frame.select(F.col("id").alias(column), F.col("index").alias(index)), column)
     if pa.types.is_integer(ids.type) and ids[-1].as_py() - ids[0].as_py() == len(ids) - 1:
         return frame.withColumn(index, (F.col(column) - F.lit(ids[0].as_py())).cast("long"))
     return frame.join(F.broadcast(index_frame(frame.sparkSession, ids, column, index)), column)
@@ -317,7 +347,7 @@ def _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, describe_p
 
 def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, grid=None,
                      duplicates="error", whom="NMF (input V)", check_shape=None, dtype=np.float64,
-                     weight_col=None, weight_kind="weight", missing="zero"):
+                     weight_col=None, weight_kind="weight", missing="zero", placement=None):
     """V from a DataFrame of coordinates ``(row id, column id, value)``, optionally weighted.
 
     Parameters
@@ -341,6 +371,11 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
         Absent coordinates are observed zeros (weight 1) or unknown (weight
         0).  With a weight column or ``"missing"`` the blocks are
         WeightedBlocks (float64; duplicates are an error).
+    placement : callable, optional
+        ``placement((n, m)) -> "driver" | "executors"``: where the fit's factors will live, asked once
+        the ids are counted (after ``check_shape``).  ``"executors"`` ranks the ids in the executors
+        (``row_ids``/``col_ids`` are then :class:`~sparknmf.engine.id_index.IdIndex` es); without it,
+        or for ``"driver"``, they are collected.
 
     Returns
     -------
@@ -358,11 +393,19 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
     for column in value_cols:
         _check_numeric(frame, column, whom)
     spark = frame.sparkSession
-    row_ids, col_ids = distinct_id_pair(frame, row_col, col_col, whom)
-    shape = (len(row_ids), len(col_ids))
+    if placement is None:
+        row_ids, col_ids = distinct_id_pair(frame, row_col, col_col, whom)
+        shape = (len(row_ids), len(col_ids))
+    else:
+        shape = tuple(count_ids(frame, (row_col, col_col), whom))
     if 0 in shape:
         raise InvalidInputError(f"{whom} is empty (no coordinates)")
     grid, steps = _layout(spark, shape, grid, check_shape)
+    if placement is not None:
+        if placement(shape) == "executors":
+            row_ids, col_ids = (index_ids(frame, column, whom) for column in (row_col, col_col))
+        else:
+            row_ids, col_ids = distinct_id_pair(frame, row_col, col_col, whom)
     mapped = (
         with_index(with_index(frame.select(row_col, col_col, *value_cols), row_col, row_ids, "_i"), col_col, col_ids,
                    "_j")
@@ -374,7 +417,7 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
                                               missing if weighted else None))
 
     def position(i, j):
-        return f"({row_col}={row_ids[i].as_py()!r}, {col_col}={col_ids[j].as_py()!r})"
+        return f"({row_col}={_id_at(row_ids, i)!r}, {col_col}={_id_at(col_ids, j)!r})"
 
     return _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, position, missing if weighted else None,
                    dtype)
@@ -451,7 +494,7 @@ def _vector_builder(features_col, shape, steps, dtype):
 
 
 def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom="NMF (input V)",
-                 check_shape=None, dtype=np.float64):
+                 check_shape=None, dtype=np.float64, placement=None):
     """V from one sample per row: each vector is a column of V (n features × m samples).
 
     Parameters
@@ -467,6 +510,8 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
         Called with (n, m) before the blocks are built.
     dtype : float64 (default) or float32
         Precision of the stored blocks.
+    placement : callable, optional
+        As in :func:`from_coordinates`: ``"executors"`` ranks the sample ids in the executors.
 
     Returns
     -------
@@ -491,14 +536,18 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
             raise InvalidInputError(f"{whom}: column {features_col!r} has a null vector in its first row; "
                                     "drop or fill null rows before fitting")
         n = int(sample.size) if hasattr(sample, "size") else len(sample)
-        col_ids = distinct_ids(frame, id_col, whom)
+        col_ids = distinct_ids(frame, id_col, whom) if placement is None else None
+        samples = len(col_ids) if placement is None else count_ids(frame, (id_col,), whom)[0]
         count = frame.count()
-        if count != len(col_ids):
-            raise InvalidInputError(f"{whom}: column {id_col!r} has {count - len(col_ids)} duplicate ids")
-        shape = (n, len(col_ids))
+        if count != samples:
+            raise InvalidInputError(f"{whom}: column {id_col!r} has {count - samples} duplicate ids")
+        shape = (n, samples)
         if n == 0:
             raise InvalidInputError(f"{whom} has vectors of size 0")
         grid, steps = _layout(spark, shape, grid, check_shape)
+        if placement is not None:
+            ids_here = placement(shape) == "executors"
+            col_ids = index_ids(frame, id_col, whom) if ids_here else distinct_ids(frame, id_col, whom)
         mapped = (
             with_index(frame.select(id_col, features_col), id_col, col_ids, "_j")
             .withColumn("bj", (F.col("_j") / steps[1]).cast("int"))
@@ -507,7 +556,7 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
 
         def position(i, j):
             feature = "" if i < 0 else f"feature {i}, "
-            return f"({feature}{id_col}={col_ids[j].as_py()!r})"
+            return f"({feature}{id_col}={_id_at(col_ids, j)!r})"
 
         return _finish(spark, built, shape, grid, steps, None, col_ids, whom, position, dtype=dtype)
     finally:

@@ -14,8 +14,9 @@ its ratings into one *piece* per (side, block) (:func:`_piece_builder`), then th
 merged into its stored CSR row with the block's statistics (:func:`_block_merger`).  On Spark that is
 one shuffle of a few binary rows per partition; on the driver (:func:`use_driver`) the same two steps
 run on the collected ratings, on one thread per core.  Ids are ranked in sorted order: on the driver, or,
-for ratings on Spark, by :func:`~sparknmf.engine.id_index.index_ids` without collecting them (collected
-afterwards only when the parameters go to the driver).  One module (near 500 lines) because the checks, the
+for ratings on Spark, first counted (one job, counts only) so that the placement can decide, then collected
+when the parameters go to the driver, or ranked by :func:`~sparknmf.engine.id_index.index_ids` without
+collecting them when they stay in the executors.  One module (near 500 lines) because the checks, the
 pieces and the merge share the column layout of one rating frame; the store they build is
 :mod:`sparknmf.ratings.store`.
 """
@@ -32,7 +33,7 @@ import scipy.sparse as sp
 
 from sparknmf.engine import codec
 from sparknmf.engine.id_index import column_ref, index_ids
-from sparknmf.engine.ingest import check_columns, index_frame
+from sparknmf.engine.ingest import check_columns, count_ids, distinct_id_pair, index_frame
 from sparknmf.engine.placement import driver_budget
 from sparknmf.engine.session import describe_jobs, is_local_master, parallelism, placement_keys
 from sparknmf.errors import InvalidInputError
@@ -283,11 +284,18 @@ def _mean_days(indptr, days):
     return sums / np.maximum(counts, 1)
 
 
-def _grid(spark, n, blocks, nnz):
+def _grid(spark, n, blocks, nnz, received=False):
     """Rows per block: ``blocks`` blocks, or automatically a multiple of the cores with ≤ ~4M ratings and at
-    most ``_MAX_BLOCK_ROWS`` rows each."""
+    most ``_MAX_BLOCK_ROWS`` rows each.
+
+    ``received`` (the executors placement): also as many blocks as keep the rows a block *receives* from the
+    other side (at most one per rating) within ``_MAX_BLOCK_ROWS``, since they arrive as one group of a
+    cogroup: 8M ratings of 4M users over 20,000 items in 2 item blocks sent each item block 1.6 GB of user
+    rows at rank 50.
+    """
     cores = parallelism(spark)
-    waves = max(math.ceil(nnz / (_TARGET_BLOCK_NNZ * cores)), math.ceil(n / (_MAX_BLOCK_ROWS * cores)))
+    rows = max(n, nnz) if received else n
+    waves = max(math.ceil(nnz / (_TARGET_BLOCK_NNZ * cores)), math.ceil(rows / (_MAX_BLOCK_ROWS * cores)))
     count = blocks or cores * waves
     count = max(1, min(count, n))
     return math.ceil(n / count)
@@ -408,21 +416,22 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
         user_ids = _local_ids(table.column(user_col), user_col, whom)
         item_ids = _local_ids(table.column(item_col), item_col, whom)
         n, m = len(user_ids), len(item_ids)
-    else:
+    else:  # counted first (one job, counts only): the placement decides whether the ids are collected
+        with describe_jobs(spark, "sparknmf: count user and item ids"):
+            n, m = count_ids(frame, (user_col, item_col), whom)
+        user_ids = item_ids = None
+    factors = placement(n, m) if placement is not None else "driver"
+    if user_ids is None and factors == "executors":
         with describe_jobs(spark, "sparknmf: index user and item ids"):
             indexes = {side: index_ids(frame, column, whom) for side, column in zip(SIDES, (user_col, item_col))}
-        user_ids = item_ids = None
-        n, m = indexes["user"].count, indexes["item"].count
-    factors = placement(n, m) if placement is not None else "driver"
+    elif user_ids is None:  # the driver holds the parameters, and so their ids
+        with describe_jobs(spark, "sparknmf: collect user and item ids"):
+            user_ids, item_ids = distinct_id_pair(frame, user_col, item_col, whom)
     if factors == "executors" and on_driver:  # parameters beyond the driver: so are the blocks
         on_driver, table = False, None
-    if indexes is not None and factors == "driver":  # the driver holds the parameters, and so their ids
-        with describe_jobs(spark, "sparknmf: collect user and item ids"):
-            user_ids, item_ids = (indexes[side].collect() for side in SIDES)
-        for index in indexes.values():
-            index.release()
-        indexes = None
-    steps = {"user": _grid(spark, n, user_blocks, stats["rows"]), "item": _grid(spark, m, item_blocks, stats["rows"])}
+    received = factors == "executors"
+    steps = {"user": _grid(spark, n, user_blocks, stats["rows"], received),
+             "item": _grid(spark, m, item_blocks, stats["rows"], received)}
     # block key of either side goes to partition key % partitions: the side with more blocks fills every one
     partitions = max(1, min(max(math.ceil(n / steps["user"]), math.ceil(m / steps["item"])), parallelism(spark)))
     timed = bool(time_col)
