@@ -70,8 +70,8 @@ def test_forced_driver_beyond_the_budget_is_a_value_error(spark, frame, monkeypa
     # auto picks the executors under the same budget, and says why when it cannot
     model = est.copy({est.factorPlacement: "auto"}).fit(frame)
     assert model.placement == "executors"
-    with pytest.raises(ValueError, match="chosen by factorPlacement='auto'.*executionMode='resident'"):
-        est.copy({est.factorPlacement: "auto", est.executionMode: "resident"}).fit(frame)
+    with pytest.raises(ValueError, match="chosen by factorPlacement='auto'.*checkpointDir"):
+        est.copy({est.factorPlacement: "auto", est.checkpointDir: "/tmp/x"}).fit(frame)
 
 
 def _small_budget(choose):
@@ -90,7 +90,6 @@ def _small_budget(choose):
 
 @pytest.mark.parametrize("options, message", [
     (dict(backend="local"), "backend='local'"),
-    (dict(executionMode="resident"), "executionMode='resident'"),
     (dict(checkpointDir="/tmp/x"), "checkpointDir"),
 ])
 def test_unsupported_combinations_are_refused_before_any_job(spark, frame, options, message):

@@ -187,7 +187,6 @@ def test_forced_driver_beyond_the_budget_is_a_value_error_before_the_fit(spark, 
 
 
 @pytest.mark.parametrize("options,message", [
-    (dict(executionMode="resident"), "executionMode='resident' needs the factors on the driver"),
     (dict(init="nndsvd"), "init='nndsvd' needs the factors on the driver"),
     (dict(checkpointDir="/tmp/x"), "leave checkpointDir empty"),
     (dict(backend="local"), "needs the Spark backend"),

@@ -28,7 +28,7 @@ from sparknmf.engine import persistence
 from sparknmf.engine.ingest import check_columns, from_coordinates, from_vectors, is_frame
 from sparknmf.engine.local import LocalMatrix
 from sparknmf.engine.matrix import BlockMatrix
-from sparknmf.engine.placement import choose_placement
+from sparknmf.engine.placement import choose_placement, warn_resident_runs_jobs
 from sparknmf.engine.session import get_session
 from sparknmf.engine.validation import as_matrix, as_weighted, check_rank
 from sparknmf.errors import InvalidInputError
@@ -162,6 +162,7 @@ class NMF(Estimator, _NMFParams, SklearnEstimatorMixin, MLWritable, MLReadable):
 
         Numpy input on the local backend keeps them on the driver; on Spark,
         :func:`~sparknmf.engine.placement.choose_placement` decides (W and H: (n + m)·k values).
+        In the executors the fit runs Spark jobs, with a warning under ``executionMode='resident'``.
         """
         requested = self.getFactorPlacement()
         if isinstance(backend, BlockMatrix):
@@ -169,16 +170,14 @@ class NMF(Estimator, _NMFParams, SklearnEstimatorMixin, MLWritable, MLReadable):
         else:
             placement = "driver" if requested == "auto" else requested
         check_placement_options(placement, backend, self.getInit(), checkpoint_dir=self.getCheckpointDir())
+        if placement == "executors":
+            warn_resident_runs_jobs(self.getExecutionMode(), requested, stacklevel=5)
         return placement
 
     def _fit(self, dataset, W0=None, H0=None, callback=None, resume=False, weights=None, uncertainty=None):
         check_params(self)
         if self.getFactorPlacement() == "executors":  # what needs no data is refused before any work
             check_placement_options("executors", None, self.getInit(), checkpoint_dir=self.getCheckpointDir())
-            if self.getExecutionMode() == "resident":
-                raise ValueError("factorPlacement='executors' runs one Spark job per half-step; "
-                                 "executionMode='resident' needs the factors on the driver: use "
-                                 "executionMode='auto' or 'jobs'")
         backend = self._backend(dataset, weights, uncertainty)
         try:
             placement = self._placement(backend)

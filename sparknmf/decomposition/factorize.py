@@ -162,8 +162,9 @@ def initial_factors(backend, k: int, init: str, seed: int, W0=None, H0=None):
 def check_placement_options(placement: str, backend, init: str, *, stop_check=None, checkpoint_dir=None) -> None:
     """Raise ValueError for what the executors placement does not do; call before any work.
 
-    It needs the Spark backend and Spark jobs (not ``executionMode='resident'``);
-    ``nndsvd*`` starts, ``stop_check`` and loop checkpoints need the factors on the driver.
+    It needs the Spark backend (and runs Spark jobs, whatever its ``execution``:
+    :func:`_jobs_for`); ``nndsvd*`` starts, ``stop_check`` and loop checkpoints
+    need the factors on the driver.
     ``backend`` None checks only what does not depend on the data.
     """
     if placement == "driver":
@@ -173,9 +174,6 @@ def check_placement_options(placement: str, backend, init: str, *, stop_check=No
     if backend is not None and getattr(backend, "blocks", None) is None:
         raise ValueError("factorPlacement='executors' needs the Spark backend (DataFrame input or backend='spark'); "
                          "numpy input on the local backend keeps its factors on the driver")
-    if getattr(backend, "execution", "auto") == "resident":
-        raise ValueError("factorPlacement='executors' runs one Spark job per half-step; executionMode='resident' "
-                         "needs the factors on the driver: use executionMode='auto' or 'jobs'")
     if init not in ("auto", "random", "custom"):  # "auto" is "random" there (seeding.resolve_init)
         raise ValueError(f"init={init!r} needs the factors on the driver (its SVD is gathered there); with "
                          "factorPlacement='executors' use init='random' or 'custom'")
@@ -213,7 +211,12 @@ def initial_frames(backend, k: int, init: str, seed: int, rule, params, dtype, W
 
 @contextlib.contextmanager
 def _jobs_for(backend, placement):
-    """With the executors placement, the backend runs Spark jobs (not resident tasks) for this fit."""
+    """With the executors placement, the backend runs Spark jobs (not resident tasks) for this fit.
+
+    Resident tasks would receive every factor row from the driver's socket
+    (the estimators warn when ``executionMode='resident'`` is set:
+    :func:`~sparknmf.engine.placement.warn_resident_runs_jobs`).
+    """
     if placement != "executors":
         yield
         return

@@ -14,13 +14,21 @@ and the objective reach the driver, so the driver's memory and
 (:func:`driver_budget`): half of ``spark.driver.maxResultSize`` (0: no limit) and
 a quarter of ``spark.driver.memory``, the same shares that decide whether
 ratings are collected to the driver.
+
+``executors`` runs every half-step as a Spark job, also under
+``executionMode="resident"`` (:func:`warn_resident_runs_jobs`): resident tasks
+receive their factor rows from the driver over its socket, the traffic this
+placement exists to avoid.
 """
 
 from __future__ import annotations
 
+import warnings
+
 from sparknmf.engine.session import conf_bytes
 
-__all__ = ["PLACEMENTS", "DRIVER_SHARES", "driver_budget", "factor_bytes", "choose_placement"]
+__all__ = ["PLACEMENTS", "DRIVER_SHARES", "driver_budget", "factor_bytes", "choose_placement",
+           "warn_resident_runs_jobs"]
 
 PLACEMENTS = ("auto", "driver", "executors")
 # what a driver may hold: these shares of its limits (a quarter of the heap, which also receives collected batches)
@@ -66,3 +74,21 @@ def choose_placement(spark, requested: str, rows: int, width: int, *, param: str
         f"bytes), more than the driver's budget of {budget / 2**20:.1f} MiB (set by {setting}); use "
         f"{param}='executors' or 'auto', or raise {setting}"
     )
+
+
+def warn_resident_runs_jobs(execution: str, requested: str, *, stacklevel: int = 3) -> None:
+    """Warn once per fit that ``executionMode='resident'`` runs Spark jobs when the factors are in the executors.
+
+    ``execution`` is the fit's ``executionMode``, ``requested`` its
+    ``factorPlacement`` (``"executors"``, or ``"auto"`` that chose it).  Nothing
+    happens unless ``execution`` is ``"resident"``.
+    """
+    if execution != "resident":
+        return
+    chosen = "" if requested == "executors" else f" (chosen by factorPlacement={requested!r})"
+    warnings.warn(
+        f"executionMode='resident' with factorPlacement='executors'{chosen}: the half-steps run as Spark jobs, "
+        "since resident tasks would route every factor row through the driver's socket, which the executors "
+        "placement exists to avoid; set executionMode='jobs' or 'auto' to silence this warning, or "
+        "factorPlacement='driver' (factors within the driver's budget) for resident tasks",
+        UserWarning, stacklevel=stacklevel)

@@ -42,7 +42,7 @@ from pyspark.ml.param.shared import HasCheckpointInterval, HasMaxIter, HasSeed, 
 from pyspark.ml.util import MLReadable, MLWritable
 
 from sparknmf.engine import persistence
-from sparknmf.engine.placement import PLACEMENTS, choose_placement, driver_budget, factor_bytes
+from sparknmf.engine.placement import PLACEMENTS, choose_placement, driver_budget, factor_bytes, warn_resident_runs_jobs
 from sparknmf.engine.resident import EXECUTION_MODES
 from sparknmf.kernels.implicit import CONFIDENCES
 from sparknmf.params import HasExecutionMode, HasVerbose, Interval, OneOf, RangePair, check_params, with_accessors
@@ -266,7 +266,10 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     DataFrames of row blocks never collected (``"executors"``,
     :mod:`sparknmf.ratings.distributed`); ``"auto"`` picks the executors when
     the parameters exceed the driver's budget
-    (:func:`~sparknmf.engine.placement.choose_placement`).
+    (:func:`~sparknmf.engine.placement.choose_placement`).  In the executors
+    every half-step is a Spark job, also under ``executionMode="resident"``
+    (with a warning: resident tasks would receive every parameter row through
+    the driver's socket).
 
     Bad input raises :class:`~sparknmf.errors.InvalidInputError` before any
     fitting: unknown columns, empty input, null ids, NaN/inf ratings, ratings
@@ -394,8 +397,6 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
         problems = []
         if self.getBackend() == "local" or local:
             problems.append("ratings held on the driver (backend='local'; use backend='spark')")
-        if self.getExecutionMode() == "resident":
-            problems.append("executionMode='resident' (use 'jobs' or 'auto')")
         if self.getCheckpointDir():
             problems.append("checkpointDir (loop checkpoints hold the parameters on the driver)")
         if initial is not None or resume:
@@ -435,6 +436,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                                     resume=resume)
         with progress(self.getVerbose(), type(self).__name__):
             if placement == "executors":
+                warn_resident_runs_jobs(self.getExecutionMode(), self.getFactorPlacement(), stacklevel=4)
                 loop = PrefsExecutorFit if self.getImplicitPrefs() else ExecutorFit
                 state = loop(self, blocks, side_specs(self), callback).run()
             else:
