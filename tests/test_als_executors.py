@@ -4,6 +4,7 @@ The executors placement must give the driver placement's parameters (same seed, 
 its plan, refuse what it does not support before any fitting, and keep the model's outputs in Spark.
 """
 
+import _als_capped
 import numpy as np
 import pytest
 from test_als import FAST, _table
@@ -238,15 +239,19 @@ def test_save_and_load_by_the_executors(spark, frame, models, tmp_path, monkeypa
     np.testing.assert_array_equal(again.userParams, driver.userParams)
 
 
-def test_a_capped_driver_fits_recommends_and_saves_with_the_defaults(spark, tmp_path):
+def launch(workdir):
+    """The capped-driver child (tests/_als_capped.py), started at collection (tests/conftest.py)."""
+    return workdir, _als_capped.launch(workdir)
+
+
+@pytest.mark.background
+def test_a_capped_driver_fits_recommends_and_saves_with_the_defaults(spark, background):
     """maxResultSize=1m, about 1.9 MiB of parameters and 2.1 MB of user ids: auto keeps both in the executors
     (collecting the ids fails there); the saved model equals a driver-placement fit of the same ratings on the
-    uncapped session (issue 16: ids indexed without collecting them)."""
-    import _als_capped
-
+    uncapped session (issue 16: ids indexed without collecting them).  The child runs in the background."""
     from sparknmf import MaskedALSModel
 
-    report = _als_capped.launch(tmp_path)
+    tmp_path, report = background.result(timeout=1600)
     assert "factorPlacement='driver'" in report["driver"] and "spark.driver.maxResultSize" in report["driver"]
     assert report["placement"] == "executors"
     assert "maxResultSize" in report["collect_ids"]  # the ids alone would not reach the driver

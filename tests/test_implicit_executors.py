@@ -5,6 +5,7 @@ from the item blocks, only k×k on the driver), keep the training events in Spar
 recommendations by blocks, and save and load them without collecting them.
 """
 
+import _als_capped
 import numpy as np
 import pytest
 from test_als_executors import _recs, _same_recs, _small_budget
@@ -129,12 +130,17 @@ def test_save_and_load_keep_the_events_in_the_executors(spark, events, models, t
     _same_recs(_recs(again.recommendForAllUsers(3), "user"), _recs(driver.recommendForAllUsers(3), "user"))
 
 
-def test_a_capped_driver_fits_recommends_and_saves_an_implicit_model(spark, tmp_path):
-    """maxResultSize=1m, about 0.64 MiB of factors: auto keeps them in the executors with implicitPrefs=True; no
-    recommendation is a training event, and the saved model equals a driver-placement fit on the uncapped session."""
-    import _als_capped
+def launch(workdir):
+    """The capped-driver child (tests/_als_capped.py implicit), started at collection (tests/conftest.py)."""
+    return workdir, _als_capped.launch(workdir, implicit=True)
 
-    report = _als_capped.launch(tmp_path, implicit=True)
+
+@pytest.mark.background
+def test_a_capped_driver_fits_recommends_and_saves_an_implicit_model(spark, background):
+    """maxResultSize=1m, about 0.64 MiB of factors: auto keeps them in the executors with implicitPrefs=True; no
+    recommendation is a training event, and the saved model equals a driver-placement fit on the uncapped session.
+    The child runs in the background."""
+    tmp_path, report = background.result(timeout=1600)
     assert "factorPlacement='driver'" in report["driver"] and "spark.driver.maxResultSize" in report["driver"]
     assert report["placement"] == "executors" and report["seenRecommended"] == 0
     assert report["recommended"] == _als_capped.users(True) and report["predicted"] > 0
