@@ -38,7 +38,9 @@ def pytest_collection_modifyitems(session, config, items):
     """
     late = [item for item in items if item.get_closest_marker("background")]
     items[:] = [item for item in items if not item.get_closest_marker("background")] + late
-    for item in late:
+    if config.option.collectonly:  # listing tests runs nothing
+        return
+    for item in late:  # only the selected ones: -m deselection (the mark plugin) has run before this hook
         workdir = Path(tempfile.mkdtemp(prefix="sparknmf-background-"))
         _BACKGROUND[item.nodeid] = _POOL.submit(item.module.launch, workdir)
 

@@ -22,6 +22,7 @@ def launch(workdir):
 
 
 @pytest.mark.cluster
+@pytest.mark.scale
 @pytest.mark.background
 def test_a_capped_cluster_fits_recommends_saves_and_loads_what_the_driver_placement_fits(background):
     (done, report), (ref_done, reference) = background.result(timeout=1600)

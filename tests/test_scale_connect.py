@@ -18,6 +18,7 @@ def launch(workdir):
 
 
 @pytest.mark.connect
+@pytest.mark.scale
 @pytest.mark.background
 def test_80_mb_of_factors_fit_and_recommend_under_spark_connect_with_a_capped_server(background):
     pytest.importorskip("grpc", reason="Spark Connect needs pyspark[connect] (grpcio)")

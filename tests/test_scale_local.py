@@ -16,6 +16,7 @@ def launch(workdir):
 
 
 @pytest.mark.spark
+@pytest.mark.scale
 @pytest.mark.background
 def test_80_mb_of_factors_fit_and_recommend_under_a_16m_cap_in_both_modes(background):
     done, report = background.result(timeout=1600)

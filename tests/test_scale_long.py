@@ -15,6 +15,7 @@ def launch(workdir):
 
 
 @pytest.mark.spark
+@pytest.mark.scale
 @pytest.mark.background
 def test_500_iterations_in_the_executors_keep_the_plan_without_a_checkpoint_directory(background):
     done, report = background.result(timeout=1600)
