@@ -39,7 +39,7 @@ from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.weighted import WeightedBlock
 
 __all__ = ["from_coordinates", "from_vectors", "distinct_ids", "check_columns", "index_frame", "is_frame",
-           "vectors_to_csr", "with_index", "distinct_id_pair", "count_ids"]
+           "vectors_to_csr", "with_index", "distinct_id_pair", "count_ids", "id_at"]
 
 _DENSE_FILL = 0.5  # blocks at least this full are stored dense
 _BUILD_DDL = (
@@ -121,7 +121,7 @@ def count_ids(frame, columns, whom) -> list:
     return [int(row[2 * number]) for number in range(len(columns))]
 
 
-def _id_at(ids, index):
+def id_at(ids, index):
     """The id at ``index`` of sorted ids held on the driver (pyarrow) or in the executors (IdIndex)."""
     return ids.at(index) if isinstance(ids, IdIndex) else ids[index].as_py()
 
@@ -417,7 +417,7 @@ def from_coordinates(frame, row_col="row", col_col="col", value_col="value", *, 
                                               missing if weighted else None))
 
     def position(i, j):
-        return f"({row_col}={_id_at(row_ids, i)!r}, {col_col}={_id_at(col_ids, j)!r})"
+        return f"({row_col}={id_at(row_ids, i)!r}, {col_col}={id_at(col_ids, j)!r})"
 
     return _finish(spark, built, shape, grid, steps, row_ids, col_ids, whom, position, missing if weighted else None,
                    dtype)
@@ -556,7 +556,7 @@ def from_vectors(frame, features_col="features", id_col=None, *, grid=None, whom
 
         def position(i, j):
             feature = "" if i < 0 else f"feature {i}, "
-            return f"({feature}{id_col}={_id_at(col_ids, j)!r})"
+            return f"({feature}{id_col}={id_at(col_ids, j)!r})"
 
         return _finish(spark, built, shape, grid, steps, None, col_ids, whom, position, dtype=dtype)
     finally:

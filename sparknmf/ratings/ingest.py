@@ -23,7 +23,6 @@ pieces and the merge share the column layout of one rating frame; the store they
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -33,7 +32,7 @@ import scipy.sparse as sp
 
 from sparknmf.engine import codec
 from sparknmf.engine.id_index import column_ref, index_ids
-from sparknmf.engine.ingest import check_columns, count_ids, distinct_id_pair, index_frame
+from sparknmf.engine.ingest import check_columns, count_ids, distinct_id_pair, id_at, index_frame
 from sparknmf.engine.placement import driver_budget
 from sparknmf.engine.session import describe_jobs, is_local_master, parallelism, placement_keys
 from sparknmf.errors import InvalidInputError
@@ -453,8 +452,8 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
     users = info.filter(pc.equal(info.column("side"), 0))
     wsum = float(pc.sum(users.column("wsum")).as_py())
     try:
-        _check_duplicates(users, functools.partial(_id_at, {"user": user_ids, "item": item_ids}, indexes), whom,
-                          user_col, item_col)
+        sides = indexes or {"user": user_ids, "item": item_ids}
+        _check_duplicates(users, lambda side, i: id_at(sides[side], i), whom, user_col, item_col)
         if wsum <= 0:
             raise InvalidInputError(f"{whom}: every rating has weight 0")
     except InvalidInputError:
@@ -493,15 +492,6 @@ def _joined_indices(prepared, cols, indexes):
         ids = indexes[side].frame.select(F.col("id").alias("_sparknmf_id"), F.col("index").alias(name))
         out = out.join(shuffled(ids), column_ref(column) == F.col("_sparknmf_id")).drop("_sparknmf_id")
     return out.select("_u", "_i", *prepared.columns[2:])
-
-
-def _id_at(ids, indexes, side, i):
-    """The ``side``'s id of index ``i``: from the driver's ids, or looked up in its index frame (one small job)."""
-    from pyspark.sql import functions as F
-
-    if ids[side] is not None:
-        return ids[side][i].as_py()
-    return indexes[side].frame.filter(F.col("index") == i).first()["id"]
 
 
 def _check_duplicates(info, id_at, whom, user_col, item_col):
