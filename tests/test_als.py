@@ -188,6 +188,18 @@ def test_executors_blocks_bound_the_rows_each_block_receives():
     assert -(-20_000 // _grid(_Session(), 20_000, 0, 8_000_000, received=True)) == 32
 
 
+def test_executors_partitions_bound_the_rows_of_a_cached_partition():
+    """16M users in 62 blocks: a partition per core for the driver placement's blocks; under the executors
+    placement a multiple of the cores with at most 2^20 parameter rows each, never more partitions than blocks."""
+    from sparknmf.ratings.ingest import _PARTITION_ROWS, _partitions
+
+    assert _partitions(_Session(), 62, 16_000_000, received=False) == 4
+    partitions = _partitions(_Session(), 62, 16_000_000, received=True)
+    assert partitions % 4 == 0 and 16_000_000 / partitions <= _PARTITION_ROWS < 16_000_000 / (partitions - 4)
+    assert _partitions(_Session(), 28, 133_333, received=True) == 4  # small factors: a partition per core
+    assert _partitions(_Session(), 3, 600_000, received=True) == 3
+
+
 def test_driver_rule_rejects_a_malformed_size():
     from sparknmf.ratings.ingest import use_driver
 

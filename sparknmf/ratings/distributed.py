@@ -551,15 +551,22 @@ class ExecutorFit:
         }
 
     def _final(self):
-        """The parameter blocks ``(key, x)`` of each side, materialised alone (user factors with z_u of the final Y)."""
+        """The parameter blocks ``(key, x)`` of each side, materialised alone (user factors with z_u of the final Y).
+
+        Each side's step frame (parameters and messages) is released as soon as its parameters are copied, and
+        the in-blocks before either copy (only the implicit sums read them): the copies are the fit's only
+        large frames held at once.
+        """
         from pyspark.sql import functions as F
 
-        frames = {"user": self.frames["user"], "item": self.frames["item"]}
+        out = {}
         with describe_jobs(self.spark, "sparknmf: ALS (executors) final parameters"):
-            if self.implicit:
-                frames["user"] = self._products("sums", self.inbox["user"])
-            out = {side: truncate(frame.filter(F.col("kind") == PARAMS).select("key", "x"))
-                   for side, frame in frames.items()}
-            if frames["user"] is not self.frames["user"]:
-                release(frames["user"])
+            sums = self._products("sums", self.inbox["user"]) if self.implicit else None
+            for frame in self.in_frames.values():
+                frame.unpersist()
+            for side in SIDES:
+                frame = sums if side == "user" and sums is not None else self.frames[side]
+                out[side] = truncate(frame.filter(F.col("kind") == PARAMS).select("key", "x"))
+                self._keep(**{f"frames_{side}": None, f"inbox_{other_side(side)}": None})
+            release(sums)
         return out

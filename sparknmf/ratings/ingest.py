@@ -59,6 +59,7 @@ _TARGET_BLOCK_NNZ = 1 << 22
 # rows per block at most: a block's parameters are one binary value in Spark (the executors placement's rows and
 # messages); at rank 50 this is ~100 MB, where 2M users in one block (8M ratings, 2 blocks) overflowed an 8 GB heap
 _MAX_BLOCK_ROWS = 1 << 18
+_PARTITION_ROWS = 1 << 20  # executors placement: parameter rows of a side per cached partition, at most
 
 
 def check_distinct_columns(named: dict, whom: str) -> None:
@@ -283,6 +284,20 @@ def _mean_days(indptr, days):
     return sums / np.maximum(counts, 1)
 
 
+def _partitions(spark, blocks: int, rows: int, received: bool) -> int:
+    """Partitions of ``blocks`` blocks (``rows`` rows on the larger side): block key goes to ``key % partitions``.
+
+    As many as the cores (the side with more blocks fills every one), and under the executors placement
+    (``received``) also as many as keep a partition within ``_PARTITION_ROWS`` parameter rows, so that a
+    cached partition of parameters and messages stays a few hundred MB (16M users at rank 50 in 2
+    partitions were 3 GB each).
+    """
+    cores = parallelism(spark)
+    if received:
+        cores *= math.ceil(rows / (_PARTITION_ROWS * cores))
+    return max(1, min(blocks, cores))
+
+
 def _grid(spark, n, blocks, nnz, received=False):
     """Rows per block: ``blocks`` blocks, or automatically a multiple of the cores with ≤ ~4M ratings and at
     most ``_MAX_BLOCK_ROWS`` rows each.
@@ -431,8 +446,8 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
     received = factors == "executors"
     steps = {"user": _grid(spark, n, user_blocks, stats["rows"], received),
              "item": _grid(spark, m, item_blocks, stats["rows"], received)}
-    # block key of either side goes to partition key % partitions: the side with more blocks fills every one
-    partitions = max(1, min(max(math.ceil(n / steps["user"]), math.ceil(m / steps["item"])), parallelism(spark)))
+    partitions = _partitions(spark, max(math.ceil(n / steps["user"]), math.ceil(m / steps["item"])), max(n, m),
+                             received)
     timed = bool(time_col)
     extra_cols = (["_w"] if weight_col else []) + (["_day"] if timed else [])
     pieces = _piece_builder(user_col, item_col, user_ids, item_ids, steps, extra_cols, placement_keys(partitions))
