@@ -52,7 +52,6 @@ def test_resolve_rules():
     assert resolve_init("auto", custom=True) == "custom"
     assert resolve_init("auto", weighted=True) == "random"
     assert resolve_init("auto", multistart=True) == "random"
-    assert resolve_init("auto", driver_factors=False) == "random"
     assert resolve_init("nndsvd", multistart=True) == "nndsvd"
 
 

@@ -169,7 +169,7 @@ class NMF(Estimator, _NMFParams, SklearnEstimatorMixin, MLWritable, MLReadable):
             placement = self._where(backend.spark, backend.shape)
         else:
             placement = "driver" if requested == "auto" else requested
-        check_placement_options(placement, backend, self.getInit(), checkpoint_dir=self.getCheckpointDir())
+        check_placement_options(placement, backend, checkpoint_dir=self.getCheckpointDir())
         if placement == "executors":
             warn_resident_runs_jobs(self.getExecutionMode(), requested, stacklevel=5)
         return placement
@@ -177,7 +177,7 @@ class NMF(Estimator, _NMFParams, SklearnEstimatorMixin, MLWritable, MLReadable):
     def _fit(self, dataset, W0=None, H0=None, callback=None, resume=False, weights=None, uncertainty=None):
         check_params(self)
         if self.getFactorPlacement() == "executors":  # what needs no data is refused before any work
-            check_placement_options("executors", None, self.getInit(), checkpoint_dir=self.getCheckpointDir())
+            check_placement_options("executors", None, checkpoint_dir=self.getCheckpointDir())
         backend = self._backend(dataset, weights, uncertainty)
         try:
             placement = self._placement(backend)

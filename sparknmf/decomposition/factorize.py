@@ -38,6 +38,7 @@ import numpy as np
 
 from sparknmf.engine.checkpoint import LoopCheckpoint
 from sparknmf.engine.factors import FactorFrame, factor_from_array, random_factor
+from sparknmf.engine.frame_svd import nndsvd_frames
 from sparknmf.errors import ConvergenceWarning, InvalidInputError, check_factors, check_objective
 from sparknmf.kernels import seeding
 from sparknmf.kernels.updates import (
@@ -159,12 +160,12 @@ def initial_factors(backend, k: int, init: str, seed: int, W0=None, H0=None):
     raise ValueError(f"init must be one of {seeding.INITS}, got {init!r}")
 
 
-def check_placement_options(placement: str, backend, init: str, *, stop_check=None, checkpoint_dir=None) -> None:
+def check_placement_options(placement: str, backend, *, stop_check=None, checkpoint_dir=None) -> None:
     """Raise ValueError for what the executors placement does not do; call before any work.
 
     It needs the Spark backend (and runs Spark jobs, whatever its ``execution``:
-    :func:`_jobs_for`); ``nndsvd*`` starts, ``stop_check`` and loop checkpoints
-    need the factors on the driver.
+    :func:`_jobs_for`); ``stop_check`` and loop checkpoints need the factors on
+    the driver.
     ``backend`` None checks only what does not depend on the data.
     """
     if placement == "driver":
@@ -174,9 +175,6 @@ def check_placement_options(placement: str, backend, init: str, *, stop_check=No
     if backend is not None and getattr(backend, "blocks", None) is None:
         raise ValueError("factorPlacement='executors' needs the Spark backend (DataFrame input or backend='spark'); "
                          "numpy input on the local backend keeps its factors on the driver")
-    if init not in ("auto", "random", "custom"):  # "auto" is "random" there (seeding.resolve_init)
-        raise ValueError(f"init={init!r} needs the factors on the driver (its SVD is gathered there); with "
-                         "factorPlacement='executors' use init='random' or 'custom'")
     if stop_check is not None:
         raise ValueError("stop_check reads W and H on the driver; it needs factorPlacement='driver'")
     if checkpoint_dir:
@@ -188,6 +186,8 @@ def initial_frames(backend, k: int, init: str, seed: int, rule, params, dtype, W
     """Starting W (n×k) and Hᵀ (m×k) as :class:`FactorFrame` s, prepared as the loop prepares the driver's.
 
     ``random`` draws each block in the executors: the same numbers as :func:`initial_factors`.
+    ``nndsvd*`` runs the randomized SVD and NNDSVD on blocks in the executors
+    (:mod:`sparknmf.engine.frame_svd`): the driver's start up to rounding.
     ``custom`` splits the user's W0/H0 (on the driver anyway) into blocks.
     """
     n, m = backend.shape
@@ -203,6 +203,8 @@ def initial_frames(backend, k: int, init: str, seed: int, rule, params, dtype, W
     if W0 is not None or H0 is not None:
         warnings.warn(f"W0/H0 are ignored unless init='custom' (init={init!r})", UserWarning, stacklevel=3)
     mean = backend.stats.get("mean", backend.stats["sum"] / (n * m))
+    if init in ("nndsvd", "nndsvda", "nndsvdar"):
+        return nndsvd_frames(backend, k, init, seed, mean, floor=floor, dtype=dtype, kl=kl)
     scale = np.sqrt(max(mean, 0.0) / k) or 1.0  # seeding.random_factors' scale (tests/test_placement.py checks)
     return tuple(random_factor(backend.spark, rows, k, step, seed=seed, stream=stream, scale=scale, floor=floor,
                                dtype=dtype, kl=kl)
@@ -303,11 +305,10 @@ def factorize(
     seed = seeding.check_seed(seed)
     weighted = getattr(backend, "weighted", False)
     algorithm = resolve_algorithm(algorithm, weighted=weighted)  # "auto" (the default) -> a rule
-    init = seeding.resolve_init(init, custom=W0 is not None or H0 is not None, weighted=weighted,
-                                driver_factors=placement != "executors")
+    init = seeding.resolve_init(init, custom=W0 is not None or H0 is not None, weighted=weighted)
     check_weighted_options(algorithm, weighted, reg, dtype)
     rule = _rule(algorithm, weighted)
-    check_placement_options(placement, backend, init, stop_check=stop_check, checkpoint_dir=checkpoint_dir)
+    check_placement_options(placement, backend, stop_check=stop_check, checkpoint_dir=checkpoint_dir)
     params = _resolve_params(backend, k, eta, beta, reg)
     if algorithm.startswith("snmf") and abs(params.eta) >= math.sqrt(sys.float_info.max / (4 * k)):
         raise InvalidInputError(f"eta = {params.eta!r} (max(V) when eta < 0) overflows eta**2 in the {algorithm} "

@@ -69,8 +69,8 @@ class _NMFParams(_NMFModelParams, HasMaxIter, HasTol, HasSeed, HasCheckpointInte
                       typeConverter=TypeConverters.toString)
     init = Param(Params._dummy(), "init",
                  f"initialization: one of {list(INITS)}; 'auto' (the default) is 'custom' when W0 and H0 are "
-                 "given, 'nndsvda' for one fit of ordinary V, and 'random' for weighted V, multi-start runs and "
-                 "factorPlacement='executors'", typeConverter=TypeConverters.toString)
+                 "given, 'nndsvda' for one fit of ordinary V (either factorPlacement), and 'random' for weighted V "
+                 "and multi-start runs", typeConverter=TypeConverters.toString)
     eta = Param(Params._dummy(), "eta", "snmf: L2 weight of the dense factor (< 0: max(V))",
                 typeConverter=TypeConverters.toFloat)
     beta = Param(Params._dummy(), "beta", "snmf: weight of the sparse factor's squared L1 norms",

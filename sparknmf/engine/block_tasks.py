@@ -18,7 +18,7 @@ from sparknmf.engine.calls import Call, block_constant, block_function, block_ty
 from sparknmf.engine.frames import ddl
 from sparknmf.kernels.updates import UPDATE_RULES, WEIGHTED_RULES, RuleParams, half_step_block, update_block
 
-__all__ = ["PIECE_DDL", "STEP_DDL", "finish_task", "fused_task", "meet_task", "piece_task", "product_task"]
+__all__ = ["PIECE_DDL", "STEP_DDL", "finish_task", "fused_task", "meet_task", "piece_task", "product_task", "sum_task"]
 
 STEP_SCHEMA = pa.schema(
     [("key", pa.int32()), ("x", pa.binary()), ("gram", pa.binary()), ("data", pa.float64()),
@@ -153,8 +153,9 @@ def meet_task(body, other):
 
 @block_function
 def _meet_run(table, *, body, other):
-    def first(name):  # the one valid value of a column, as a 1-element array
-        return table.column(name).drop_null().combine_chunks()[:1]
+    def first(name):  # the one valid value of a column, as a 1-element array (a null if it has none: no X)
+        values = table.column(name).drop_null().combine_chunks()[:1]
+        return values if len(values) else pa.nulls(1, table.schema.field(name).type)
 
     row = pa.RecordBatch.from_arrays([first("key"), first("other"), first("block"), first("x"), first("y")],
                                      names=["key", other, "block", "x", "y"])
@@ -162,7 +163,7 @@ def _meet_run(table, *, body, other):
 
 
 def product_task(side, other, ys):
-    """mapInArrow body of :meth:`BlockMatrix.multiply`: one product piece per block."""
+    """mapInArrow body of :meth:`BlockMatrix.multiply`: one product piece per block (``ys`` None: from column y)."""
     return Call(_product_run, dict(side=side, other=other, ys=ys))
 
 
@@ -177,3 +178,17 @@ def _product_run(batches, *, side, other, ys):
             out["cross"].append(codec.encode(np.asarray(_oriented_block(block, side) @ codec.decode(y))))
             out["data"].append(0.0)
         yield pa.RecordBatch.from_pydict(out, schema=PIECE_SCHEMA)
+
+
+def sum_task():
+    """applyInArrow body of a product in the executors: a block row's pieces summed in part order, with its Gram."""
+    return Call(_sum_run, {})
+
+
+@block_function
+def _sum_run(table):
+    table = table.sort_by("part")
+    X = sum(codec.decode(c) for c in table.column("cross").to_pylist())
+    return pa.table({"key": table.column("key").combine_chunks()[:1], "x": [codec.encode(X)],
+                     "gram": [codec.encode(X.T @ X)], "data": [0.0], "carry": pa.nulls(1, pa.binary()),
+                     "carry_data": pa.nulls(1, pa.float64())}, schema=STEP_SCHEMA)

@@ -15,8 +15,9 @@ Spark Connect: the server drops the relation when the handle goes, and
 Spark's cleaner its blocks).
 
 Random starts are drawn in the executors, each block from the chunks of
-:func:`sparknmf.kernels.seeding.chunked_draw` that cover its rows, so they
-are the numbers of the driver placement, bit for bit.
+:func:`sparknmf.kernels.seeding.chunked_draw` that cover its rows
+(:func:`~sparknmf.kernels.seeding.draw_rows`), so they are the numbers of the
+driver placement, bit for bit.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from sparknmf.engine.frames import ddl, release, truncate
 from sparknmf.engine.session import parallelism
 from sparknmf.kernels import seeding
 
-__all__ = ["FACTOR_DDL", "FactorFrame", "factor_from_array", "materialise", "random_factor"]
+__all__ = ["FACTOR_DDL", "MADE_SCHEMA", "FactorFrame", "factor_from_array", "finish_rows", "materialise",
+           "random_factor"]
 
 FACTOR_SCHEMA = pa.schema([("key", pa.int32()), ("x", pa.binary())])
 FACTOR_DDL = ddl(FACTOR_SCHEMA)
-_MADE_SCHEMA = pa.schema([("key", pa.int32()), ("x", pa.binary()), ("gram", pa.binary()), ("data", pa.float64())])
+# new blocks of a factor, as materialise reads them: the rows, their Gram (k×k, or 1ᵀX for KL), a data term
+MADE_SCHEMA = pa.schema([("key", pa.int32()), ("x", pa.binary()), ("gram", pa.binary()), ("data", pa.float64())])
 _ROWS_DDL = "index bigint, features array<double>"
 
 
@@ -82,6 +85,13 @@ class FactorFrame:
         table = self.frame.mapInArrow(Call(_gram_run, {}), "key int, gram binary").toArrow().sort_by("key")
         return _gram_sum(table.column("gram").to_pylist(), False)
 
+    def times(self, M) -> FactorFrame:
+        """``X @ M`` (rows × l, for M k×l) computed by the executors, with its Gram; X is kept."""
+        M = np.asarray(M, np.float64)
+        body = Call(_times_run, dict(M=M))
+        return materialise(self.frame.mapInArrow(body, ddl(MADE_SCHEMA)), self.rows, M.shape[1], self.step,
+                           False)[0]
+
     def rows_frame(self):
         """DataFrame ``(index bigint, features array<double>)``: one row per row of X, computed by the executors."""
         return self.frame.mapInArrow(Call(_explode_run, dict(step=self.step)), _ROWS_DDL)
@@ -99,6 +109,19 @@ def _gram_run(batches):
             keys.append(key)
             grams.append(codec.encode(X.T @ X))
         yield pa.RecordBatch.from_pydict({"key": pa.array(keys, pa.int32()), "gram": pa.array(grams, pa.binary())})
+
+
+@block_function
+def _times_run(batches, *, M):
+    for batch in batches:
+        out = {"key": [], "x": [], "gram": [], "data": []}
+        for key, payload in zip(batch.column("key").to_pylist(), batch.column("x")):
+            X = np.asarray(codec.decode(payload.as_buffer()), np.float64) @ M
+            out["key"].append(key)
+            out["x"].append(codec.encode(X))
+            out["gram"].append(codec.encode(X.T @ X))
+            out["data"].append(0.0)
+        yield pa.RecordBatch.from_pydict(out, schema=MADE_SCHEMA)
 
 
 @block_function
@@ -132,7 +155,7 @@ def materialise(frame, rows: int, k: int, step: int, kl: bool):
     return FactorFrame(held.select("key", "x"), rows, k, step, gram, held), gram, data
 
 
-def _finish_rows(X, floor, dtype):
+def finish_rows(X, floor, dtype):
     """The loop's preparation of a starting factor: floored for positive rules, then in ``dtype``."""
     if floor is not None:
         X = np.maximum(X, floor)
@@ -140,39 +163,32 @@ def _finish_rows(X, floor, dtype):
 
 
 @block_function
-def _random_run(batches, *, rows, k, step, seed, stream, scale, floor, dtype, kl):
+def _random_run(batches, *, rows, k, step, seed, stream, scale, floor, dtype, kl, signed):
     for batch in batches:
         out = {"key": [], "x": [], "gram": [], "data": []}
         for key in batch.column(0).to_pylist():
             start, stop = key * step, min(rows, key * step + step)
-            X = _finish_rows(np.abs(_draw_chunk_rows(start, stop, rows, k, seed, stream)) * scale, floor, dtype)
+            drawn = seeding.draw_rows(start, stop, rows, k, seed, stream)
+            X = finish_rows((drawn if signed else np.abs(drawn)) * scale, floor, dtype)
             gram = X.sum(axis=0) if kl else X.T @ X
             out["key"].append(key)
             out["x"].append(codec.encode(X))
             out["gram"].append(codec.encode(np.atleast_2d(gram)))
             out["data"].append(0.0)
-        yield pa.RecordBatch.from_pydict(out, schema=_MADE_SCHEMA)
-
-
-def _draw_chunk_rows(start, stop, rows, k, seed, stream):
-    """Rows ``start..stop-1`` of ``chunked_draw(rows, k, seed, stream)``, whose last chunk is shorter."""
-    size = seeding.CHUNK_ROWS
-    parts = []
-    for chunk in range(start // size, (stop - 1) // size + 1):
-        length = min(size, rows - chunk * size)
-        parts.append(np.random.default_rng([seed, stream, chunk]).standard_normal((length, k)))
-    first = (start // size) * size
-    return np.vstack(parts)[start - first : stop - first]
+        yield pa.RecordBatch.from_pydict(out, schema=MADE_SCHEMA)
 
 
 def random_factor(spark, rows: int, k: int, step: int, *, seed: int, stream: int, scale: float, floor, dtype,
-                  kl: bool) -> FactorFrame:
-    """``|N(0,1)|·scale`` rows drawn in the executors, equal to the driver's ``random_factors`` (floored, typed)."""
+                  kl: bool, signed: bool = False) -> FactorFrame:
+    """``|N(0,1)|·scale`` rows drawn in the executors, equal to the driver's ``random_factors`` (floored, typed).
+
+    ``signed`` keeps the signs: the rows of ``chunked_draw(rows, k, seed, stream)·scale``.
+    """
     blocks = -(-rows // step)
     keys = spark.range(0, blocks, 1, min(blocks, parallelism(spark))).selectExpr("cast(id as int) as key")
     body = Call(_random_run, dict(rows=rows, k=k, step=step, seed=seed, stream=stream, scale=float(scale),
-                                  floor=floor, dtype=np.dtype(dtype).name, kl=kl))
-    return materialise(keys.mapInArrow(body, ddl(_MADE_SCHEMA)), rows, k, step, kl)[0]
+                                  floor=floor, dtype=np.dtype(dtype).name, kl=kl, signed=signed))
+    return materialise(keys.mapInArrow(body, ddl(MADE_SCHEMA)), rows, k, step, kl)[0]
 
 
 def factor_from_array(spark, X: np.ndarray, step: int, gram) -> FactorFrame:
@@ -183,10 +199,6 @@ def factor_from_array(spark, X: np.ndarray, step: int, gram) -> FactorFrame:
     frame = local_frame(spark, rows).selectExpr("bi as key", "block as x")
     held = truncate(frame)
     return FactorFrame(held, X.shape[0], X.shape[1], step, gram, held)
-
-
-_BLOCK_ROWS_SCHEMA = pa.schema([("key", pa.int32()), ("x", pa.binary()), ("gram", pa.binary()),
-                                ("data", pa.float64())])
 
 
 def _block_rows(step, k):
@@ -204,7 +216,7 @@ def _block_rows(step, k):
         X = values.reshape(len(index), k) if good else np.zeros((size, k))
         bad = 0 if good and np.isfinite(values).all() else max(1, len(index))
         return pa.table({"key": pa.array([key], pa.int32()), "x": [codec.encode(X)],
-                         "gram": [codec.encode(X.T @ X)], "data": [float(bad)]}, schema=_BLOCK_ROWS_SCHEMA)
+                         "gram": [codec.encode(X.T @ X)], "data": [float(bad)]}, schema=MADE_SCHEMA)
 
     return run
 
@@ -218,7 +230,7 @@ def factor_from_rows(frame, rows: int, k: int, step: int, whom: str) -> FactorFr
     from pyspark.sql import functions as F
 
     keyed = frame.select(F.floor(F.col("index") / step).cast("int").alias("key"), "index", "features")
-    blocks = keyed.groupBy("key").applyInArrow(_block_rows(step, k), ddl(_BLOCK_ROWS_SCHEMA))
+    blocks = keyed.groupBy("key").applyInArrow(_block_rows(step, k), ddl(MADE_SCHEMA))
     try:
         factor, _, bad = materialise(blocks, rows, k, step, False)
     except RuntimeError:

@@ -60,6 +60,7 @@ from sparknmf.engine.block_tasks import (
     meet_task,
     piece_task,
     product_task,
+    sum_task,
 )
 from sparknmf.engine.channel import frame_limit
 from sparknmf.engine.factors import FactorFrame, materialise
@@ -327,8 +328,18 @@ class BlockMatrix:
             out = pieces.groupBy("key").applyInArrow(finish_task(rule, params, side, gram_y, update), STEP_DDL)
         return materialise(out, X.rows, X.k, step, rule.statistic.name == "kl")
 
+    def _frame_product(self, side, Y):
+        """``V @ Y`` or ``Vᵀ @ Y`` for a FactorFrame Y: pieces per block, summed by block row in the executors."""
+        key, other, step, y_step, _ = self._orient(side)
+        if Y.step != y_step:
+            raise ValueError(f"factor blocks of {Y.step} rows do not fit V's grid ({y_step})")
+        rows = self.shape[0] if side == "W" else self.shape[1]
+        meetings = self._meetings(side, None, Y).groupBy("key", "other")
+        pieces = meetings.applyInArrow(meet_task(product_task(side, other, None), other), PIECE_DDL)
+        return materialise(pieces.groupBy("key").applyInArrow(sum_task(), STEP_DDL), rows, Y.k, step, False)[0]
+
     def _meetings(self, side, X, Y):
-        """V's blocks, X's blocks and Y's blocks as rows ``(key, other, block, x, y)`` of one DataFrame.
+        """V's blocks, X's blocks (None: none) and Y's blocks as rows ``(key, other, block, x, y)`` of one DataFrame.
 
         Each X_i is repeated for every block column (other) and each Y_j for
         every block row (key), so that grouping by ``(key, other)`` puts V_ij,
@@ -341,17 +352,26 @@ class BlockMatrix:
 
         key, other, _, _, _ = self._orient(side)
         none = F.lit(None).cast("binary")
-        keys, others = X.blocks, Y.blocks
+        keys, others = self.grid if side == "W" else self.grid[::-1]
         v = self.blocks.select(F.col(key).alias("key"), F.col(other).alias("other"), "block", none.alias("x"),
                                none.alias("y"))
-        x = X.frame.select("key", F.explode(F.sequence(F.lit(0), F.lit(others - 1))).alias("other"),
-                           none.alias("block"), "x", none.alias("y"))
         y = Y.frame.select(F.explode(F.sequence(F.lit(0), F.lit(keys - 1))).alias("key"), F.col("key").alias("other"),
                            none.alias("block"), none.alias("x"), F.col("x").alias("y"))
+        if X is None:  # a product: V's blocks meet Y's only
+            return v.unionByName(y)
+        x = X.frame.select("key", F.explode(F.sequence(F.lit(0), F.lit(others - 1))).alias("other"),
+                           none.alias("block"), "x", none.alias("y"))
         return v.unionByName(x).unionByName(y)
 
     def multiply(self, side, Y):
-        """``V @ Y`` (side "W", Y m×l) or ``Vᵀ @ Y`` (side "H", Y n×l), assembled on the driver."""
+        """``V @ Y`` (side "W", Y m×l) or ``Vᵀ @ Y`` (side "H", Y n×l).
+
+        Assembled on the driver for an array Y; for a :class:`FactorFrame` Y
+        (the executors placement) a FactorFrame in the executors, with only
+        its Gram (l×l) collected.
+        """
+        if isinstance(Y, FactorFrame):
+            return self._frame_product(side, Y)
         _, other, _, _, _ = self._orient(side)
         table = self._map(side, None, Y, lambda xs, ys: product_task(side, other, ys), PIECE_DDL)
         rows = self.shape[0] if side == "W" else self.shape[1]

@@ -24,8 +24,8 @@ import scipy.linalg
 
 from sparknmf.kernels.updates import one_blas_thread
 
-__all__ = ["DEFAULT_INIT", "INITS", "chunked_draw", "random_factors", "nndsvd_factors", "randomized_svd",
-           "resolve_init"]
+__all__ = ["DEFAULT_INIT", "INITS", "chunked_draw", "draw_rows", "nndsvd_factors", "nndsvd_norms", "nndsvd_plan",
+           "nndsvd_rows", "random_factors", "randomized_svd", "resolve_init"]
 
 INITS = ("auto", "random", "nndsvd", "nndsvda", "nndsvdar", "custom")
 DEFAULT_INIT = "auto"  # the default of NMF's init Param, nmf() and multistart(): resolve_init
@@ -40,23 +40,21 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
-def resolve_init(init: str, *, custom: bool = False, weighted: bool = False, multistart: bool = False,
-                 driver_factors: bool = True) -> str:
+def resolve_init(init: str, *, custom: bool = False, weighted: bool = False, multistart: bool = False) -> str:
     """The start that ``init`` names: ``"auto"`` is resolved, any other name returned as is.
 
     ``"auto"`` is ``"custom"`` when starting factors are given (``custom``),
     else ``"nndsvda"`` for one fit of ordinary V (a deterministic start near
     the answer: fewer iterations than a random one, the same for every seed
-    but for the randomized SVD), and ``"random"`` for multi-start runs (each
-    run needs its own start), for weighted V (its missing entries would count
-    as zeros in the SVD) and when the factors stay on the executors
-    (``driver_factors=False``: the SVD is gathered on the driver).
+    but for the randomized SVD), whichever the factor placement, and
+    ``"random"`` for multi-start runs (each run needs its own start) and for
+    weighted V (its missing entries would count as zeros in the SVD).
     """
     if init != "auto":
         return init
     if custom:
         return "custom"
-    return "random" if multistart or weighted or not driver_factors else "nndsvda"
+    return "random" if multistart or weighted else "nndsvda"
 
 
 def chunked_draw(rows: int, k: int, seed: int, stream: int, kind: str = "normal") -> np.ndarray:
@@ -64,12 +62,26 @@ def chunked_draw(rows: int, k: int, seed: int, stream: int, kind: str = "normal"
 
     ``kind`` is ``"normal"`` (standard normal) or ``"uniform"`` ([0, 1)).
     """
-    out = np.empty((rows, k))
-    for chunk, start in enumerate(range(0, rows, CHUNK_ROWS)):
+    return draw_rows(0, rows, rows, k, seed, stream, kind)
+
+
+def draw_rows(start: int, stop: int, rows: int, k: int, seed: int, stream: int, kind: str = "normal") -> np.ndarray:
+    """Rows ``start:stop`` of :func:`chunked_draw` ``(rows, k, seed, stream, kind)``: a block's share of it.
+
+    Only the chunks that hold those rows are drawn, each by its own generator
+    ``default_rng([seed, stream, chunk])``, so a block drawn by an executor
+    holds the driver's numbers bit for bit.
+    """
+    first, last = start // CHUNK_ROWS, -(-stop // CHUNK_ROWS)
+    out = np.empty((max(0, (last - first) * CHUNK_ROWS), k))
+    end = 0
+    for chunk in range(first, last):
         rng = np.random.default_rng([seed, stream, chunk])
-        size = (min(CHUNK_ROWS, rows - start), k)
-        out[start : start + size[0]] = rng.standard_normal(size) if kind == "normal" else rng.random(size)
-    return out
+        size = (min(CHUNK_ROWS, rows - chunk * CHUNK_ROWS), k)
+        out[end : end + size[0]] = rng.standard_normal(size) if kind == "normal" else rng.random(size)
+        end += size[0]
+    offset = first * CHUNK_ROWS
+    return out[start - offset : stop - offset]
 
 
 def random_factors(n: int, m: int, k: int, seed: int, mean: float):
@@ -110,7 +122,7 @@ def randomized_svd(multiply, shape, k: int, seed: int, *, oversample: int = 10, 
     def product(side, Y):
         out = multiply(side, Y)
         if not np.isfinite(out).all():
-            raise _overflow()
+            raise svd_overflow()
         return out
 
     Q = product("W", chunked_draw(m, ell, seed, _SVD_STREAM))
@@ -122,14 +134,15 @@ def randomized_svd(multiply, shape, k: int, seed: int, *, oversample: int = 10, 
         try:
             Q = _orthonormal(Q)
         except (ValueError, np.linalg.LinAlgError):  # QᵀQ overflowed
-            raise _overflow() from None
+            raise svd_overflow() from None
     Bt = product("H", Q)  # (m×ell) = (Qᵀ V)ᵀ
     with one_blas_thread():
         Ub, S, Vbt = np.linalg.svd(Bt.T, full_matrices=False)
         return (Q @ Ub)[:, :k], S[:k], Vbt[:k]
 
 
-def _overflow() -> FloatingPointError:
+def svd_overflow() -> FloatingPointError:
+    """The error of an overflowed randomized SVD (V too large for float arithmetic), for either placement."""
     return FloatingPointError("NMF: the randomized SVD of an NNDSVD start overflowed (V's values are too large for "
                          "float arithmetic); rescale V (e.g. V / max(V)) or use init='random'")
 
@@ -157,42 +170,74 @@ def nndsvd_factors(U, S, Vt, variant: str, mean: float, seed: int):
     ``variant``: ``"nndsvd"`` keeps the zeros (best for sparse, ANLS),
     ``"nndsvda"`` fills them with mean(V), ``"nndsvdar"`` with small random
     values ``mean(V)/100 · U[0, 1)`` (both better for multiplicative rules).
+    The same three steps run on blocks of U and Vᵀ in the executors
+    (:mod:`sparknmf.engine.frame_svd`): column norms, summed over blocks; the
+    plan; the rows.
 
     Returns W (n×k) and Hᵀ (m×k).
     """
-    n, k = U.shape
-    m = Vt.shape[1]
-    W = np.zeros((n, k))
-    Ht = np.zeros((m, k))
-    W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
-    Ht[:, 0] = np.sqrt(S[0]) * np.abs(Vt[0])
-    with one_blas_thread():  # 4(k - 1) vector norms: a threaded BLAS only spins on them (1.5 s under load)
-        for j in range(1, k):
-            x, y = U[:, j], Vt[j]
-            xp, yp = np.maximum(x, 0), np.maximum(y, 0)
-            xn, yn = np.maximum(-x, 0), np.maximum(-y, 0)
-            norms_p = np.linalg.norm(xp), np.linalg.norm(yp)
-            norms_n = np.linalg.norm(xn), np.linalg.norm(yn)
-            if norms_p[0] * norms_p[1] >= norms_n[0] * norms_n[1]:
-                u, v, (nu, nv) = xp, yp, norms_p
-            else:
-                u, v, (nu, nv) = xn, yn, norms_n
-            if nu == 0 or nv == 0:
-                continue
-            scale = np.sqrt(S[j] * nu * nv)
-            W[:, j] = scale * u / nu
-            Ht[:, j] = scale * v / nv
-    tiny = np.finfo(float).eps
-    W[W < tiny] = 0.0
-    Ht[Ht < tiny] = 0.0
+    modes, coef_u, coef_v = nndsvd_plan(S, nndsvd_norms(U), nndsvd_norms(Vt.T))
+    W = nndsvd_rows(U, modes, coef_u, variant, mean, seed, _FILL_STREAM, 0, U.shape[0])
+    Ht = nndsvd_rows(Vt.T, modes, coef_v, variant, mean, seed, _FILL_STREAM + 1, 0, Vt.shape[1])
+    return W, Ht
+
+
+def nndsvd_norms(X) -> np.ndarray:
+    """Squared norms of the positive and negative parts of X's columns (X rows×k): a (2, k) array.
+
+    Sums over row blocks give the whole matrix's.
+    """
+    return np.stack([np.square(np.maximum(X, 0)).sum(axis=0), np.square(np.maximum(-X, 0)).sum(axis=0)])
+
+
+def nndsvd_plan(S, norms_u, norms_v):
+    """Per component j of the SVD: which part of u_j and v_j NNDSVD keeps, and their scales.
+
+    Parameters
+    ----------
+    S : ndarray of shape (k,), the singular values
+    norms_u, norms_v : ndarray of shape (2, k), :func:`nndsvd_norms` of U (n×k) and V (m×k)
+
+    Returns
+    -------
+    modes : ndarray of shape (k,): 2 for |x| (the first component), 1 for the positive
+        parts, -1 for the negative parts, 0 for none (a zero column)
+    coef_u, coef_v : ndarray of shape (k,): the kept parts' scales, ``sqrt(S_j ‖u‖ ‖v‖) / ‖u‖`` and ``/ ‖v‖``
+    """
+    k = len(S)
+    nu_p, nu_n = np.sqrt(norms_u)
+    nv_p, nv_n = np.sqrt(norms_v)
+    positive = nu_p * nv_p >= nu_n * nv_n
+    nu, nv = np.where(positive, nu_p, nu_n), np.where(positive, nv_p, nv_n)
+    modes = np.where(positive, 1, -1)
+    modes[(nu == 0) | (nv == 0)] = 0
+    modes[0] = 2
+    coef_u, coef_v = np.zeros(k), np.zeros(k)
+    kept = modes == 1
+    kept |= modes == -1
+    scale = np.sqrt(S * nu * nv)
+    coef_u[kept], coef_v[kept] = scale[kept] / nu[kept], scale[kept] / nv[kept]
+    coef_u[0] = coef_v[0] = np.sqrt(S[0])
+    return modes, coef_u, coef_v
+
+
+def nndsvd_rows(X, modes, coef, variant: str, mean: float, seed: int, stream: int, start: int, rows: int):
+    """Rows ``start ... start + len(X) - 1`` of NNDSVD's factor from the same rows of U (or V), X (r×k).
+
+    ``modes`` and ``coef`` are :func:`nndsvd_plan`'s; ``rows`` is the whole
+    factor's row count and ``stream`` the fill's generator (``nndsvdar``).
+    """
+    out = np.zeros_like(X, dtype=np.float64)
+    for mode, sign in ((2, None), (1, 1.0), (-1, -1.0)):
+        cols = modes == mode
+        part = np.abs(X[:, cols]) if sign is None else np.maximum(sign * X[:, cols], 0)
+        out[:, cols] = part * coef[cols]
+    out[out < np.finfo(float).eps] = 0.0
     if variant == "nndsvda":
-        W[W == 0] = mean
-        Ht[Ht == 0] = mean
+        out[out == 0] = mean
     elif variant == "nndsvdar":
-        fill_w = chunked_draw(n, k, seed, _FILL_STREAM, "uniform") * mean / 100
-        fill_h = chunked_draw(m, k, seed, _FILL_STREAM + 1, "uniform") * mean / 100
-        W = np.where(W == 0, fill_w, W)
-        Ht = np.where(Ht == 0, fill_h, Ht)
+        fill = draw_rows(start, start + X.shape[0], rows, X.shape[1], seed, stream, "uniform") * mean / 100
+        out = np.where(out == 0, fill, out)
     elif variant != "nndsvd":
         raise ValueError(f"unknown NNDSVD variant {variant!r}")
-    return W, Ht
+    return out
