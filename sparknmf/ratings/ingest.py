@@ -461,8 +461,11 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
         source = prepared if indexes is None else _joined_indices(prepared, cols, indexes)
         store = (source.mapInArrow(pieces, _PIECE_DDL).repartition(partitions, "_p")
                  .groupBy("_p", "side", "key").applyInArrow(merge, _BLOCK_DDL).cache())
+        # the lists of rows each block needs route the driver's factors; the executors placement has its own
+        # (its in-blocks' out lists), so they stay in the executors: O(ratings) bytes, 125 MB at 32M ratings
+        dropped = ("block", "aux") if factors == "driver" else ("block", "aux", "needs")
         with describe_jobs(spark, "sparknmf: store ratings by user block and by item block"):
-            info = store.drop("block", "aux").toArrow()
+            info = store.drop(*dropped).toArrow()
     info = info.sort_by([("side", "ascending"), ("key", "ascending")])
     users = info.filter(pc.equal(info.column("side"), 0))
     wsum = float(pc.sum(users.column("wsum")).as_py())
@@ -487,8 +490,10 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
     if on_driver:
         local = {side: info.filter(pc.equal(info.column("side"), code)).select(["key", "block", "aux"]).to_pydict()
                  for code, side in enumerate(SIDES)}
-    needs = {(SIDES[code], key): np.frombuffer(rows, "<i4") for code, key, rows in
-             zip(*(info.column(c).to_pylist() for c in ("side", "key", "needs")))}
+    needs = {}
+    if "needs" in info.schema.names:
+        needs = {(SIDES[code], key): np.frombuffer(rows, "<i4") for code, key, rows in
+                 zip(*(info.column(c).to_pylist() for c in ("side", "key", "needs")))}
     return RatingBlocks(spark, user_ids, item_ids, store, steps, nnz=int(pc.sum(users.column("nnz")).as_py()),
                         mu=float(pc.sum(users.column("wrsum")).as_py()) / wsum, context=context, id_types=id_types,
                         local=local, partitions=partitions, needs=needs, placement=factors, id_index=indexes)

@@ -286,10 +286,11 @@ class RatingBlocks:
     def _needed(self, side, keys, width):
         """Sorted rows of the other side that the blocks ``keys`` of ``side`` refer to, or None.
 
-        None (ship every row) when routing is off or would not ship fewer bytes
-        than the whole arrays (``width`` columns in all).
+        None (ship every row) when routing is off, the lists were left in the
+        executors (ingested for the executors placement) or routing would not
+        ship fewer bytes than the whole arrays (``width`` columns in all).
         """
-        if not self.route_factors or not keys or not width:
+        if not self.route_factors or not keys or not width or not self.needs:
             return None
         rows = self._routes.get((side, tuple(keys)))
         if rows is None:
