@@ -6,7 +6,9 @@
    least 1, over ``--items`` items).  MaskedALS runs on Spark's tasks (``backend="spark"``,
    ``executionMode="jobs"``), so every byte a task returns to the driver is a task result: the figure is the
    sum of the stages' ``resultSize`` (Spark's REST API), taken as the slope between a fit of ``--iters``
-   and one of ``2 × --iters`` iterations (ingest and the final model cancel out).
+   and one of ``2 × --iters`` iterations (ingest and the final model cancel out), and also summed over the
+   jobs the fits name as iteration steps; ``--one-fit`` runs only the first fit and keeps the latter (the
+   16M-user point, where a second fit costs most of an hour).
 2. **Seconds per iteration** of the executors placement against MLlib ALS on the same ratings (``--speed-ratings``,
    default 8M), rank 10 and 50, both as the slope between ``--iters`` and ``2 × --iters`` iterations; also the
    driver placement (MaskedALS's default backend) on the same data.  Like with like: no biases, no implicit
@@ -62,6 +64,34 @@ def result_bytes(spark) -> int:
     return sum(stage["resultSize"] for stage in json.load(urllib.request.urlopen(url)))
 
 
+def iteration_figures(spark, first_job: int):
+    """(result bytes, seconds) of the jobs since ``first_job`` that Spark's UI names as iteration steps.
+
+    The fits name their jobs (``describe_jobs``: "... iter N, update users"): the sum over those jobs
+    is what the iterations alone cost, without the ingest and the final model, from a single fit.
+    """
+    from datetime import datetime
+
+    sc = spark.sparkContext
+    base = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}"
+    jobs = [job for job in json.load(urllib.request.urlopen(f"{base}/jobs"))
+            if job["jobId"] >= first_job and " iter " in job.get("description", "")]
+    stages = {stage["stageId"]: stage for stage in json.load(urllib.request.urlopen(f"{base}/stages?status=complete"))}
+
+    def when(text):
+        return datetime.strptime(text.replace("GMT", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+    result = sum(stages[i]["resultSize"] for i in {i for job in jobs for i in job["stageIds"]} if i in stages)
+    seconds = sum(when(job["completionTime"]) - when(job["submissionTime"]) for job in jobs)
+    return result, seconds
+
+
+def next_job(spark) -> int:
+    sc = spark.sparkContext
+    url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/jobs"
+    return 1 + max((job["jobId"] for job in json.load(urllib.request.urlopen(url))), default=-1)
+
+
 def ours(rank, iters, **params):
     from sparknmf import MaskedALS
 
@@ -112,13 +142,18 @@ def part_bytes(spark, args, results):
         row = {"users": users, "items": args.items, "ratings": count, "rank": args.rank}
         for placement in args.placements:
             figures = []
-            for iters in (args.iters, 2 * args.iters):
+            for iters in (args.iters,) if args.one_fit else (args.iters, 2 * args.iters):
                 est = ours(args.rank, iters, backend="spark", executionMode="jobs", factorPlacement=placement)
-                figures.append(measured(spark, lambda est=est: est.fit(train)))
-            (t1, b1, _, _), (t2, b2, driver, tree) = figures
-            row.update({f"{placement}_driver_mib_per_iter": (b2 - b1) / args.iters / 2**20,
-                        f"{placement}_s_per_iter": (t2 - t1) / args.iters,
+                first = next_job(spark)
+                figures.append((*measured(spark, lambda est=est: est.fit(train)), *iteration_figures(spark, first)))
+            *_, driver, tree, jobs_bytes, jobs_seconds = figures[-1]
+            row.update({f"{placement}_iteration_jobs_mib_per_iter": jobs_bytes / len(figures) / args.iters / 2**20,
+                        f"{placement}_iteration_jobs_s_per_iter": jobs_seconds / len(figures) / args.iters,
                         f"{placement}_driver_rss_gib": driver / 2**30, f"{placement}_tree_rss_gib": tree / 2**30})
+            if not args.one_fit:  # the slope between the two fits: the cross-check of the jobs' accounting
+                (t1, b1, *_), (t2, b2, *_) = figures
+                row.update({f"{placement}_driver_mib_per_iter": (b2 - b1) / args.iters / 2**20,
+                            f"{placement}_s_per_iter": (t2 - t1) / args.iters})
         row["factor_mib"] = (users + args.items) * args.rank * 8 / 2**20
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         rows.append(row)
@@ -160,6 +195,9 @@ def main():
     parser.add_argument("--rank", type=int, default=50, help="part 1's rank")
     parser.add_argument("--placements", nargs="+", choices=("driver", "executors"), default=["driver", "executors"],
                         help="part 1's placements (the driver placement of 16M users at rank 50 needs a 13 GB driver)")
+    parser.add_argument("--one-fit", action="store_true",
+                        help="part 1: a single fit of --iters iterations, figures from its iteration jobs alone "
+                             "(for sizes where a second fit costs too long)")
     parser.add_argument("--speed-ratings", type=int, default=8_000_000)
     parser.add_argument("--ranks", type=int, nargs="+", default=[10, 50], help="part 2's ranks")
     parser.add_argument("--iters", type=int, default=3, help="iterations of the shorter fit of each pair")
