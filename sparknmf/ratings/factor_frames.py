@@ -72,8 +72,12 @@ class FrameSide:
 
 def shuffled(frame):
     """``frame`` joined by a shuffle, never broadcast: a broadcast goes through the driver, and its result
-    size limit (``spark.driver.maxResultSize``) is what the executors placement avoids."""
-    return frame.hint("shuffle_hash")
+    size limit (``spark.driver.maxResultSize``) is what the executors placement avoids.
+
+    A sort-merge join, which spills to disk: a shuffled hash join holds a partition's side in memory, and an
+    executor of 512 MB ran out of it joining 80 MB of parameter rows in 2 partitions.
+    """
+    return frame.hint("shuffle_merge")
 
 
 def id_frame(spark, ids: pa.Array):
