@@ -131,8 +131,8 @@ class PrefsExecutorFit(ExecutorFit):
     it returns has μ = 0, ``implicitPrefs`` and the training events as the DataFrame ``seen`` (:func:`seen_pairs`).
     """
 
-    def __init__(self, est, blocks, specs, callback):
-        super().__init__(est, blocks, specs, callback)
+    def __init__(self, est, blocks, specs, callback, warm=None):
+        super().__init__(est, blocks, specs, callback, warm)
         self.options = implicit_prefs_options(est)
 
     def _step_body(self, side):

@@ -139,12 +139,8 @@ class FitLoop:
         P = np.zeros((rows, spec.width))
         draw = chunked_draw(rows, self.k, self.est.getSeed(), stream) * self.est.getInitStd()
         P[:, : self.k] = np.abs(draw) if self.est.getNonnegative() else draw
-        if initial is not None:
-            old = initial.userParams if side == "user" else initial.itemParams
-            if old.shape[1] != spec.width:
-                raise ValueError(f"MaskedALS.fitFrom: the initial model's {side} parameters have {old.shape[1]} "
-                                 f"columns, this estimator needs {spec.width} (same rank, biases and time terms)")
-            P = _carry(old, initial.ids(side), self.blocks.ids(side), P)
+        if initial is not None:  # of the same widths (MaskedALS._check_initial)
+            P = _carry(initial.parameters(side), initial.ids(side), self.blocks.ids(side), P)
         return P
 
     def _effective_user(self):
