@@ -380,9 +380,8 @@ class ExecutorFit:
     instead of arrays.  Supports biases, time bins, user drift, weights,
     either regularization, ``nonnegative`` and implicit feedback (the CG
     state of the implicit vectors is a frame of item blocks, only its dot
-    products reach the driver), and warm starts: ``warm`` (a
-    :class:`~sparknmf.ratings.warm_frames.WarmStart`, or None) lays the
-    initial model's rows into the initial blocks; not loop checkpoints.
+    products reach the driver), warm starts (``warm``: :mod:`~sparknmf.ratings.warm_frames`) and loop
+    checkpoints (``checkpoint``, ``run(resume)``: :mod:`~sparknmf.ratings.frame_checkpoint`).
 
     Between steps it holds, per side, ``frames[side]`` (the side's latest
     output, whose ``PARAMS`` rows are its parameters) and ``inbox[side]``
@@ -390,8 +389,9 @@ class ExecutorFit:
     implicit feedback ``vectors`` (the item blocks' ``VECTORS`` rows).
     """
 
-    def __init__(self, est, blocks, specs, callback, warm=None):
+    def __init__(self, est, blocks, specs, callback, warm=None, checkpoint=None):
         self.est, self.blocks, self.specs, self.callback, self.warm = est, blocks, specs, callback, warm
+        self.checkpoint = checkpoint
         self.k = est.getRank()
         self.implicit = est.getImplicitFeedback() and not est.getImplicitPrefs()  # SVD++ terms
         self.options = dict(mu=blocks.mu, reg=est.getRegParam(), bias_reg=est.getBiasRegParam(),
@@ -515,10 +515,14 @@ class ExecutorFit:
             rr = rr_new
         return yy
 
-    def run(self):
+    def run(self, resume=False):
         est, spark = self.est, self.spark
         max_iter, tol = est.getMaxIter(), est.getTol()
         history, start, iteration, stop_reason = [], time.perf_counter(), 0, "max_iter"
+        saved = self.checkpoint.load() if self.checkpoint is not None and resume else None
+        if saved is not None:  # the saved blocks replace any warm start
+            iteration, history, self.warm = saved
+            logger.info("resuming from %s at iteration %d", self.checkpoint.directory, iteration)
         try:
             with describe_jobs(spark, "sparknmf: ALS (executors) in-blocks and initial parameters"):
                 for side in SIDES:
@@ -543,6 +547,8 @@ class ExecutorFit:
                 elapsed = time.perf_counter() - start
                 logger.info("ALS (executors) iteration %d objective %.10g elapsed %.3fs", iteration, objective,
                             elapsed)
+                if self.checkpoint is not None and self.checkpoint.due(iteration):
+                    self.checkpoint.save(iteration, history, self.frames, self.vectors)
                 if self.callback is not None:
                     self.callback(iteration, elapsed, objective)
                 if len(history) >= 2 and abs(history[-2] - objective) <= tol * max(abs(history[-2]), 1e-300):

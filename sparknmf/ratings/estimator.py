@@ -52,6 +52,7 @@ from sparknmf.progress import progress
 from sparknmf.ratings.distributed import ExecutorFit
 from sparknmf.ratings.distributed_implicit import PrefsExecutorFit
 from sparknmf.ratings.fit import FitLoop, side_specs
+from sparknmf.ratings.frame_checkpoint import FrameCheckpoint
 from sparknmf.ratings.grid import GridFits
 from sparknmf.ratings.ingest import DUPLICATE_POLICIES, ingest_ratings, same_id_type
 from sparknmf.ratings.model import COLD_START_STRATEGIES, MaskedALSModel, MaskedALSModelParams
@@ -138,7 +139,9 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
                             "they exceed the driver's budget: half of spark.driver.maxResultSize, a quarter of "
                             "spark.driver.memory)", typeConverter=TypeConverters.toString)
     checkpointDir = Param(Params._dummy(), "checkpointDir",
-                          "driver-local directory for loop checkpoints every checkpointInterval iterations ('' = none)",
+                          "directory for loop checkpoints every checkpointInterval iterations ('' = none): on the "
+                          "driver, or with factorPlacement='executors' a path the executors write too (a local "
+                          "master, a shared mount)",
                           typeConverter=TypeConverters.toString)
 
     _constraints = {
@@ -274,7 +277,9 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     every half-step is a Spark job, also under ``executionMode="resident"``
     (with a warning: resident tasks would receive every parameter row through
     the driver's socket).  Warm starts (:meth:`fitFrom` with a model) work in
-    either placement; loop checkpoints (``checkpointDir``) need the driver's.
+    either placement, and so do loop checkpoints (``checkpointDir``, ``resume``:
+    with the executors placement the executors write the parameter blocks,
+    :mod:`sparknmf.ratings.frame_checkpoint`).
 
     Bad input raises :class:`~sparknmf.errors.InvalidInputError` before any
     fitting: unknown columns, empty input, null ids, NaN/inf ratings, ratings
@@ -374,7 +379,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                 "MLlib')", UserWarning, stacklevel=3)
 
     # ---------------------------------------------------------------- factor placement
-    def _placement(self, spark, n, m, *, local=False, resume=False):
+    def _placement(self, spark, n, m, *, local=False):
         """``"driver"`` or ``"executors"`` for ``n`` users and ``m`` items (``factorPlacement``).
 
         ``auto`` picks ``executors`` when the parameters, (n + m) rows of
@@ -394,21 +399,14 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                 why = (f" (chosen by factorPlacement='auto': the parameters take "
                        f"{factor_bytes(n + m, width) / 2**20:.1f} MiB, more than the driver's budget of "
                        f"{budget / 2**20:.1f} MiB set by {setting})")
-            self._check_executors(why, local=local, resume=resume)
+            self._check_executors(why, local=local)
         return placement
 
-    def _check_executors(self, why="", *, local=False, resume=False):
+    def _check_executors(self, why="", *, local=False):
         """ValueError naming what the executors placement does not support (before any fitting)."""
-        problems = []
         if self.getBackend() == "local" or local:
-            problems.append("ratings held on the driver (backend='local'; use backend='spark')")
-        if self.getCheckpointDir():
-            problems.append("checkpointDir (loop checkpoints hold the parameters on the driver)")
-        if resume:
-            problems.append("resume (fitFrom(resume=True) reads loop checkpoints)")
-        if problems:
-            raise ValueError(f"MaskedALS: factorPlacement='executors'{why} does not support "
-                             f"{'; '.join(problems)}; or use factorPlacement='driver'")
+            raise ValueError(f"MaskedALS: factorPlacement='executors'{why} does not support ratings held on the "
+                             "driver (backend='local'; use backend='spark'); or use factorPlacement='driver'")
 
     def _check_initial(self, initial, id_types):
         """ValueError (InvalidInputError for the ids) when ``initial`` cannot warm-start this estimator.
@@ -453,7 +451,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
         if resume and not self.getCheckpointDir():
             raise ValueError("MaskedALS.fitFrom(resume=True) needs checkpointDir")
         if self.getFactorPlacement() == "executors":
-            self._check_executors(resume=resume)
+            self._check_executors()
         if initialModel is not None:
             check_columns(dataset, [self.getUserCol(), self.getItemCol()], "MaskedALS.fitFrom")
             self._check_initial(initialModel, {side: dataset.schema[column].dataType.simpleString() for side, column
@@ -470,14 +468,15 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
         self._check_scale(blocks)
         if initialModel is not None:
             self._check_initial(initialModel, blocks.id_types)
-        placement = self._placement(blocks.spark, *blocks.shape, local=blocks.local is not None, resume=resume)
+        placement = self._placement(blocks.spark, *blocks.shape, local=blocks.local is not None)
         with progress(self.getVerbose(), type(self).__name__):
             if placement == "executors":
                 warn_resident_runs_jobs(self.getExecutionMode(), self.getFactorPlacement(), stacklevel=4)
                 loop = PrefsExecutorFit if self.getImplicitPrefs() else ExecutorFit
                 svdpp = self.getImplicitFeedback() and not self.getImplicitPrefs()
                 warm = None if initialModel is None else WarmStart(initialModel, blocks, svdpp)
-                state = loop(self, blocks, side_specs(self), callback, warm).run()
+                checkpoint = FrameCheckpoint(self, blocks, svdpp) if self.getCheckpointDir() else None
+                state = loop(self, blocks, side_specs(self), callback, warm, checkpoint).run(resume)
             else:
                 blocks.execution = self.getExecutionMode()
                 # the start first: an initial model in the executors is read by Spark jobs, which would wait
