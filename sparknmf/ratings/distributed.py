@@ -68,7 +68,7 @@ from sparknmf.kernels.seeding import CHUNK_ROWS
 from sparknmf.ratings.fit import REMEDY, STREAMS
 from sparknmf.ratings.store import SIDES, build_entries, other_side
 
-__all__ = ["ExecutorFit", "collect_blocks", "draw_rows", "out_lists", "read_out_lists"]
+__all__ = ["ExecutorFit", "collect_blocks", "draw_rows", "initial_rows", "out_lists", "read_out_lists"]
 
 logger = logging.getLogger("sparknmf")
 
@@ -190,25 +190,37 @@ def _rows_out(key, X, out, finite=True, loss=0.0, penalty=0.0, send=True, sent=N
     return rows
 
 
-@block_function
-def _initial_blocks(batches, *, step, count, width, k, seed, stream, std, nonnegative, send, implicit):
-    """mapInArrow body: in-blocks -> their initial parameter rows (the driver's draw) and, if ``send``, messages.
+def initial_rows(key, out, known=None, *, step, count, width, k, seed, stream, std, nonnegative, send,
+                 implicit) -> dict:
+    """Block ``key``'s initial rows (:data:`STEP_DDL` columns): its parameter row and, if ``send``, its messages.
 
-    With ``implicit`` (item side) the messages carry ``[parameters | y]`` rows
-    and a ``VECTORS`` row holds the block's CG state ``[y | r | p | Ap]``, all zeros.
+    The driver's draw (:func:`draw_rows`), of which a warm start overwrites the rows ``known = (local rows,
+    values)``: ``width`` parameter columns, then with ``implicit`` maybe k columns of y (else zeros).  With
+    ``implicit`` (item side) the messages carry ``[parameters | y]`` rows and a ``VECTORS`` row holds the CG
+    state ``[y | r | p | Ap]`` (r, p, Ap zeros).  ``out``: the block's :func:`out_lists`.
     """
+    start, stop = key * step, min((key + 1) * step, count)
+    X, Y = np.zeros((stop - start, width)), np.zeros((stop - start, k))
+    draw = draw_rows(start, stop, count, k, seed, stream) * std
+    X[:, :k] = np.abs(draw) if nonnegative else draw
+    if known is not None:
+        local, values = known
+        X[local] = values[:, :width]
+        if implicit and values.shape[1] > width:
+            Y[local] = values[:, width:]
+    rows = _rows_out(key, X, out, send=send, sent=np.hstack([X, Y]) if implicit else None)
+    if implicit:
+        vectors = _rows_out(key, np.hstack([Y, np.zeros((Y.shape[0], 3 * k))]), b"", send=False, kind=VECTORS)
+        rows = {name: rows[name] + vectors[name] for name in rows}
+    return rows
+
+
+@block_function
+def _initial_blocks(batches, **arguments):
+    """mapInArrow body: in-blocks -> their initial rows (:func:`initial_rows` of the driver's draw)."""
     for batch in batches:
         for key, out in zip(batch.column("key").to_pylist(), batch.column("out")):
-            start, stop = key * step, min((key + 1) * step, count)
-            X = np.zeros((stop - start, width))
-            draw = draw_rows(start, stop, count, k, seed, stream) * std
-            X[:, :k] = np.abs(draw) if nonnegative else draw
-            sent = np.hstack([X, np.zeros((X.shape[0], k))]) if implicit else None
-            rows = _rows_out(key, X, out.as_buffer(), send=send, sent=sent)
-            if implicit:
-                vectors = _rows_out(key, np.zeros((X.shape[0], 4 * k)), b"", send=False, kind=VECTORS)
-                rows = {name: rows[name] + vectors[name] for name in rows}
-            yield pa.RecordBatch.from_pydict(rows, schema=_STEP_SCHEMA)
+            yield pa.RecordBatch.from_pydict(initial_rows(key, out.as_buffer(), **arguments), schema=_STEP_SCHEMA)
 
 
 def _received(right, other_step, cols, side, key):
@@ -362,13 +374,14 @@ def _vector_group(left, right, *, mode, k, lam, scalar):
 class ExecutorFit:
     """The alternating loop of :class:`~sparknmf.ratings.fit.FitLoop` with the parameters in the executors.
 
-    ``ExecutorFit(est, blocks, specs, callback).run()`` returns the state a
+    ``ExecutorFit(est, blocks, specs, callback, warm).run()`` returns the state a
     :class:`~sparknmf.ratings.model.MaskedALSModel` is made of, with
     ``"frames"`` (a DataFrame ``(key, x)`` of parameter blocks per side)
     instead of arrays.  Supports biases, time bins, user drift, weights,
     either regularization, ``nonnegative`` and implicit feedback (the CG
     state of the implicit vectors is a frame of item blocks, only its dot
-    products reach the driver); not warm starts or loop checkpoints.
+    products reach the driver), warm starts (``warm``: :mod:`~sparknmf.ratings.warm_frames`) and loop
+    checkpoints (``checkpoint``, ``run(resume)``: :mod:`~sparknmf.ratings.frame_checkpoint`).
 
     Between steps it holds, per side, ``frames[side]`` (the side's latest
     output, whose ``PARAMS`` rows are its parameters) and ``inbox[side]``
@@ -376,8 +389,9 @@ class ExecutorFit:
     implicit feedback ``vectors`` (the item blocks' ``VECTORS`` rows).
     """
 
-    def __init__(self, est, blocks, specs, callback):
-        self.est, self.blocks, self.specs, self.callback = est, blocks, specs, callback
+    def __init__(self, est, blocks, specs, callback, warm=None, checkpoint=None):
+        self.est, self.blocks, self.specs, self.callback, self.warm = est, blocks, specs, callback, warm
+        self.checkpoint = checkpoint
         self.k = est.getRank()
         self.implicit = est.getImplicitFeedback() and not est.getImplicitPrefs()  # SVD++ terms
         self.options = dict(mu=blocks.mu, reg=est.getRegParam(), bias_reg=est.getBiasRegParam(),
@@ -429,12 +443,13 @@ class ExecutorFit:
 
     def _initial(self, side):
         est = self.est
-        body = Call(_initial_blocks, dict(step=self.blocks.steps[side], count=self.counts[side],
-                                          width=self.specs[side].width, k=self.k, seed=est.getSeed(),
-                                          stream=STREAMS[side], std=est.getInitStd(),
-                                          nonnegative=est.getNonnegative(), send=side == "item",
-                                          implicit=self.implicit and side == "item"))
-        return truncate(self.in_frames[side].mapInArrow(body, STEP_DDL))
+        arguments = dict(step=self.blocks.steps[side], count=self.counts[side], width=self.specs[side].width,
+                         k=self.k, seed=est.getSeed(), stream=STREAMS[side], std=est.getInitStd(),
+                         nonnegative=est.getNonnegative(), send=side == "item",
+                         implicit=self.implicit and side == "item")
+        if self.warm is not None:  # known ids keep the initial model's rows, joined in by the executors
+            return truncate(self.warm.initial_blocks(side, self.in_frames[side], arguments))
+        return truncate(self.in_frames[side].mapInArrow(Call(_initial_blocks, arguments), STEP_DDL))
 
     # ------------------------------------------------------------ steps
     def _step_body(self, side):
@@ -500,10 +515,14 @@ class ExecutorFit:
             rr = rr_new
         return yy
 
-    def run(self):
+    def run(self, resume=False):
         est, spark = self.est, self.spark
         max_iter, tol = est.getMaxIter(), est.getTol()
         history, start, iteration, stop_reason = [], time.perf_counter(), 0, "max_iter"
+        saved = self.checkpoint.load() if self.checkpoint is not None and resume else None
+        if saved is not None:  # the saved blocks replace any warm start
+            iteration, history, self.warm = saved
+            logger.info("resuming from %s at iteration %d", self.checkpoint.directory, iteration)
         try:
             with describe_jobs(spark, "sparknmf: ALS (executors) in-blocks and initial parameters"):
                 for side in SIDES:
@@ -528,6 +547,8 @@ class ExecutorFit:
                 elapsed = time.perf_counter() - start
                 logger.info("ALS (executors) iteration %d objective %.10g elapsed %.3fs", iteration, objective,
                             elapsed)
+                if self.checkpoint is not None and self.checkpoint.due(iteration):
+                    self.checkpoint.save(iteration, history, self.frames, self.vectors)
                 if self.callback is not None:
                     self.callback(iteration, elapsed, objective)
                 if len(history) >= 2 and abs(history[-2] - objective) <= tol * max(abs(history[-2]), 1e-300):

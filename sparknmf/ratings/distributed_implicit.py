@@ -131,8 +131,8 @@ class PrefsExecutorFit(ExecutorFit):
     it returns has μ = 0, ``implicitPrefs`` and the training events as the DataFrame ``seen`` (:func:`seen_pairs`).
     """
 
-    def __init__(self, est, blocks, specs, callback):
-        super().__init__(est, blocks, specs, callback)
+    def __init__(self, est, blocks, specs, callback, warm=None, checkpoint=None):
+        super().__init__(est, blocks, specs, callback, warm, checkpoint)
         self.options = implicit_prefs_options(est)
 
     def _step_body(self, side):
@@ -143,7 +143,7 @@ class PrefsExecutorFit(ExecutorFit):
                                  other_step=self.blocks.steps[other], ctx=self.blocks.context, k=self.k, gram=gram,
                                  options=self.options)
 
-    def run(self):
-        state = super().run()
+    def run(self, resume=False):
+        state = super().run(resume)
         state.update(mu=0.0, implicitPrefs=True, seen=seen_pairs(self.blocks))
         return state

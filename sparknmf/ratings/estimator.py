@@ -42,17 +42,22 @@ from pyspark.ml.param.shared import HasCheckpointInterval, HasMaxIter, HasSeed, 
 from pyspark.ml.util import MLReadable, MLWritable
 
 from sparknmf.engine import persistence
+from sparknmf.engine.ingest import check_columns
 from sparknmf.engine.placement import PLACEMENTS, choose_placement, driver_budget, factor_bytes, warn_resident_runs_jobs
 from sparknmf.engine.resident import EXECUTION_MODES
+from sparknmf.errors import InvalidInputError
 from sparknmf.kernels.implicit import CONFIDENCES
 from sparknmf.params import HasExecutionMode, HasVerbose, Interval, OneOf, RangePair, check_params, with_accessors
 from sparknmf.progress import progress
 from sparknmf.ratings.distributed import ExecutorFit
 from sparknmf.ratings.distributed_implicit import PrefsExecutorFit
 from sparknmf.ratings.fit import FitLoop, side_specs
+from sparknmf.ratings.frame_checkpoint import FrameCheckpoint
 from sparknmf.ratings.grid import GridFits
-from sparknmf.ratings.ingest import DUPLICATE_POLICIES, ingest_ratings
+from sparknmf.ratings.ingest import DUPLICATE_POLICIES, ingest_ratings, same_id_type
 from sparknmf.ratings.model import COLD_START_STRATEGIES, MaskedALSModel, MaskedALSModelParams
+from sparknmf.ratings.store import SIDES
+from sparknmf.ratings.warm_frames import WarmStart
 
 __all__ = ["BACKENDS", "INGEST_PARAMS", "MLLIB_SCALE_RULE", "REGULARIZATIONS", "MaskedALS"]
 
@@ -134,7 +139,9 @@ class _MaskedALSParams(MaskedALSModelParams, HasMaxIter, HasTol, HasSeed, HasChe
                             "they exceed the driver's budget: half of spark.driver.maxResultSize, a quarter of "
                             "spark.driver.memory)", typeConverter=TypeConverters.toString)
     checkpointDir = Param(Params._dummy(), "checkpointDir",
-                          "driver-local directory for loop checkpoints every checkpointInterval iterations ('' = none)",
+                          "directory for loop checkpoints every checkpointInterval iterations ('' = none): on the "
+                          "driver, or with factorPlacement='executors' a path the executors write too (a local "
+                          "master, a shared mount)",
                           typeConverter=TypeConverters.toString)
 
     _constraints = {
@@ -269,7 +276,10 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
     (:func:`~sparknmf.engine.placement.choose_placement`).  In the executors
     every half-step is a Spark job, also under ``executionMode="resident"``
     (with a warning: resident tasks would receive every parameter row through
-    the driver's socket).
+    the driver's socket).  Warm starts (:meth:`fitFrom` with a model) work in
+    either placement, and so do loop checkpoints (``checkpointDir``, ``resume``:
+    with the executors placement the executors write the parameter blocks,
+    :mod:`sparknmf.ratings.frame_checkpoint`).
 
     Bad input raises :class:`~sparknmf.errors.InvalidInputError` before any
     fitting: unknown columns, empty input, null ids, NaN/inf ratings, ratings
@@ -369,7 +379,7 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                 "MLlib')", UserWarning, stacklevel=3)
 
     # ---------------------------------------------------------------- factor placement
-    def _placement(self, spark, n, m, *, local=False, initial=None, resume=False):
+    def _placement(self, spark, n, m, *, local=False):
         """``"driver"`` or ``"executors"`` for ``n`` users and ``m`` items (``factorPlacement``).
 
         ``auto`` picks ``executors`` when the parameters, (n + m) rows of
@@ -389,21 +399,36 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
                 why = (f" (chosen by factorPlacement='auto': the parameters take "
                        f"{factor_bytes(n + m, width) / 2**20:.1f} MiB, more than the driver's budget of "
                        f"{budget / 2**20:.1f} MiB set by {setting})")
-            self._check_executors(why, local=local, initial=initial, resume=resume)
+            self._check_executors(why, local=local)
         return placement
 
-    def _check_executors(self, why="", *, local=False, initial=None, resume=False):
+    def _check_executors(self, why="", *, local=False):
         """ValueError naming what the executors placement does not support (before any fitting)."""
-        problems = []
         if self.getBackend() == "local" or local:
-            problems.append("ratings held on the driver (backend='local'; use backend='spark')")
-        if self.getCheckpointDir():
-            problems.append("checkpointDir (loop checkpoints hold the parameters on the driver)")
-        if initial is not None or resume:
-            problems.append("warm starts and resume (fitFrom with a model or resume=True)")
-        if problems:
-            raise ValueError(f"MaskedALS: factorPlacement='executors'{why} does not support "
-                             f"{'; '.join(problems)}; or use factorPlacement='driver'")
+            raise ValueError(f"MaskedALS: factorPlacement='executors'{why} does not support ratings held on the "
+                             "driver (backend='local'; use backend='spark'); or use factorPlacement='driver'")
+
+    def _check_initial(self, initial, id_types):
+        """ValueError (InvalidInputError for the ids) when ``initial`` cannot warm-start this estimator.
+
+        The initial model must have this rank and parameter rows as wide (the same biases and time
+        terms), and ids of the types ``id_types`` (side -> Spark type of the ratings' ids; the integer
+        types are interchangeable, :func:`~sparknmf.ratings.ingest.same_id_type`).
+        """
+        check_params(self)  # the Params that shape the rows are valid
+        if initial.rank != self.getRank():
+            raise ValueError(f"MaskedALS.fitFrom: the initial model has rank {initial.rank}, "
+                             f"this estimator rank={self.getRank()}")
+        trained = initial._require()
+        for side, spec in side_specs(self).items():
+            width = trained["specs"][side].width
+            if width != spec.width:
+                raise ValueError(f"MaskedALS.fitFrom: the initial model's {side} parameters have {width} columns, "
+                                 f"this estimator needs {spec.width} (same rank, biases and time terms)")
+            if not same_id_type(id_types[side], trained["idTypes"][side]):
+                raise InvalidInputError(f"MaskedALS.fitFrom: the {side} ids are of type {id_types[side]}, the "
+                                        f"initial model's of type {trained['idTypes'][side]}; ids are matched "
+                                        "exactly, so give them the model's type")
 
     def _fit(self, dataset):
         return self.fitFrom(dataset)
@@ -414,11 +439,23 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
         ``callback(iteration, elapsed, objective)`` is called after each iteration.  ``resume=True``
         continues from the checkpoint in ``checkpointDir`` (if there is one; it takes precedence over
         ``initialModel``); the result equals the uninterrupted fit.
+
+        Every column of a known id's row is kept (factors, biases, time terms; with SVD++ also the
+        implicit vectors of a model that holds them), ids absent from ``dataset`` are dropped.  With
+        ``factorPlacement="executors"`` the initial model's rows are joined to the new ids by the
+        executors (:mod:`sparknmf.ratings.warm_frames`), whichever placement the initial model has,
+        and never collected; the fit equals the driver placement's warm start.  ``initialModel`` must
+        have this estimator's rank, biases and time terms and ids of the same types (ValueError,
+        before any Spark job).
         """
         if resume and not self.getCheckpointDir():
             raise ValueError("MaskedALS.fitFrom(resume=True) needs checkpointDir")
         if self.getFactorPlacement() == "executors":
-            self._check_executors(initial=initialModel, resume=resume)
+            self._check_executors()
+        if initialModel is not None:
+            check_columns(dataset, [self.getUserCol(), self.getItemCol()], "MaskedALS.fitFrom")
+            self._check_initial(initialModel, {side: dataset.schema[column].dataType.simpleString() for side, column
+                                               in zip(SIDES, (self.getUserCol(), self.getItemCol()))})
         blocks = self.ingest(dataset)
         try:
             return self.fitBlocks(blocks, initialModel, callback=callback, resume=resume)
@@ -429,21 +466,25 @@ class MaskedALS(Estimator, _MaskedALSParams, MLWritable, MLReadable):
         """Fit on already ingested :class:`~sparknmf.ratings.store.RatingBlocks` (e.g. in a parameter grid)."""
         self._check_rules()
         self._check_scale(blocks)
-        if initialModel is not None and initialModel.rank != self.getRank():
-            raise ValueError(f"MaskedALS.fitFrom: the initial model has rank {initialModel.rank}, "
-                             f"this estimator rank={self.getRank()}")
-        placement = self._placement(blocks.spark, *blocks.shape, local=blocks.local is not None, initial=initialModel,
-                                    resume=resume)
+        if initialModel is not None:
+            self._check_initial(initialModel, blocks.id_types)
+        placement = self._placement(blocks.spark, *blocks.shape, local=blocks.local is not None)
         with progress(self.getVerbose(), type(self).__name__):
             if placement == "executors":
                 warn_resident_runs_jobs(self.getExecutionMode(), self.getFactorPlacement(), stacklevel=4)
                 loop = PrefsExecutorFit if self.getImplicitPrefs() else ExecutorFit
-                state = loop(self, blocks, side_specs(self), callback).run()
+                svdpp = self.getImplicitFeedback() and not self.getImplicitPrefs()
+                warm = None if initialModel is None else WarmStart(initialModel, blocks, svdpp)
+                checkpoint = FrameCheckpoint(self, blocks, svdpp) if self.getCheckpointDir() else None
+                state = loop(self, blocks, side_specs(self), callback, warm, checkpoint).run(resume)
             else:
                 blocks.execution = self.getExecutionMode()
+                # the start first: an initial model in the executors is read by Spark jobs, which would wait
+                # forever for the task slots that resident block tasks hold
+                loop = FitLoop(self, blocks, initialModel, callback)
                 with blocks.serving(f"sparknmf: MaskedALS rank={self.getRank()}, resident block tasks",
                                     rank=self.getRank()):
-                    state = FitLoop(self, blocks, initialModel, callback).run(resume)
+                    state = loop.run(resume)
         model = MaskedALSModel(state)
         self._copyValues(model)
         return model

@@ -51,7 +51,8 @@ from sparknmf.kernels.implicit import implicit_half_step, implicit_half_step_cg
 from sparknmf.kernels.seeding import chunked_draw
 from sparknmf.ratings.store import SIDES, other_side
 
-__all__ = ["REMEDY", "STREAMS", "FitLoop", "implicit_prefs_options", "implicit_prefs_rows", "side_specs"]
+__all__ = ["REMEDY", "STREAMS", "FitLoop", "implicit_prefs_options", "implicit_prefs_rows", "loop_fingerprint",
+           "side_specs"]
 
 logger = logging.getLogger("sparknmf")
 
@@ -76,6 +77,13 @@ def side_specs(est) -> dict:
     bins = est.getTimeBins() if timed else 0
     item = SideSpec(k, biases, "bins" if bins else "none", bins)
     return {"user": user, "item": item}
+
+
+def loop_fingerprint(est, blocks) -> dict:
+    """What a loop checkpoint of ``est`` on ``blocks`` records of its problem: the ratings' shape, count and
+    mean, and the Params that shape the iterates (a resume must match it)."""
+    return {"shape": list(blocks.shape), "nnz": blocks.nnz, "mu": blocks.mu,
+            **{name: est.getOrDefault(name) for name in _TRAJECTORY_PARAMS}}
 
 
 def implicit_prefs_options(est) -> dict:
@@ -139,12 +147,8 @@ class FitLoop:
         P = np.zeros((rows, spec.width))
         draw = chunked_draw(rows, self.k, self.est.getSeed(), stream) * self.est.getInitStd()
         P[:, : self.k] = np.abs(draw) if self.est.getNonnegative() else draw
-        if initial is not None:
-            old = initial.userParams if side == "user" else initial.itemParams
-            if old.shape[1] != spec.width:
-                raise ValueError(f"MaskedALS.fitFrom: the initial model's {side} parameters have {old.shape[1]} "
-                                 f"columns, this estimator needs {spec.width} (same rank, biases and time terms)")
-            P = _carry(old, initial.ids(side), self.blocks.ids(side), P)
+        if initial is not None:  # of the same widths (MaskedALS._check_initial)
+            P = _carry(initial.parameters(side), initial.ids(side), self.blocks.ids(side), P)
         return P
 
     def _effective_user(self):
@@ -216,9 +220,7 @@ class FitLoop:
         est = self.est
         if not est.getCheckpointDir():
             return None
-        fingerprint = {"shape": list(self.blocks.shape), "nnz": self.blocks.nnz, "mu": self.blocks.mu,
-                       **{name: est.getOrDefault(name) for name in _TRAJECTORY_PARAMS}}
-        return LoopCheckpoint(est.getCheckpointDir(), est.getCheckpointInterval(), fingerprint)
+        return LoopCheckpoint(est.getCheckpointDir(), est.getCheckpointInterval(), loop_fingerprint(est, self.blocks))
 
     def run(self, resume=False):
         est, blocks = self.est, self.blocks

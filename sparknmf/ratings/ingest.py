@@ -40,7 +40,7 @@ from sparknmf.ratings.factor_frames import shuffled
 from sparknmf.ratings.store import SIDES, RatingBlocks, StepContext, in_threads
 
 __all__ = ["DUPLICATE_POLICIES", "check_distinct_columns", "check_id_column", "check_id_type", "check_time_column",
-           "column_ref", "day_column", "ingest_ratings", "use_driver", "with_indices"]
+           "column_ref", "day_column", "ingest_ratings", "same_id_type", "use_driver", "with_indices"]
 
 DUPLICATE_POLICIES = ("error", "mean", "last")
 SECONDS_PER_DAY = 86400.0
@@ -87,6 +87,12 @@ def check_id_column(frame, column: str, whom: str) -> None:
 _INTEGER_TYPES = ("tinyint", "smallint", "int", "bigint")
 
 
+def same_id_type(found: str, trained: str) -> bool:
+    """Whether ids of the Spark type ``found`` match ids of the type ``trained`` exactly (equal types, or two
+    integer types)."""
+    return found == trained or (found in _INTEGER_TYPES and trained in _INTEGER_TYPES)
+
+
 def check_id_type(frame, column: str, trained: str, whom: str) -> None:
     """The ids in ``column`` must have the type the model was trained on (``trained``, a Spark DDL type).
 
@@ -96,7 +102,7 @@ def check_id_type(frame, column: str, trained: str, whom: str) -> None:
     a non-numeric string fails the cast.
     """
     found = frame.schema[column].dataType.simpleString()
-    if found != trained and not (found in _INTEGER_TYPES and trained in _INTEGER_TYPES):
+    if not same_id_type(found, trained):
         raise InvalidInputError(
             f"{whom}: column {column!r} holds ids of type {found}, but the model was trained on ids of type "
             f"{trained}; ids are matched exactly, so give them as {trained} (cast the column yourself if every "

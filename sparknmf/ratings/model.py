@@ -141,6 +141,12 @@ class MaskedALSModel(Model, MaskedALSModelParams, MLWritable, MLReadable):
             state["ids"][side] = table.column("id").combine_chunks()
         return state["ids"][side]
 
+    def count(self, side) -> int:
+        """The number of users (``side="user"``) or items the model knows, without collecting their ids."""
+        state = self._require()
+        counts = state.get("counts")
+        return int(counts[side]) if counts else len(state["ids"][side])
+
     def _id_frame(self, side):
         """DataFrame ``(index long, id)`` of the ``side``'s ids (executors placement)."""
         from sparknmf.engine.session import get_session

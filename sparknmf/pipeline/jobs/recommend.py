@@ -210,7 +210,7 @@ def _evaluate(model, train, test, conf):
         recs = model.recommendForAllUsers(n, filterRated=conf["recommend"]["exclude_rated"])
         relevant = test.filter(test[cols["ratingCol"]] > 0)
         ranking = ranking_metrics(recs, relevant, n, queryCol=cols["userCol"], targetCol=cols["itemCol"],
-                                  catalogSize=len(model.itemIds))
+                                  catalogSize=model.count("item"))
         return {**{m: ranking[m] for m in ("ndcg", "precision", "recall", "map", "auc", "queries")}}, recs
     recs = model.recommendForAllUsers(n, exclude=train.select(cols["userCol"], cols["itemCol"])
                                       if conf["recommend"]["exclude_rated"] else None)
@@ -348,7 +348,7 @@ def _refresh(job, pub, fingerprint, record):
             new, recs = _evaluate(model, train, test, conf)
             old = _evaluate(published, train, test, conf)[0] if published is not None else None
         job.metrics.update(new=new, published=old)
-        job.counts.update(users=len(model.userIds), items=len(model.itemIds))
+        job.counts.update(users=model.count("user"), items=model.count("item"))
         extra = {"published_before": getattr(current, "name", None),
                  "warm_start": current.name if cold is None else None, "cold_start": cold}
         reasons = metric_gate(new, old, {m: conf["gate"][f"{m}_margin"] for m in conf["gate"]["metrics"]})
