@@ -14,7 +14,7 @@ import sys
 
 __all__ = [
     "get_session", "is_connect", "is_local_master", "parallelism", "conf_bytes", "describe_jobs", "blas_threads",
-    "launched_by_spark_submit", "placement_keys",
+    "launched_by_spark_submit", "placement_keys", "session_conf",
 ]
 
 logger = logging.getLogger("sparknmf")
@@ -144,21 +144,28 @@ def _log_blas_once():
 
 
 @contextlib.contextmanager
-def describe_jobs(spark, text: str):
-    """Name the Spark jobs run inside the block (``spark.job.description``).
+def session_conf(spark, settings: dict):
+    """Set the session's runtime confs ``settings`` (name -> value) inside the block.
 
-    Set through the session conf, which classic and Connect sessions both
-    copy into the jobs they run; the previous value is restored afterwards.
+    Classic and Connect sessions both read them when they plan and run a
+    query; the previous values (or their absence) are restored afterwards.
     """
-    previous = spark.conf.get(_DESCRIPTION, None)
-    spark.conf.set(_DESCRIPTION, text)
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
     try:
         yield
     finally:
-        if previous is None:
-            spark.conf.unset(_DESCRIPTION)
-        else:
-            spark.conf.set(_DESCRIPTION, previous)
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def describe_jobs(spark, text: str):
+    """Name the Spark jobs run inside the block (``spark.job.description``): a :func:`session_conf` context."""
+    return session_conf(spark, {_DESCRIPTION: text})
 
 
 def placement_keys(count: int) -> list:
