@@ -29,8 +29,8 @@ Two user blocks (step 2), two item blocks (step 2)::
 
 A user half-step is one Spark job (of two stages: adaptive execution is off
 for it, :data:`_ONE_JOB`): the user in-blocks (cached, hash partitioned by key)
-are cogrouped with the item half-step's messages to them and the blocks' own
-previous rows (warm start of NNLS); each group solves its rows with
+are cogrouped with the item half-step's messages to them and, when NNLS starts
+from them (:meth:`ExecutorFit._warm`), the blocks' own previous rows; each group solves its rows with
 :func:`~sparknmf.kernels.als.half_step` (the rows the messages carry are the
 only ones the block's ratings refer to, addressed through ``local``) and writes
 its new parameter row and its messages to the item blocks.  Only the messages
@@ -408,9 +408,13 @@ class ExecutorFit:
                                  other_spec=self.specs[other], options=self.options, send=True,
                                  implicit=self.implicit)
 
+    def _warm(self) -> bool:
+        """Whether the row solves start from the block's previous rows (NNLS), which are then shuffled to it."""
+        return self.options["nonnegative"]
+
     def half_step(self, side):
         other = other_side(side)
-        parts = [(self.inbox[side], MESSAGE), (self.frames[side], PARAMS)]
+        parts = [(self.inbox[side], MESSAGE)] + ([(self.frames[side], PARAMS)] if self._warm() else [])
         if self.implicit and side == "item":
             parts.append((self.vectors, VECTORS))
         out, stats = self._cogroup(side, self._rows(*parts), self._step_body(side))
