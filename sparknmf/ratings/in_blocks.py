@@ -105,10 +105,11 @@ def _in_blocks(batches, *, other_step):
 
 def in_frame(blocks, side: str, partitions: int):
     """The in-blocks of ``side`` (``"user"`` or ``"item"``) of :class:`~sparknmf.ratings.store.RatingBlocks`
-    ``blocks``: a DataFrame of :data:`IN_DDL` rows, hash partitioned by key in ``partitions`` partitions, cached
+    ``blocks``: a DataFrame of :data:`IN_DDL` rows, hash partitioned by key in ``partitions`` partitions and sorted
+    by key in each (what a cogroup by key needs: no shuffle nor sort of the in-blocks at each half-step), cached
     (computed when first used)."""
     from pyspark.sql import functions as F
 
     stored = blocks.store.filter(F.col("side") == SIDES.index(side)).select("key", "block", "aux")
     body = Call(_in_blocks, dict(other_step=blocks.steps[other_side(side)]))
-    return stored.mapInArrow(body, IN_DDL).repartition(partitions, "key").cache()
+    return stored.mapInArrow(body, IN_DDL).repartition(partitions, "key").sortWithinPartitions("key").cache()
