@@ -200,6 +200,22 @@ def test_executors_partitions_bound_the_rows_of_a_cached_partition():
     assert _partitions(_Session(), 3, 600_000, received=True) == 3
 
 
+@pytest.mark.parametrize("n, other, blocks", [
+    (26_666, 133_333, 4),  # items of MovieLens-like ratings: ≤ 133,333 users received per block, whatever the grid
+    (133_333, 26_666, 4),  # and its users
+    (20_000, 1 << 18, 4),  # at the bound
+    (20_000, (1 << 18) + 1, 32),  # beyond it: ≤ 2^18 received rows per block (8M ratings / 2^18 = 30.5)
+    (20_000, 4_000_000, 32),
+])
+def test_executors_blocks_bound_received_rows_by_the_other_side(n, other, blocks):
+    """A block receives at most one row of the other side per rating and per row of the other side: when the
+    other side has ≤ 2^18 rows, the executors placement keeps the driver placement's blocks (more blocks would
+    only send each row to more of them)."""
+    from sparknmf.ratings.ingest import _grid
+
+    assert -(-n // _grid(_Session(), n, 0, 8_000_000, received=True, other=other)) == blocks
+
+
 def test_driver_rule_rejects_a_malformed_size():
     from sparknmf.ratings.ingest import use_driver
 

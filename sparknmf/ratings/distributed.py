@@ -9,11 +9,13 @@ a finiteness flag reach the driver.
 
 Layout (users side; items by symmetry), for user block ``key``:
 
-* the **in-block** ``(key, block, aux, out)``: the block's ratings as stored
-  (:mod:`sparknmf.ratings.store`) and its **out-lists** ``out``: for every
+* the **in-block** ``(key, block, aux, out, index, local)``
+  (:mod:`sparknmf.ratings.in_blocks`, built once per fit): the block's ratings as stored
+  (:mod:`sparknmf.ratings.store`), its **out-lists** ``out``: for every
   item block ``e``, the rows of this user block that item block ``e``'s
-  ratings refer to (computed once from the block's own CSR: a user row goes to
-  item block ``e`` when it rated an item of ``e``);
+  ratings refer to (a user row goes to item block ``e`` when it rated an item
+  of ``e``), and the item rows it receives (``index``) with its ratings'
+  columns as positions in them (``local``);
 * the **parameter row** ``kind 0``: the block's rows ``x`` (b × width);
 * **messages** ``kind 1``: the rows ``x[rows]`` sent to item block ``key``
   from user block ``src``, exactly the rows that item block needs.
@@ -25,13 +27,14 @@ Two user blocks (step 2), two item blocks (step 2)::
     u1: i1             key 1: u2      out {0: [0], 1: [0]}      to item 1: from 0 rows [0];    from 1 rows [0]
     u2: i0, i2
 
-A user half-step is one Spark job: the user in-blocks (cached, hash
-partitioned by key) are cogrouped with the item half-step's messages to them
-and the blocks' own previous rows (warm start of NNLS); each group solves its
-rows with :func:`~sparknmf.kernels.als.half_step` (the rows the messages carry
-are the only ones the block's ratings refer to: its columns are re-indexed
-into them) and writes its new parameter row and its messages to the item
-blocks.  Only the messages are shuffled; the in-blocks stay where they are.
+A user half-step is one Spark job (of two stages: adaptive execution is off
+for it, :data:`_ONE_JOB`): the user in-blocks (cached, hash partitioned by key)
+are cogrouped with the item half-step's messages to them and, when NNLS starts
+from them (:meth:`ExecutorFit._warm`), the blocks' own previous rows; each group solves its rows with
+:func:`~sparknmf.kernels.als.half_step` (the rows the messages carry are the
+only ones the block's ratings refer to, addressed through ``local``) and writes
+its new parameter row and its messages to the item blocks.  Only the messages
+are shuffled; the in-blocks stay where they are.
 
 With implicit feedback (SVD++) the item messages carry ``[parameters | y]``
 rows (a user block forms its sums z_u from them and sends w_u + z_u), and the
@@ -42,7 +45,7 @@ products reach the driver.  The implicit preference model (``implicitPrefs``) so
 :mod:`sparknmf.ratings.distributed_implicit` on these half-steps (:meth:`ExecutorFit._step_body`).
 
 Same seed, same input: the initial rows are the driver's draws
-(:func:`draw_rows`, the chunks of :func:`~sparknmf.kernels.seeding.chunked_draw`),
+(:func:`~sparknmf.kernels.seeding.draw_rows`, the chunks of :func:`~sparknmf.kernels.seeding.chunked_draw`),
 the kernels see the same rows in the same order and the losses are summed in
 key order, so the parameters equal the driver placement's on the same blocks.
 """
@@ -61,24 +64,26 @@ import pyarrow as pa
 from sparknmf.engine import codec
 from sparknmf.engine.calls import Call, block_function
 from sparknmf.engine.frames import release, truncate
-from sparknmf.engine.session import describe_jobs, is_connect
+from sparknmf.engine.session import describe_jobs, is_connect, session_conf
 from sparknmf.errors import ConvergenceWarning, ModelFitError, check_objective
 from sparknmf.kernels.als import half_step, implicit_apply, implicit_offset, implicit_sums, implicit_system, predict
-from sparknmf.kernels.seeding import CHUNK_ROWS
+from sparknmf.kernels.seeding import draw_rows
 from sparknmf.ratings.fit import REMEDY, STREAMS
+from sparknmf.ratings.in_blocks import in_frame, out_lists, read_out_lists
 from sparknmf.ratings.store import SIDES, build_entries, other_side
 
-__all__ = ["ExecutorFit", "collect_blocks", "draw_rows", "initial_rows", "out_lists", "read_out_lists"]
+__all__ = ["ExecutorFit", "collect_blocks", "initial_rows", "out_lists", "read_out_lists"]
 
 logger = logging.getLogger("sparknmf")
 
-IN_DDL = "key int, block binary, aux binary, out binary"
 STEP_DDL = "kind int, key int, src int, rows binary, x binary, loss double, penalty double, finite boolean"
 _STEP_SCHEMA = pa.schema([("kind", pa.int32()), ("key", pa.int32()), ("src", pa.int32()), ("rows", pa.binary()),
                           ("x", pa.binary()), ("loss", pa.float64()), ("penalty", pa.float64()),
                           ("finite", pa.bool_())])
-_IN_SCHEMA = pa.schema([("key", pa.int32()), ("block", pa.binary()), ("aux", pa.binary()), ("out", pa.binary())])
 PARAMS, MESSAGE, VECTORS, PIECE = 0, 1, 2, 3  # the kinds of rows of a side's frame
+# a step runs as one job: adaptive execution would run its shuffle as a job of its own and re-plan between them
+# (0.1-0.3 s more per half-step on local[2]); its partitions are set, so there is nothing to adapt
+_ONE_JOB = {"spark.sql.adaptive.enabled": "false"}
 _CG_STEPS = 3  # conjugate-gradient steps per iteration for the implicit vectors (as the driver placement)
 
 
@@ -116,60 +121,6 @@ def materialise(frame, kind=PARAMS):
 
 
 # -------------------------------------------------------------------------------- blocks
-def draw_rows(start: int, stop: int, rows: int, k: int, seed: int, stream: int) -> np.ndarray:
-    """Rows ``start:stop`` of :func:`~sparknmf.kernels.seeding.chunked_draw` ``(rows, k, seed, stream)``.
-
-    Only the chunks that hold those rows are drawn, each by its own generator
-    ``default_rng([seed, stream, chunk])``, so a block's initial rows are the
-    driver's bit for bit.
-    """
-    first, last = start // CHUNK_ROWS, -(-stop // CHUNK_ROWS)
-    parts = []
-    for chunk in range(first, last):
-        size = (min(CHUNK_ROWS, rows - chunk * CHUNK_ROWS), k)
-        parts.append(np.random.default_rng([seed, stream, chunk]).standard_normal(size))
-    drawn = np.vstack(parts) if parts else np.zeros((0, k))
-    offset = first * CHUNK_ROWS
-    return drawn[start - offset : stop - offset]
-
-
-def out_lists(indptr: np.ndarray, cols: np.ndarray, other_step: int) -> bytes:
-    """A block's out-lists: for every block of the other side, the block's rows its ratings refer to.
-
-    ``indptr``/``cols`` are the block's CSR (``cols`` global indices of the
-    other side, cut in blocks of ``other_step``).  Encoded as int32 ``[count,
-    dst keys (count), offsets (count + 1), rows]``, destinations ascending,
-    rows ascending within each.
-    """
-    b = indptr.size - 1
-    rows = np.repeat(np.arange(b, dtype=np.int64), np.diff(indptr))
-    pairs = np.unique(np.asarray(cols, np.int64) // other_step * max(b, 1) + rows)
-    dst, local = pairs // max(b, 1), pairs % max(b, 1)
-    keys, starts = np.unique(dst, return_index=True)
-    offsets = np.r_[starts, pairs.size]
-    return np.concatenate([[keys.size], keys, offsets, local]).astype("<i4").tobytes()
-
-
-def read_out_lists(payload: bytes) -> list:
-    """Inverse of :func:`out_lists`: ``[(dst key, rows int64 array), ...]``."""
-    data = np.frombuffer(payload, "<i4")
-    count = int(data[0])
-    keys, offsets, rows = data[1 : 1 + count], data[1 + count : 2 + 2 * count], data[2 + 2 * count :]
-    return [(int(key), rows[offsets[j] : offsets[j + 1]].astype(np.int64)) for j, key in enumerate(keys)]
-
-
-@block_function
-def _in_blocks(batches, *, other_step):
-    """mapInArrow body: stored blocks ``(key, block, aux)`` of one side -> in-blocks with their out-lists."""
-    for batch in batches:
-        out = []
-        for block in batch.column("block"):
-            csr = codec.decode(block.as_buffer())
-            out.append(out_lists(csr.indptr, csr.indices, other_step))
-        yield pa.RecordBatch.from_arrays([batch.column("key"), batch.column("block"), batch.column("aux"),
-                                          pa.array(out, pa.binary())], schema=_IN_SCHEMA)
-
-
 def _rows_out(key, X, out, finite=True, loss=0.0, penalty=0.0, send=True, sent=None, kind=PARAMS) -> dict:
     """The output rows of one block: its own row (``kind``, payload ``X``), then a message per destination.
 
@@ -194,10 +145,11 @@ def initial_rows(key, out, known=None, *, step, count, width, k, seed, stream, s
                  implicit) -> dict:
     """Block ``key``'s initial rows (:data:`STEP_DDL` columns): its parameter row and, if ``send``, its messages.
 
-    The driver's draw (:func:`draw_rows`), of which a warm start overwrites the rows ``known = (local rows,
-    values)``: ``width`` parameter columns, then with ``implicit`` maybe k columns of y (else zeros).  With
-    ``implicit`` (item side) the messages carry ``[parameters | y]`` rows and a ``VECTORS`` row holds the CG
-    state ``[y | r | p | Ap]`` (r, p, Ap zeros).  ``out``: the block's :func:`out_lists`.
+    The driver's draw (:func:`~sparknmf.kernels.seeding.draw_rows`), of which a warm start overwrites the
+    rows ``known = (local rows, values)``: ``width`` parameter columns, then with ``implicit`` maybe k columns
+    of y (else zeros).  With ``implicit`` (item side) the messages carry ``[parameters | y]`` rows and a
+    ``VECTORS`` row holds the CG state ``[y | r | p | Ap]`` (r, p, Ap zeros).  ``out``: the block's
+    :func:`out_lists`.
     """
     start, stop = key * step, min((key + 1) * step, count)
     X, Y = np.zeros((stop - start, width)), np.zeros((stop - start, k))
@@ -223,21 +175,19 @@ def _initial_blocks(batches, **arguments):
             yield pa.RecordBatch.from_pydict(initial_rows(key, out.as_buffer(), **arguments), schema=_STEP_SCHEMA)
 
 
-def _received(right, other_step, cols, side, key):
-    """``(payload rows, cols re-indexed)``: the messages of ``right`` stacked by source block, and ``cols``
-    (global indices of the other side) as positions in them."""
+def _received(right, other_step, index, side, key):
+    """The rows the messages of ``right`` carry, stacked by source block (rows × width), checked to be the
+    rows ``index`` (global indices of the other side, ascending) the block's ratings refer to."""
     kinds, srcs = right.column("kind").to_numpy(), right.column("src").to_numpy()
     payloads, locals_ = right.column("x"), right.column("rows")
     messages = sorted(np.flatnonzero(kinds == MESSAGE), key=lambda j: srcs[j])
     if not messages:
         raise RuntimeError(f"MaskedALS (executors): {side} block {key} received no rows of the other side")
-    index = np.concatenate([srcs[j] * other_step + np.frombuffer(locals_[int(j)].as_buffer(), "<i4")
-                            for j in messages])
-    rows = np.vstack([codec.decode(payloads[int(j)].as_buffer()) for j in messages])
-    local = np.searchsorted(index, cols)
-    if cols.size and (local.max() >= index.size or not np.array_equal(index[local], cols)):
+    received = np.concatenate([srcs[j] * other_step + np.frombuffer(locals_[int(j)].as_buffer(), "<i4")
+                               for j in messages])
+    if not np.array_equal(received, index):
         raise RuntimeError(f"MaskedALS (executors): {side} block {key} did not receive every row it refers to")
-    return rows, local, index
+    return np.vstack([codec.decode(payloads[int(j)].as_buffer()) for j in messages])
 
 
 def _own(right, kind):
@@ -247,12 +197,15 @@ def _own(right, kind):
 
 
 def _block_view(left, right, *, side, step, other_step, ctx):
-    """``(key, entries, payload, index, own)`` of one cogroup: the block's entries with their columns re-indexed
-    into the received rows (:func:`_received`), and the block's own parameters (or None)."""
+    """``(key, entries, payload, index, own)`` of one cogroup: the block's entries with their columns as positions
+    in the received rows (the in-block's ``local``), those rows (:func:`_received`) and their global indices
+    ``index``, and the block's own parameters (or None)."""
     key = left.column("key")[0].as_py()
     entries = build_entries(side, key, step, left.column("block")[0].as_buffer(), left.column("aux")[0].as_buffer(),
                             ctx)
-    payload, local, index = _received(right, other_step, entries.cols, side, key)
+    index = np.frombuffer(left.column("index")[0].as_buffer(), "<i4")
+    payload = _received(right, other_step, index, side, key)
+    local = np.frombuffer(left.column("local")[0].as_buffer(), "<i4").astype(np.int64)
     return key, dataclasses.replace(entries, cols=local), payload, index, _own(right, PARAMS)
 
 
@@ -430,16 +383,9 @@ class ExecutorFit:
         return out.repartition(self.partitions, "key")
 
     def _cogroup(self, side, right, body, kind=PARAMS):
-        return materialise(self.in_frames[side].groupBy("key").cogroup(right.groupBy("key"))
-                           .applyInArrow(body, STEP_DDL), kind)
-
-    def _in_frame(self, side):
-        from pyspark.sql import functions as F
-
-        code = SIDES.index(side)
-        stored = self.blocks.store.filter(F.col("side") == code).select("key", "block", "aux")
-        body = Call(_in_blocks, dict(other_step=self.blocks.steps[other_side(side)]))
-        return stored.mapInArrow(body, IN_DDL).repartition(self.partitions, "key").cache()
+        with session_conf(self.spark, _ONE_JOB):
+            return materialise(self.in_frames[side].groupBy("key").cogroup(right.groupBy("key"))
+                               .applyInArrow(body, STEP_DDL), kind)
 
     def _initial(self, side):
         est = self.est
@@ -461,9 +407,13 @@ class ExecutorFit:
                                  other_spec=self.specs[other], options=self.options, send=True,
                                  implicit=self.implicit)
 
+    def _warm(self) -> bool:
+        """Whether the row solves start from the block's previous rows (NNLS), which are then shuffled to it."""
+        return self.options["nonnegative"]
+
     def half_step(self, side):
         other = other_side(side)
-        parts = [(self.inbox[side], MESSAGE), (self.frames[side], PARAMS)]
+        parts = [(self.inbox[side], MESSAGE)] + ([(self.frames[side], PARAMS)] if self._warm() else [])
         if self.implicit and side == "item":
             parts.append((self.vectors, VECTORS))
         out, stats = self._cogroup(side, self._rows(*parts), self._step_body(side))
@@ -526,7 +476,7 @@ class ExecutorFit:
         try:
             with describe_jobs(spark, "sparknmf: ALS (executors) in-blocks and initial parameters"):
                 for side in SIDES:
-                    self.in_frames[side] = self._in_frame(side)
+                    self.in_frames[side] = in_frame(self.blocks, side, self.partitions)
                     self._keep(**{f"frames_{side}": self._initial(side)})
                 self._keep(inbox_user=self.frames["item"], vectors=self.frames["item"] if self.implicit else None)
             penalty = {}

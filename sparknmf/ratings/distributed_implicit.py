@@ -135,6 +135,9 @@ class PrefsExecutorFit(ExecutorFit):
         super().__init__(est, blocks, specs, callback, warm, checkpoint)
         self.options = implicit_prefs_options(est)
 
+    def _warm(self) -> bool:
+        return self.options["nonnegative"] or bool(self.options["cg_steps"])
+
     def _step_body(self, side):
         other = other_side(side)
         gram = side_gram(self.frames[other], self.k)

@@ -304,17 +304,20 @@ def _partitions(spark, blocks: int, rows: int, received: bool) -> int:
     return max(1, min(blocks, cores))
 
 
-def _grid(spark, n, blocks, nnz, received=False):
+def _grid(spark, n, blocks, nnz, received=False, other=None):
     """Rows per block: ``blocks`` blocks, or automatically a multiple of the cores with ≤ ~4M ratings and at
     most ``_MAX_BLOCK_ROWS`` rows each.
 
     ``received`` (the executors placement): also as many blocks as keep the rows a block *receives* from the
-    other side (at most one per rating) within ``_MAX_BLOCK_ROWS``, since they arrive as one group of a
-    cogroup: 8M ratings of 4M users over 20,000 items in 2 item blocks sent each item block 1.6 GB of user
-    rows at rank 50.
+    other side within ``_MAX_BLOCK_ROWS``, since they arrive as one group of a cogroup: 8M ratings of 4M users
+    over 20,000 items in 2 item blocks sent each item block 1.6 GB of user rows at rank 50.  A block receives
+    at most one row per rating and at most ``other`` rows (the other side's count; None: unknown), so when
+    ``other`` ≤ ``_MAX_BLOCK_ROWS`` the bound holds with any number of blocks, and more blocks would only
+    multiply the rows sent (each is sent once per block of this side that refers to it).
     """
     cores = parallelism(spark)
-    rows = max(n, nnz) if received else n
+    bounded = other is not None and other <= _MAX_BLOCK_ROWS
+    rows = max(n, nnz) if received and not bounded else n
     waves = max(math.ceil(nnz / (_TARGET_BLOCK_NNZ * cores)), math.ceil(rows / (_MAX_BLOCK_ROWS * cores)))
     count = blocks or cores * waves
     count = max(1, min(count, n))
@@ -450,8 +453,8 @@ def ingest_ratings(frame, *, user_col, item_col, rating_col, weight_col="", time
     if factors == "executors" and on_driver:  # parameters beyond the driver: so are the blocks
         on_driver, table = False, None
     received = factors == "executors"
-    steps = {"user": _grid(spark, n, user_blocks, stats["rows"], received),
-             "item": _grid(spark, m, item_blocks, stats["rows"], received)}
+    steps = {"user": _grid(spark, n, user_blocks, stats["rows"], received, other=m),
+             "item": _grid(spark, m, item_blocks, stats["rows"], received, other=n)}
     partitions = _partitions(spark, max(math.ceil(n / steps["user"]), math.ceil(m / steps["item"])), max(n, m),
                              received)
     timed = bool(time_col)
