@@ -24,7 +24,7 @@ def frame(spark):
 
 
 def _fit_both(frame, **options):
-    est = MaskedALS(**{**FAST, "maxIter": 3, **GRID, **options})
+    est = MaskedALS(**{**FAST, "maxIter": 2, **GRID, **options})
     driver = est.copy({est.factorPlacement: "driver"}).fit(frame)
     executors = est.copy({est.factorPlacement: "executors"}).fit(frame)
     return driver, executors

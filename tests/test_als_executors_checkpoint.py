@@ -9,8 +9,8 @@ from sparknmf import MaskedALS
 
 pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore::sparknmf.ConvergenceWarning")]
 
-EXECUTORS = dict(backend="spark", numUserBlocks=3, numItemBlocks=2, factorPlacement="executors", maxIter=6,
-                 checkpointInterval=2)
+EXECUTORS = dict(backend="spark", numUserBlocks=3, numItemBlocks=2, factorPlacement="executors", maxIter=4,
+                 checkpointInterval=1)
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +39,12 @@ def test_resume_equals_the_uninterrupted_fit(spark, frame, tmp_path, options):
     est = MaskedALS(**{**FAST, **EXECUTORS, **options, "checkpointDir": str(tmp_path / "ckpt")})
     whole = est.copy({est.checkpointDir: str(tmp_path / "whole")}).fit(frame)  # saving changes nothing
     with pytest.raises(Crash):
-        est.fitFrom(frame, callback=_crash_after(5))  # checkpoints after iterations 2 and 4
-    assert [p.name for p in (tmp_path / "ckpt").glob("blocks-*")] == ["blocks-00000004"]  # the older one removed
-    assert list((tmp_path / "ckpt" / "blocks-00000004" / "user").glob("*.parquet"))
+        est.fitFrom(frame, callback=_crash_after(3))  # checkpoints after iterations 1, 2 and 3
+    assert [p.name for p in (tmp_path / "ckpt").glob("blocks-*")] == ["blocks-00000003"]  # the older ones removed
+    assert list((tmp_path / "ckpt" / "blocks-00000003" / "user").glob("*.parquet"))
     seen = []
     resumed = est.fitFrom(frame, resume=True, callback=lambda i, e, o: seen.append(i))
-    assert seen == [5, 6] and resumed.placement == "executors" and resumed.nIter == 6
+    assert seen == [4] and resumed.placement == "executors" and resumed.nIter == 4
     for side in ("user", "item"):
         np.testing.assert_allclose(resumed.parameters(side), whole.parameters(side), rtol=1e-10, atol=1e-12)
     assert resumed.history == pytest.approx(whole.history, rel=1e-10)
