@@ -29,8 +29,8 @@ import pyarrow as pa
 from sparknmf.engine import codec
 from sparknmf.kernels.topn import top_n
 
-__all__ = ["FrameSide", "blocks_from_rows", "id_frame", "load_step", "param_rows", "read_side", "recommend_blocks",
-           "shuffled", "slice_blocks", "write_side"]
+__all__ = ["FrameSide", "blocks_from_rows", "id_frame", "id_rows", "load_step", "param_rows", "read_side",
+           "recommend_blocks", "shuffled", "slice_blocks", "write_side"]
 
 _QUERY_CHUNK = 4096  # queries scored by one matrix product (per target chunk of top_n)
 ROWS_DDL = "index long, values array<double>"
@@ -155,13 +155,17 @@ def load_step(spark, count: int, width: int) -> int:
     return max(1, min(-(-count // max(1, parallelism(spark))), _BLOCK_BYTES // (8 * max(1, width))))
 
 
+def id_rows(side: FrameSide, extra=None):
+    """DataFrame ``(index, values, id)``: the side's parameter rows with their ids, joined by the executors."""
+    return param_rows(side.blocks, side.step, extra=extra).join(shuffled(side.ids), "index")
+
+
 # -------------------------------------------------------------------------------- persistence
 def write_side(side: FrameSide, path: str, *, extra=None, overwrite=False) -> None:
     """The side's rows ``(index, id, features)`` as Parquet at ``path``, written by the executors."""
     from pyspark.sql import functions as F
 
-    rows = param_rows(side.blocks, side.step, extra=extra)
-    out = rows.join(shuffled(side.ids), "index").select("index", "id", F.col("values").alias("features"))
+    out = id_rows(side, extra=extra).select("index", "id", F.col("values").alias("features"))
     out.write.mode("overwrite" if overwrite else "error").parquet(path)
 
 

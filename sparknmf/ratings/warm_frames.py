@@ -7,7 +7,7 @@ happens without collecting either side (:class:`WarmStart`):
 
 1. the initial model's rows as a DataFrame ``(id, values array<double>)``:
    made by the executors from its parameter blocks when the model is in the
-   executors (:func:`~sparknmf.ratings.factor_frames.param_rows`, ids joined
+   executors (:func:`~sparknmf.ratings.factor_frames.id_rows`, ids joined
    by a shuffle), uploaded in pieces of at most 64 MB when it is on the driver;
 2. joined (a shuffle, never a broadcast) with the fit's ids ``(index, id)``
    (an :class:`~sparknmf.engine.id_index.IdIndex` frame, or the ids the driver
@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from sparknmf.engine.calls import block_function
 from sparknmf.ratings.distributed import _STEP_SCHEMA, STEP_DDL, initial_rows
-from sparknmf.ratings.factor_frames import id_frame, param_rows, shuffled
+from sparknmf.ratings.factor_frames import id_frame, id_rows, shuffled
 
 __all__ = ["WarmStart", "lay_rows"]
 
@@ -99,9 +99,7 @@ class WarmStart:
         """DataFrame ``(id, values array<double>)``: the initial model's rows of ``side`` (see the module)."""
         model = self.initial
         if model.placement == "executors":
-            frame = model._frame_side(side)
-            rows = param_rows(frame.blocks, frame.step)
-            return rows.join(shuffled(frame.ids), "index").select("id", "values")
+            return id_rows(model._frame_side(side)).select("id", "values")
         P = model.parameters(side)
         if self.vectors and side == "item":
             P = np.hstack([P, model.implicitVectors])
